@@ -1,0 +1,242 @@
+//! The typed chassis sections of `config.yaml`. Every field has a documented default, so a
+//! service runs with no file at all.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::values::{byte_size, duration, port};
+
+/// Every chassis-owned section. The user's own `app` section is read with
+/// [`Config::app`](super::Config::app).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ChassisConfig {
+    /// `service`: name and version.
+    pub service: ServiceSection,
+    /// `server`: listener, limits and shutdown.
+    pub server: ServerSection,
+    /// `logging`: format, level and access log.
+    pub logging: LoggingSection,
+    /// `metrics`: Prometheus exposition.
+    pub metrics: MetricsSection,
+    /// `health`: probe timeouts and caching.
+    pub health: HealthSection,
+    /// `tracing`: reserved for the tracing feature; accepted as written.
+    pub tracing: Value,
+    /// `resilience`: reserved; accepted as written.
+    pub resilience: Value,
+    /// `clients`: reserved; accepted as written.
+    pub clients: Value,
+    /// `discovery`: reserved; accepted as written.
+    pub discovery: Value,
+    /// `openapi`: reserved; accepted as written.
+    pub openapi: Value,
+    /// `admin`: reserved; accepted as written.
+    pub admin: Value,
+    /// `app`: the user's own section, typed by the user.
+    pub app: Value,
+}
+
+/// `service:` who we are. Used in logs, metrics and (later) traces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ServiceSection {
+    /// Service name. Defaults to the executable's file name.
+    pub name: String,
+    /// Service version. Defaults to `unknown`.
+    pub version: String,
+}
+
+impl Default for ServiceSection {
+    fn default() -> Self {
+        let name = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "service".to_owned());
+        Self {
+            name,
+            version: "unknown".to_owned(),
+        }
+    }
+}
+
+/// `server:` the public listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ServerSection {
+    /// Address to bind. `127.0.0.1` by default; use `0.0.0.0` in containers.
+    pub host: IpAddr,
+    /// Port to bind; `0` picks a free port. Default 8080.
+    #[serde(with = "port")]
+    pub port: u16,
+    /// Optional second listener for the chassis endpoints (health, metrics).
+    pub management: Option<ManagementSection>,
+    /// Request limits applied to the user's routes.
+    pub limits: LimitsSection,
+    /// Graceful shutdown timing.
+    pub shutdown: ShutdownSection,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 8080,
+            management: None,
+            limits: LimitsSection::default(),
+            shutdown: ShutdownSection::default(),
+        }
+    }
+}
+
+/// `server.management:` moves health and metrics off the public port.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ManagementSection {
+    /// Address to bind. Default `127.0.0.1`.
+    pub host: IpAddr,
+    /// Port to bind; `0` picks a free port. Default 9090.
+    #[serde(with = "port")]
+    pub port: u16,
+}
+
+impl Default for ManagementSection {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 9090,
+        }
+    }
+}
+
+/// `server.limits:` bounds on the user's routes. Chassis endpoints are exempt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct LimitsSection {
+    /// Whole-request timeout; over it the client gets 504. `0` disables. Default `30s`.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// Largest request body; over it the client gets 413. Default `2MiB`.
+    #[serde(with = "byte_size")]
+    pub body_size: u64,
+    /// Requests handled at once across all routes; excess gets 503. `0` disables. Default 1024.
+    pub concurrency: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            body_size: 2 * 1024 * 1024,
+            concurrency: 1024,
+        }
+    }
+}
+
+/// `server.shutdown:` see the graceful shutdown sequence in the crate docs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ShutdownSection {
+    /// Time between readiness going DOWN and the listener closing, so that load balancers
+    /// stop sending traffic first. Default `5s`.
+    #[serde(with = "duration")]
+    pub drain_delay: Duration,
+    /// Time in-flight requests get to finish after the listener closes. Default `30s`.
+    #[serde(with = "duration")]
+    pub grace: Duration,
+}
+
+impl Default for ShutdownSection {
+    fn default() -> Self {
+        Self {
+            drain_delay: Duration::from_secs(5),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// One flat JSON object per line (the default).
+    #[default]
+    Json,
+    /// Human-friendly, coloured when on a terminal; for local development.
+    Pretty,
+}
+
+/// `logging:` format, level and access log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct LoggingSection {
+    /// `json` (default) or `pretty`.
+    pub format: LogFormat,
+    /// A level (`info`) or a filter (`info,hyper=warn`). `RUST_LOG` overrides it.
+    pub level: String,
+    /// Log one line per request (method, route, status, duration, request id, peer).
+    pub access: bool,
+}
+
+impl Default for LoggingSection {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            level: "info".to_owned(),
+            access: false,
+        }
+    }
+}
+
+/// `metrics:` Prometheus exposition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct MetricsSection {
+    /// Record and expose metrics. Default true.
+    pub enabled: bool,
+    /// Path of the exposition endpoint. Default `/metrics`.
+    pub path: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: "/metrics".to_owned(),
+        }
+    }
+}
+
+/// `health:` how checks run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct HealthSection {
+    /// Default per-check timeout; a check over it is DOWN. Default `2s`.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// How long a check result is reused. `0s` (default) runs checks on every probe.
+    #[serde(with = "duration")]
+    pub cache_ttl: Duration,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(2),
+            cache_ttl: Duration::ZERO,
+        }
+    }
+}

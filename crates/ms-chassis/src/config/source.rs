@@ -1,0 +1,365 @@
+//! Config layers (defaults, file, profile file, environment, inline YAML) merged into one
+//! JSON tree that remembers, for every key path, the layer and line it came from.
+//!
+//! We parse YAML with saphyr's marked nodes rather than a serde YAML deserializer because the
+//! layers must be merged *before* typed deserialization, and errors after the merge must still
+//! point at `file:line`. Keeping a path → origin map beside a plain `serde_json::Value` gives
+//! both, and lets `serde_path_to_error` name the failing key.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+use serde_json::{Map, Value};
+
+use super::error::ConfigError;
+
+/// Prefix of environment overrides: `MS__SERVER__PORT=9000` sets `server.port`.
+pub(crate) const ENV_PREFIX: &str = "MS__";
+
+/// Which layer a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    Defaults,
+    File(PathBuf),
+    Env(String),
+    Inline,
+}
+
+/// Where a key was set: the layer and, for YAML, the 1-based line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub(crate) source: Source,
+    pub(crate) line: Option<usize>,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.source, self.line) {
+            (Source::Defaults, _) => f.write_str("embedded defaults"),
+            (Source::File(p), Some(line)) => write!(f, "{}:{line}", p.display()),
+            (Source::File(p), None) => write!(f, "{}", p.display()),
+            (Source::Env(var), _) => write!(f, "environment variable {var}"),
+            (Source::Inline, Some(line)) => write!(f, "inline config:{line}"),
+            (Source::Inline, None) => f.write_str("inline config"),
+        }
+    }
+}
+
+/// The merged tree and the origin of every key path in it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Layered {
+    pub(crate) value: Value,
+    origins: HashMap<String, Origin>,
+}
+
+impl Layered {
+    pub(crate) fn new() -> Self {
+        Self {
+            value: Value::Object(Map::new()),
+            origins: HashMap::new(),
+        }
+    }
+
+    /// The origin of `path`, or of its nearest ancestor that has one.
+    pub(crate) fn origin_of(&self, path: &str) -> Option<&Origin> {
+        let mut p = path;
+        loop {
+            if let Some(o) = self.origins.get(p) {
+                return Some(o);
+            }
+            p = &p[..p.rfind(['.', '['])?];
+        }
+    }
+
+    /// Layers `other` on top: objects merge key by key, anything else replaces.
+    pub(crate) fn merge(&mut self, other: Layered) {
+        merge_value(&mut self.value, other.value);
+        self.origins.extend(other.origins);
+    }
+
+    /// Sets one dotted path, creating objects on the way.
+    pub(crate) fn set_path(&mut self, path: &[String], value: Value, origin: Origin) {
+        let mut node = &mut self.value;
+        let mut dotted = String::new();
+        for (i, segment) in path.iter().enumerate() {
+            if i > 0 {
+                dotted.push('.');
+            }
+            dotted.push_str(segment);
+            self.origins.insert(dotted.clone(), origin.clone());
+            if !node.is_object() {
+                *node = Value::Object(Map::new());
+            }
+            let map = node.as_object_mut().expect("just made an object");
+            node = map.entry(segment.clone()).or_insert(Value::Null);
+        }
+        *node = value;
+    }
+}
+
+fn merge_value(base: &mut Value, top: Value) {
+    match (base, top) {
+        (Value::Object(b), Value::Object(t)) => {
+            for (k, v) in t {
+                match b.get_mut(&k) {
+                    Some(existing) => merge_value(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, t) => *b = t,
+    }
+}
+
+/// Reads and parses one YAML file. A missing file is reported by the caller, which knows
+/// whether the file was named explicitly.
+pub(crate) fn read_yaml_file(path: &Path) -> Result<Layered, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            Some(path.display().to_string()),
+            None,
+            format!("cannot read config file: {e}"),
+        )
+    })?;
+    parse_yaml(&text, Source::File(path.to_path_buf()))
+}
+
+/// Parses YAML text into a layer. The document must be a mapping (or empty).
+pub(crate) fn parse_yaml(text: &str, source: Source) -> Result<Layered, ConfigError> {
+    let at = |line: Option<usize>| {
+        Origin {
+            source: source.clone(),
+            line,
+        }
+        .to_string()
+    };
+    let docs = MarkedYaml::load_from_str(text).map_err(|e| {
+        ConfigError::new(
+            Some(at(Some(e.marker().line()))),
+            None,
+            format!(
+                "invalid YAML: {} (column {})",
+                e.info(),
+                e.marker().col() + 1
+            ),
+        )
+    })?;
+    let mut layer = Layered::new();
+    let Some(doc) = docs.into_iter().next() else {
+        return Ok(layer);
+    };
+    let mut conv = Converter {
+        source: &source,
+        origins: &mut layer.origins,
+    };
+    let value = conv.node(&doc, "")?;
+    match value {
+        Value::Object(_) => layer.value = value,
+        Value::Null => {}
+        _ => {
+            return Err(ConfigError::new(
+                Some(at(Some(doc.span.start.line()))),
+                None,
+                "expected a mapping of sections (service:, server:, …) at the top level",
+            ));
+        }
+    }
+    Ok(layer)
+}
+
+struct Converter<'a> {
+    source: &'a Source,
+    origins: &'a mut HashMap<String, Origin>,
+}
+
+impl Converter<'_> {
+    fn origin(&self, line: usize) -> Origin {
+        Origin {
+            source: self.source.clone(),
+            line: Some(line),
+        }
+    }
+
+    fn error(&self, line: usize, path: &str, message: impl Into<String>) -> ConfigError {
+        let key = (!path.is_empty()).then(|| path.to_owned());
+        ConfigError::new(Some(self.origin(line).to_string()), key, message)
+    }
+
+    fn node(&mut self, node: &MarkedYaml<'_>, path: &str) -> Result<Value, ConfigError> {
+        let line = node.span.start.line();
+        Ok(match &node.data {
+            YamlData::Value(s) => scalar_to_json(s),
+            YamlData::Representation(text, style, tag) => {
+                match Scalar::parse_from_cow_and_metadata(text.clone(), *style, tag.as_ref()) {
+                    Some(s) => scalar_to_json(&s),
+                    None => return Err(self.error(line, path, format!("invalid value {text:?}"))),
+                }
+            }
+            YamlData::Sequence(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let p = format!("{path}[{i}]");
+                    self.origins
+                        .insert(p.clone(), self.origin(item.span.start.line()));
+                    out.push(self.node(item, &p)?);
+                }
+                Value::Array(out)
+            }
+            YamlData::Mapping(entries) => {
+                let mut out = Map::new();
+                for (k, v) in entries {
+                    let key = match self.node(k, path)? {
+                        Value::String(s) => s,
+                        Value::Null => {
+                            return Err(self.error(
+                                k.span.start.line(),
+                                path,
+                                "empty mapping key",
+                            ));
+                        }
+                        Value::Object(_) | Value::Array(_) => {
+                            return Err(self.error(
+                                k.span.start.line(),
+                                path,
+                                "mapping keys must be plain scalars",
+                            ));
+                        }
+                        other => other.to_string(),
+                    };
+                    let p = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    self.origins
+                        .insert(p.clone(), self.origin(k.span.start.line()));
+                    let value = self.node(v, &p)?;
+                    out.insert(key, value);
+                }
+                Value::Object(out)
+            }
+            YamlData::Tagged(_, inner) => self.node(inner, path)?,
+            YamlData::Alias(_) => {
+                return Err(self.error(line, path, "YAML aliases are not supported in config"));
+            }
+            YamlData::BadValue => return Err(self.error(line, path, "invalid YAML value")),
+        })
+    }
+}
+
+fn scalar_to_json(s: &Scalar<'_>) -> Value {
+    match s {
+        Scalar::Null => Value::Null,
+        Scalar::Boolean(b) => Value::Bool(*b),
+        Scalar::Integer(i) => Value::from(*i),
+        Scalar::FloatingPoint(f) => serde_json::Number::from_f64(f.into_inner())
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(f.to_string())),
+        Scalar::String(s) => Value::String(s.to_string()),
+    }
+}
+
+/// Builds the environment layer from `MS__A__B=value` pairs. Values are read as YAML
+/// scalars, so `9000` is a number and `true` a boolean, exactly as in a file.
+pub(crate) fn env_layer<I>(vars: I) -> Layered
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    let mut pairs: Vec<_> = vars
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    // Deterministic: a deeper override (`MS__SERVER__PORT`) wins over a shallower one.
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut layer = Layered::new();
+    for (var, raw) in pairs {
+        let path: Vec<String> = var[ENV_PREFIX.len()..]
+            .split("__")
+            .map(str::to_ascii_lowercase)
+            .collect();
+        if path.iter().any(String::is_empty) {
+            continue;
+        }
+        let value = scalar_to_json(&Scalar::parse_from_cow(Cow::Owned(raw)));
+        let origin = Origin {
+            source: Source::Env(var.clone()),
+            line: None,
+        };
+        layer.set_path(&path, value, origin);
+    }
+    layer
+}
+
+/// Turns a JSON value of defaults into a layer.
+pub(crate) fn defaults_layer(value: Value) -> Layered {
+    let mut layer = Layered::new();
+    fn walk(v: &Value, path: &str, origins: &mut HashMap<String, Origin>) {
+        if let Value::Object(map) = v {
+            for (k, child) in map {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                origins.insert(
+                    p.clone(),
+                    Origin {
+                        source: Source::Defaults,
+                        line: None,
+                    },
+                );
+                walk(child, &p, origins);
+            }
+        }
+    }
+    walk(&value, "", &mut layer.origins);
+    layer.value = value;
+    layer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_lines_are_recorded_per_key() {
+        let l = parse_yaml("server:\n  port: 80\n  host: 0.0.0.0\n", Source::Inline).unwrap();
+        assert_eq!(l.origin_of("server.host").unwrap().line, Some(3));
+        assert_eq!(l.origin_of("server.port").unwrap().line, Some(2));
+        assert_eq!(l.value["server"]["port"], 80);
+    }
+
+    #[test]
+    fn env_values_are_typed_like_yaml_scalars() {
+        let l = env_layer([
+            ("MS__SERVER__PORT".into(), "9000".into()),
+            ("MS__LOGGING__ACCESS".into(), "true".into()),
+            ("OTHER".into(), "x".into()),
+        ]);
+        assert_eq!(l.value["server"]["port"], 9000);
+        assert_eq!(l.value["logging"]["access"], true);
+        assert_eq!(
+            l.origin_of("server.port").unwrap().to_string(),
+            "environment variable MS__SERVER__PORT"
+        );
+    }
+
+    #[test]
+    fn merge_is_deep_and_top_wins() {
+        let mut base = parse_yaml("a: {b: 1, c: 2}", Source::Inline).unwrap();
+        base.merge(parse_yaml("a: {c: 3}", Source::Inline).unwrap());
+        assert_eq!(base.value, serde_json::json!({"a": {"b": 1, "c": 3}}));
+    }
+
+    #[test]
+    fn invalid_yaml_names_the_line() {
+        let e = parse_yaml("a: 1\nb: [1, 2\n", Source::Inline).unwrap_err();
+        assert!(e.to_string().starts_with("inline config:"), "{e}");
+        assert!(e.to_string().contains("invalid YAML"), "{e}");
+    }
+}

@@ -1,0 +1,141 @@
+//! Serde adapters for the human-written value types in config: durations (`30s`, `250ms`),
+//! byte sizes (`2MiB`) and ports. Each error message says what was expected and what was found.
+
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Unexpected, Visitor};
+use serde::ser::Serializer;
+use serde::{Deserialize, Serialize};
+
+fn describe(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// `30s`, `250ms`, `5m`, `1h 30m`; a bare `0` means zero.
+pub(crate) mod duration {
+    use super::*;
+
+    pub(crate) fn parse(s: &str) -> Option<Duration> {
+        let s = s.trim();
+        if s == "0" {
+            return Some(Duration::ZERO);
+        }
+        humantime::parse_duration(s).ok()
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let parsed = match &v {
+            serde_json::Value::String(s) => parse(s),
+            serde_json::Value::Number(n) if n.as_u64() == Some(0) => Some(Duration::ZERO),
+            _ => None,
+        };
+        parsed.ok_or_else(|| {
+            de::Error::custom(format!(
+                "expected a duration such as 30s, 250ms or 5m, found {}",
+                describe(&v)
+            ))
+        })
+    }
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        humantime::format_duration(*d).to_string().serialize(s)
+    }
+}
+
+/// `2MiB`, `512KiB`, `1000000`.
+pub(crate) mod byte_size {
+    use super::*;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let parsed = match &v {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.trim().parse::<bytesize::ByteSize>().ok().map(|b| b.0),
+            _ => None,
+        };
+        parsed.ok_or_else(|| {
+            de::Error::custom(format!(
+                "expected a size such as 2MiB, 512KiB or a number of bytes, found {}",
+                describe(&v)
+            ))
+        })
+    }
+
+    pub(crate) fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+        bytesize::ByteSize(*n).display().iec_short().to_string().replace(' ', "").serialize(s)
+    }
+}
+
+/// A TCP port. `0` asks the OS for a free port (useful in tests); the bound port is logged.
+pub(crate) mod port {
+    use super::*;
+
+    struct PortVisitor;
+
+    const EXPECTED: &str = "an integer 0-65535";
+
+    impl Visitor<'_> for PortVisitor {
+        type Value = u16;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(EXPECTED)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u16, E> {
+            u16::try_from(v)
+                .map_err(|_| E::custom(format!("expected {EXPECTED}, found {v}")))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u16, E> {
+            u16::try_from(v)
+                .map_err(|_| E::custom(format!("expected {EXPECTED}, found {v}")))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<u16, E> {
+            Err(E::invalid_type(Unexpected::Float(v), &self))
+                .map_err(|_: E| E::custom(format!("expected {EXPECTED}, found {v}")))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u16, E> {
+            v.parse::<u16>()
+                .map_err(|_| E::custom(format!("expected {EXPECTED}, found {v:?}")))
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<u16, E> {
+            Err(E::custom(format!("expected {EXPECTED}, found {v}")))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<u16, E> {
+            Err(E::custom(format!("expected {EXPECTED}, found null")))
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+        d.deserialize_any(PortVisitor)
+    }
+
+    pub(crate) fn serialize<S: Serializer>(p: &u16, s: S) -> Result<S::Ok, S::Error> {
+        p.serialize(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Deserialize, Debug)]
+    struct T {
+        #[serde(with = "duration")]
+        d: Duration,
+    }
+
+    #[test]
+    fn durations_parse_and_reject_parsecs() {
+        let t: T = serde_json::from_value(json!({"d": "250ms"})).unwrap();
+        assert_eq!(t.d, Duration::from_millis(250));
+        let e = serde_json::from_value::<T>(json!({"d": "30 parsecs"})).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("expected a duration such as 30s, 250ms or 5m, found \"30 parsecs\""),
+            "{e}"
+        );
+    }
+}

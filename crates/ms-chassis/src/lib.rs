@@ -1,0 +1,26 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod error;
+pub mod health;
+pub mod metrics;
+pub mod server;
+mod service;
+mod telemetry;
+
+pub use error::{Error, Result};
+pub use service::{CancellationToken, RunningService, Service, ServiceBuilder};
+
+/// Re-exported so services need no direct axum dependency for the basics.
+pub use axum;
+
+/// The names a typical service needs.
+pub mod prelude {
+    pub use crate::health::{CheckOutcome, Probe};
+    pub use crate::{Result, Service};
+    pub use axum::extract::{Json, Path, Query, State};
+    pub use axum::routing::{delete, get, patch, post, put};
+    pub use axum::Router;
+    pub use axum::http::StatusCode;
+}

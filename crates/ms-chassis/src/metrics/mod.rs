@@ -1,0 +1,169 @@
+//! Prometheus metrics: RED metrics per route, process metrics, build info, and the user's own.
+//!
+//! Built on the `prometheus` crate rather than the `metrics` facade or `prometheus-client`:
+//! its histograms are lock-free on the hot path, it ships the standard Linux `process_*`
+//! collector, and it writes text format 0.0.4, which `promtool check metrics` reads
+//! (prometheus-client writes OpenMetrics only).
+//!
+//! Adding a metric of your own is one line, either on the service's registry:
+//!
+//! ```
+//! # let svc = ms_chassis::Service::builder().build()?;
+//! let orders = svc.metrics().counter("orders_placed_total", "Orders placed.")?;
+//! orders.inc();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! or anywhere, with the `prometheus` macros on the default registry, which `/metrics`
+//! also exposes:
+//!
+//! ```
+//! use ms_chassis::metrics::prometheus::register_int_gauge;
+//! let queue = register_int_gauge!("jobs_queued", "Jobs waiting.").unwrap();
+//! queue.set(3);
+//! ```
+
+mod http;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+pub use prometheus;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub(crate) use http::HttpMetricsLayer;
+
+/// OpenTelemetry's advisory buckets for `http.server.request.duration`, in seconds.
+pub const HTTP_DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// The service's metric registry. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    inner: Arc<MetricsInner>,
+}
+
+#[derive(Debug)]
+struct MetricsInner {
+    registry: Registry,
+    http_duration: HistogramVec,
+    http_active: IntGauge,
+}
+
+impl Metrics {
+    pub(crate) fn new(service: &crate::config::ServiceSection) -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_server_request_duration_seconds",
+                "Duration of HTTP server requests.",
+            )
+            .buckets(HTTP_DURATION_BUCKETS.to_vec()),
+            &["http_request_method", "http_route", "http_response_status_code"],
+        )?;
+        registry.register(Box::new(http_duration.clone()))?;
+        let http_active = IntGauge::new(
+            "http_server_active_requests",
+            "Number of active HTTP server requests.",
+        )?;
+        registry.register(Box::new(http_active.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "ms_chassis_build_info",
+                "Build information: chassis version, service name and version; always 1.",
+            ),
+            &["version", "service", "service_version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), &service.name, &service.version])
+            .set(1);
+        registry.register(Box::new(build_info))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Self {
+            inner: Arc::new(MetricsInner {
+                registry,
+                http_duration,
+                http_active,
+            }),
+        })
+    }
+
+    /// The underlying registry, for registering any `prometheus` collector.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Registers and returns a counter. Prometheus convention: end the name in `_total`.
+    pub fn counter(&self, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+        let c = IntCounter::new(name, help)?;
+        self.inner.registry.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    /// Registers and returns a gauge.
+    pub fn gauge(&self, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+        let g = IntGauge::new(name, help)?;
+        self.inner.registry.register(Box::new(g.clone()))?;
+        Ok(g)
+    }
+
+    /// Registers and returns a histogram with the given bucket upper bounds.
+    pub fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+    ) -> prometheus::Result<Histogram> {
+        let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
+        self.inner.registry.register(Box::new(h.clone()))?;
+        Ok(h)
+    }
+
+    fn http_instruments(&self) -> http::HttpInstruments {
+        http::HttpInstruments {
+            duration: self.inner.http_duration.clone(),
+            active: self.inner.http_active.clone(),
+        }
+    }
+
+    /// Renders every metric, ours and the default registry's, in text format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut families = self.inner.registry.gather();
+        let ours: std::collections::HashSet<String> =
+            families.iter().map(|f| f.name().to_owned()).collect();
+        families.extend(
+            prometheus::gather()
+                .into_iter()
+                .filter(|f| !ours.contains(f.name())),
+        );
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new()
+            .encode(&families, &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(out).expect("text format is UTF-8")
+    }
+
+    pub(crate) fn routes(&self, path: &str) -> Router {
+        let metrics = self.clone();
+        Router::new().route(
+            path,
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+                    metrics.render(),
+                )
+                    .into_response()
+            }),
+        )
+    }
+}

@@ -1,0 +1,320 @@
+//! [`Service`]: load config, set up logs and metrics, wrap the user's router in the chassis
+//! stack, serve, and shut down gracefully.
+//!
+//! Shutdown is one [`CancellationToken`]. On SIGTERM or Ctrl-C (or
+//! [`RunningService::trigger_shutdown`]): readiness goes DOWN; the service waits
+//! `server.shutdown.drain_delay` so load balancers notice; the listener stops accepting;
+//! in-flight requests get up to `server.shutdown.grace` to finish; then the management
+//! listener closes. A second signal exits at once.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+pub use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigLoader};
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::{Error, Result};
+
+/// A configured service, ready to serve a router.
+#[derive(Debug)]
+pub struct Service {
+    config: Config,
+    health: Health,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+}
+
+/// Builds a [`Service`] from config given in code or from files.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct ServiceBuilder {
+    loader: ConfigLoader,
+}
+
+impl ServiceBuilder {
+    /// Uses this loader instead of the default (embedded defaults only).
+    pub fn config(mut self, loader: ConfigLoader) -> Self {
+        self.loader = loader;
+        self
+    }
+
+    /// Reads this config file, or `config.yaml` in this directory.
+    pub fn file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.loader = self.loader.file(path);
+        self
+    }
+
+    /// Activates a profile.
+    pub fn profile(mut self, profile: impl Into<String>) -> Self {
+        self.loader = self.loader.profile(profile);
+        self
+    }
+
+    /// Adds YAML given in code (above files, below environment).
+    pub fn yaml(mut self, yaml: impl Into<String>) -> Self {
+        self.loader = self.loader.yaml(yaml);
+        self
+    }
+
+    /// Loads the config and sets up logging and metrics.
+    pub fn build(self) -> Result<Service> {
+        let config = self.loader.load()?;
+        crate::telemetry::init_logging(config.chassis());
+        let metrics = Metrics::new(&config.chassis().service)?;
+        let health = Health::new(&config.chassis().health);
+        Ok(Service {
+            config,
+            health,
+            metrics,
+            shutdown: CancellationToken::new(),
+        })
+    }
+}
+
+impl Service {
+    /// Loads config the standard way (`MS_CONFIG_FILE`, `MS_PROFILE`, `MS__*` overrides)
+    /// and sets up logging and metrics.
+    pub fn from_env() -> Result<Self> {
+        Self::builder().config(ConfigLoader::from_env()).build()
+    }
+
+    /// A builder for tests and embedders.
+    pub fn builder() -> ServiceBuilder {
+        ServiceBuilder::default()
+    }
+
+    /// The loaded configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Health checks: register liveness, readiness and startup checks here.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The metric registry: add the service's own metrics here.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The shutdown token. Background tasks should stop when it is cancelled; cancelling it
+    /// starts the graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves `router` in the chassis stack until SIGTERM or Ctrl-C, then shuts down
+    /// gracefully.
+    pub async fn serve(self, router: Router) -> Result<()> {
+        let trigger = self.shutdown.clone();
+        let running = self.start(router).await?;
+        tokio::spawn(async move {
+            let signal = wait_for_signal().await;
+            tracing::info!(signal, "shutdown signal received");
+            trigger.cancel();
+            let signal = wait_for_signal().await;
+            tracing::warn!(signal, "second signal received: exiting without draining");
+            std::process::exit(130);
+        });
+        running.wait().await
+    }
+
+    /// Binds the listeners and starts serving in the background. Shutdown happens when the
+    /// token is cancelled (no signal handling: see [`Service::serve`]).
+    pub async fn start(self, router: Router) -> Result<RunningService> {
+        let cfg = self.config.chassis();
+        let metrics_on = cfg.metrics.enabled;
+        let mut chassis = crate::health::routes(self.health.clone());
+        if metrics_on {
+            chassis = chassis.merge(self.metrics.routes(&cfg.metrics.path));
+        }
+        let user = crate::server::user_stack(router, cfg, metrics_on.then_some(&self.metrics));
+
+        let listener = bind(cfg.server.host, cfg.server.port, "server.host/server.port").await?;
+        let local_addr = listener.local_addr()?;
+        let (main_app, management) = match &cfg.server.management {
+            Some(m) => {
+                let l = bind(m.host, m.port, "server.management").await?;
+                (user, Some((l, chassis)))
+            }
+            None => (chassis.merge(user), None),
+        };
+
+        let stop_accepting = CancellationToken::new();
+        let main_task = tokio::spawn(
+            axum::serve(
+                listener,
+                main_app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
+            .into_future(),
+        );
+        let stop_management = CancellationToken::new();
+        let mut management_addr = None;
+        let management_task = match management {
+            Some((l, app)) => {
+                management_addr = Some(l.local_addr()?);
+                Some(tokio::spawn(
+                    axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
+                        .with_graceful_shutdown(stop_management.clone().cancelled_owned())
+                        .into_future(),
+                ))
+            }
+            None => None,
+        };
+        self.health.set_serving();
+        tracing::info!(
+            addr = %local_addr,
+            management = management_addr.map(|a| a.to_string()),
+            profile = self.config.profile(),
+            "listening"
+        );
+
+        let done = tokio::spawn(supervise(Supervised {
+            trigger: self.shutdown.clone(),
+            health: self.health.clone(),
+            drain_delay: cfg.server.shutdown.drain_delay,
+            grace: cfg.server.shutdown.grace,
+            stop_accepting,
+            main_task,
+            stop_management,
+            management_task,
+        }));
+        Ok(RunningService {
+            local_addr,
+            management_addr,
+            trigger: self.shutdown,
+            done,
+        })
+    }
+}
+
+async fn bind(host: std::net::IpAddr, port: u16, setting: &'static str) -> Result<TcpListener> {
+    let addr = SocketAddr::new(host, port);
+    TcpListener::bind(addr).await.map_err(|source| Error::Bind {
+        addr,
+        setting,
+        source,
+    })
+}
+
+/// A service serving in the background.
+#[derive(Debug)]
+pub struct RunningService {
+    local_addr: SocketAddr,
+    management_addr: Option<SocketAddr>,
+    trigger: CancellationToken,
+    done: JoinHandle<Result<()>>,
+}
+
+impl RunningService {
+    /// The bound address of the main listener (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The bound address of the management listener, if configured.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management_addr
+    }
+
+    /// Starts the graceful shutdown sequence without waiting for it.
+    pub fn trigger_shutdown(&self) {
+        self.trigger.cancel();
+    }
+
+    /// Waits until the service has shut down.
+    pub async fn wait(self) -> Result<()> {
+        match self.done.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Server(std::io::Error::other(e))),
+        }
+    }
+
+    /// Triggers shutdown and waits for it to complete.
+    pub async fn shutdown(self) -> Result<()> {
+        self.trigger_shutdown();
+        self.wait().await
+    }
+}
+
+struct Supervised {
+    trigger: CancellationToken,
+    health: Health,
+    drain_delay: Duration,
+    grace: Duration,
+    stop_accepting: CancellationToken,
+    main_task: JoinHandle<std::io::Result<()>>,
+    stop_management: CancellationToken,
+    management_task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+async fn supervise(mut s: Supervised) -> Result<()> {
+    tokio::select! {
+        _ = s.trigger.cancelled() => {}
+        joined = &mut s.main_task => {
+            s.stop_management.cancel();
+            return flatten(joined);
+        }
+    }
+    s.health.set_stopping();
+    tracing::info!(
+        drain_delay = %humantime::format_duration(s.drain_delay),
+        "shutdown: readiness is DOWN, draining"
+    );
+    tokio::time::sleep(s.drain_delay).await;
+    tracing::info!(
+        grace = %humantime::format_duration(s.grace),
+        "shutdown: listener closed, finishing in-flight requests"
+    );
+    s.stop_accepting.cancel();
+    let result = match tokio::time::timeout(s.grace, &mut s.main_task).await {
+        Ok(joined) => flatten(joined),
+        Err(_) => {
+            tracing::warn!("shutdown: grace period expired, aborting unfinished requests");
+            s.main_task.abort();
+            Ok(())
+        }
+    };
+    s.stop_management.cancel();
+    if let Some(t) = s.management_task {
+        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+    }
+    tracing::info!("shutdown complete");
+    result
+}
+
+fn flatten(joined: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<()> {
+    match joined {
+        Ok(r) => r.map_err(Error::Server),
+        Err(e) => Err(Error::Server(std::io::Error::other(e))),
+    }
+}
+
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}

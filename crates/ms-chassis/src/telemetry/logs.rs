@@ -1,0 +1,47 @@
+//! Process-wide log setup.
+//!
+//! JSON lines are flat: `timestamp` (RFC 3339, UTC), `level`, `service`, `target`,
+//! `message`, then the fields of the enclosing spans (such as `request_id`) and of the event.
+//! The level filter sits on the log layer only, not on the registry, so that spans stay
+//! enabled for the tracing layer that shares the registry.
+
+use std::sync::OnceLock;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::{ChassisConfig, LogFormat};
+
+static INSTALLED: OnceLock<()> = OnceLock::new();
+
+/// Installs the global subscriber once per process; later calls (a second `Service` in the
+/// same test binary, say) keep the first one.
+pub(crate) fn init_logging(cfg: &ChassisConfig) {
+    INSTALLED.get_or_init(|| {
+        // RUST_LOG, when set and valid, overrides `logging.level`.
+        let filter = EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(&cfg.logging.level));
+        let layer = match cfg.logging.format {
+            LogFormat::Json => {
+                let mut json = json_subscriber::JsonLayer::stdout();
+                json.with_timer("timestamp", tracing_subscriber::fmt::time::SystemTime);
+                json.with_level("level");
+                json.add_static_field(
+                    "service",
+                    serde_json::Value::String(cfg.service.name.clone()),
+                );
+                json.with_target("target");
+                json.with_top_level_flattened_span_list();
+                json.with_flattened_event();
+                json.with_filter(filter).boxed()
+            }
+            LogFormat::Pretty => tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                .with_filter(filter)
+                .boxed(),
+        };
+        // Fails only if the application installed its own subscriber first; then it wins.
+        let _ = tracing_subscriber::registry().with(layer).try_init();
+    });
+}

@@ -1,0 +1,8 @@
+//! Logs: flat JSON lines (or pretty text), a span per request carrying the request id, and
+//! the optional access log.
+
+mod logs;
+mod request_span;
+
+pub(crate) use logs::init_logging;
+pub(crate) use request_span::RequestSpanLayer;
