@@ -1,0 +1,82 @@
+//! Shared test support: start a real service on 127.0.0.1 port 0, talk to it over a real
+//! socket, and find peer binaries or fail loudly with the command that installs them.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ms_chassis::axum::Router;
+use ms_chassis::{RunningService, Service};
+
+/// Config every test service starts from: loopback, a free port, no drain delay.
+pub const TEST_BASE: &str = "
+server:
+  host: 127.0.0.1
+  port: 0
+  shutdown: { drain_delay: 0s, grace: 10s }
+";
+
+/// A service started in this process, with its base URL.
+pub struct TestService {
+    pub running: RunningService,
+    pub url: String,
+}
+
+/// Builds a service from `TEST_BASE` plus `yaml`; lets the caller register checks with
+/// `setup`, then starts it with `router`.
+pub async fn start_with(
+    yaml: &str,
+    router: Router,
+    setup: impl FnOnce(&Service),
+) -> TestService {
+    let svc = Service::builder()
+        .yaml(TEST_BASE)
+        .yaml(yaml)
+        .build()
+        .expect("test config is valid");
+    setup(&svc);
+    let running = svc.start(router).await.expect("service starts");
+    let url = format!("http://{}", running.local_addr());
+    TestService { running, url }
+}
+
+/// [`start_with`] without setup.
+pub async fn start(yaml: &str, router: Router) -> TestService {
+    start_with(yaml, router, |_| {}).await
+}
+
+/// A client with generous timeouts (the machines are busy 2-core boxes).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client builds")
+}
+
+/// The path of a peer binary, or a panic naming the command that installs it. Tests never
+/// skip silently.
+pub fn require_tool(bin: &str, install: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{bin}` is required by this test but is not on PATH; install it with: {install}")
+        })
+}
+
+/// Polls `f` until it returns `Some`, or panics after `deadline` with `what`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
