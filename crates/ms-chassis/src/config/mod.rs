@@ -330,12 +330,12 @@ fn validate(c: &ChassisConfig, layered: &Layered) -> Vec<ConfigDiagnostic> {
             message,
         })
     };
-    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&c.logging.level) {
+    if let Err(reason) = check_log_filter(&c.logging.level) {
         fail(
             "logging.level",
             format!(
-                "expected a level (error, warn, info, debug, trace) or a filter such as \
-                 `info,hyper=warn`, found {:?} ({e})",
+                "expected a level (error, warn, info, debug, trace, off) or a filter such as \
+                 `info,hyper=warn`, found {:?} ({reason})",
                 c.logging.level
             ),
         );
@@ -362,6 +362,22 @@ fn validate(c: &ChassisConfig, layered: &Layered) -> Vec<ConfigDiagnostic> {
         );
     }
     out
+}
+
+/// Stricter than `EnvFilter` alone, which reads a bare word such as `loud` as a target name:
+/// in config, every directive must end in a level.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!("`{level}` is not a level"));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
