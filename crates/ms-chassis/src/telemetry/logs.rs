@@ -11,6 +11,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use super::json_format::{FlatJson, JsonSpanFields};
 use crate::config::{ChassisConfig, LogFormat};
 
 static INSTALLED: OnceLock<()> = OnceLock::new();
@@ -23,19 +24,11 @@ pub(crate) fn init_logging(cfg: &ChassisConfig) {
         let filter = EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new(&cfg.logging.level));
         let layer = match cfg.logging.format {
-            LogFormat::Json => {
-                let mut json = json_subscriber::JsonLayer::stdout();
-                json.with_timer("timestamp", tracing_subscriber::fmt::time::SystemTime);
-                json.with_level("level");
-                json.add_static_field(
-                    "service",
-                    serde_json::Value::String(cfg.service.name.clone()),
-                );
-                json.with_target("target");
-                json.with_top_level_flattened_span_list();
-                json.with_flattened_event();
-                json.with_filter(filter).boxed()
-            }
+            LogFormat::Json => tracing_subscriber::fmt::layer()
+                .fmt_fields(JsonSpanFields)
+                .event_format(FlatJson::new(&cfg.service.name))
+                .with_filter(filter)
+                .boxed(),
             LogFormat::Pretty => tracing_subscriber::fmt::layer()
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                 .with_filter(filter)

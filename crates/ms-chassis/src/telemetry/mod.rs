@@ -1,6 +1,7 @@
 //! Logs: flat JSON lines (or pretty text), a span per request carrying the request id, and
 //! the optional access log.
 
+mod json_format;
 mod logs;
 mod request_span;
 
