@@ -216,6 +216,16 @@ fn bad_log_level_and_several_unknown_keys_are_all_reported() {
 }
 
 #[test]
+fn a_type_error_and_a_typo_are_reported_together() {
+    let e = ConfigLoader::new()
+        .yaml("server:\n  prot: 80\n  limits: { request_timeout: 30 parsecs }\n")
+        .load()
+        .unwrap_err();
+    let keys: Vec<_> = e.diagnostics().iter().map(|d| d.key.clone().unwrap()).collect();
+    assert_eq!(keys, ["server.prot", "server.limits.request_timeout"], "{e}");
+}
+
+#[test]
 fn management_port_must_differ() {
     let e = only_error(
         ConfigLoader::new()

@@ -192,7 +192,16 @@ impl ConfigLoader {
         }
         layered.merge(source::env_layer(self.env));
 
-        let chassis: ChassisConfig = deserialize_at(&layered.value, "", &layered)?;
+        let chassis = match deserialize_at::<ChassisConfig>(&layered.value, "", &layered) {
+            Ok(chassis) => chassis,
+            Err(type_error) => {
+                // Report typos too, checked against the defaults' shape, so one run shows
+                // as much as possible.
+                let mut diagnostics = unknown_keys(&layered, &ChassisConfig::default());
+                diagnostics.extend(type_error.diagnostics().iter().cloned());
+                return Err(ConfigError::from_diagnostics(diagnostics));
+            }
+        };
         let mut diagnostics = unknown_keys(&layered, &chassis);
         diagnostics.extend(validate(&chassis, &layered));
         if !diagnostics.is_empty() {

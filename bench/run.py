@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Chassis vs bare axum: throughput, latency, memory and start-up time.
+
+Builds `hello` (the chassis demo, default config) and `bare-axum` (the same /hello handler on
+bare axum) in release mode, then for each, in alternating rounds:
+  * time from exec to the first 200 on /hello,
+  * idle RSS,
+  * wrk load on 127.0.0.1 (requests/s, p50, p99),
+  * RSS after load.
+Prints a table with the best round of each and the chassis / bare ratios.
+Usage: python3 bench/run.py [--duration 10] [--rounds 3] [--connections 32]
+Needs: apt-get install -y wrk
+"""
+import argparse, os, re, shutil, socket, subprocess, sys, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+def start(binary, port):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MS_") and k != "RUST_LOG"}
+    env.update({"MS__SERVER__PORT": str(port), "BENCH_PORT": str(port),
+                "MS__SERVER__SHUTDOWN__DRAIN_DELAY": "0s"})
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/hello"
+    deadline = t0 + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return proc, (time.perf_counter() - t0) * 1000
+        except OSError:
+            pass
+        if time.perf_counter() > deadline:
+            proc.kill()
+            sys.exit(f"{binary} did not answer within 30 s")
+        time.sleep(0.0005)
+
+
+def to_us(text):
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    v, unit = float(m.group(1)), m.group(2)
+    return v * {"us": 1, "ms": 1000, "s": 1e6}[unit]
+
+
+def wrk(port, duration, connections):
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+         f"http://127.0.0.1:{port}/hello"],
+        capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = to_us(re.search(r"\s50%\s+(\S+)", out).group(1))
+    p99 = to_us(re.search(r"\s99%\s+(\S+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        sys.exit(f"wrk saw {errors.group(1)} non-2xx responses:\n{out}")
+    return rps, p50, p99
+
+
+def measure(binary, duration, connections):
+    port = free_port()
+    proc, startup_ms = start(binary, port)
+    try:
+        time.sleep(0.5)
+        idle = rss_kib(proc.pid)
+        rps, p50, p99 = wrk(port, duration, connections)
+        loaded = rss_kib(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return dict(rps=rps, p50=p50, p99=p99, startup_ms=startup_ms, idle_kib=idle, loaded_kib=loaded)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=32)
+    a = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is required: apt-get install -y wrk")
+    subprocess.run(["cargo", "build", "--release", "-p", "hello", "-p", "bare-axum"], cwd=ROOT, check=True)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    bins = {"bare": os.path.join(target, "release", "bare-axum"),
+            "chassis": os.path.join(target, "release", "hello")}
+    results = {k: [] for k in bins}
+    for r in range(a.rounds):
+        for name, path in bins.items():
+            m = measure(path, a.duration, a.connections)
+            results[name].append(m)
+            print(f"round {r + 1} {name:8} {m['rps']:>10.0f} req/s  p50 {m['p50']:>7.0f} us  "
+                  f"p99 {m['p99']:>7.0f} us  start {m['startup_ms']:.1f} ms  "
+                  f"rss {m['idle_kib'] / 1024:.1f}/{m['loaded_kib'] / 1024:.1f} MiB", flush=True)
+    best = {k: max(v, key=lambda m: m["rps"]) for k, v in results.items()}
+    fastest_start = {k: min(m["startup_ms"] for m in v) for k, v in results.items()}
+    b, c = best["bare"], best["chassis"]
+    print()
+    print("| | bare axum | chassis (hello) | chassis / bare |")
+    print("|---|---:|---:|---:|")
+    print(f"| requests/s | {b['rps']:.0f} | {c['rps']:.0f} | {c['rps'] / b['rps']:.2f}x |")
+    print(f"| p50 | {b['p50']:.0f} us | {c['p50']:.0f} us | +{c['p50'] - b['p50']:.0f} us |")
+    print(f"| p99 | {b['p99']:.0f} us | {c['p99']:.0f} us | +{c['p99'] - b['p99']:.0f} us |")
+    print(f"| idle RSS | {b['idle_kib'] / 1024:.1f} MiB | {c['idle_kib'] / 1024:.1f} MiB | |")
+    print(f"| RSS after load | {b['loaded_kib'] / 1024:.1f} MiB | {c['loaded_kib'] / 1024:.1f} MiB | |")
+    print(f"| exec to first 200 | {fastest_start['bare']:.1f} ms | {fastest_start['chassis']:.1f} ms | |")
+
+
+if __name__ == "__main__":
+    main()
