@@ -18,6 +18,7 @@ pub use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ConfigLoader};
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::server::{Dispatch, MakeDispatch, user_stack};
 use crate::{Error, Result};
 
 /// A configured service, ready to serve a router.
@@ -131,29 +132,30 @@ impl Service {
         let cfg = self.config.chassis();
         let metrics_on = cfg.metrics.enabled;
         let mut chassis = crate::health::routes(self.health.clone());
+        let mut chassis_paths: Vec<String> =
+            crate::health::PATHS.iter().map(ToString::to_string).collect();
         if metrics_on {
             chassis = chassis.merge(self.metrics.routes(&cfg.metrics.path));
+            chassis_paths.push(cfg.metrics.path.clone());
         }
-        let user = crate::server::user_stack(router, cfg, metrics_on.then_some(&self.metrics));
+        let chassis = Some((chassis, chassis_paths));
+        let user = Some(user_stack(router, cfg, metrics_on.then_some(&self.metrics)));
 
         let listener = bind(cfg.server.host, cfg.server.port, "server.host/server.port").await?;
         let local_addr = listener.local_addr()?;
         let (main_app, management) = match &cfg.server.management {
             Some(m) => {
                 let l = bind(m.host, m.port, "server.management").await?;
-                (user, Some((l, chassis)))
+                (Dispatch::new(None, user), Some((l, Dispatch::new(chassis, None))))
             }
-            None => (chassis.merge(user), None),
+            None => (Dispatch::new(chassis, user), None),
         };
 
         let stop_accepting = CancellationToken::new();
         let main_task = tokio::spawn(
-            axum::serve(
-                listener,
-                main_app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
-            .into_future(),
+            axum::serve(listener, MakeDispatch(main_app))
+                .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
+                .into_future(),
         );
         let stop_management = CancellationToken::new();
         let mut management_addr = None;
@@ -161,7 +163,7 @@ impl Service {
             Some((l, app)) => {
                 management_addr = Some(l.local_addr()?);
                 Some(tokio::spawn(
-                    axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
+                    axum::serve(l, MakeDispatch(app))
                         .with_graceful_shutdown(stop_management.clone().cancelled_owned())
                         .into_future(),
                 ))

@@ -12,6 +12,15 @@ use super::{Health, Probe, Report, Status};
 
 const SPRING_MEDIA_TYPE: &str = "application/vnd.spring-boot.actuator.v3+json";
 
+/// Every path [`routes`] serves, for exact-match dispatch.
+pub(crate) const PATHS: [&str; 5] = [
+    "/healthcheck",
+    "/health",
+    "/health/live",
+    "/health/ready",
+    "/health/started",
+];
+
 pub(crate) fn routes(health: Health) -> Router {
     Router::new()
         .route("/healthcheck", get(pyms_healthcheck))

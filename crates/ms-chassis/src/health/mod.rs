@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-pub(crate) use endpoint::routes;
+pub(crate) use endpoint::{PATHS, routes};
 
 /// UP or DOWN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,7 +37,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-pub(crate) use http::HttpMetricsLayer;
+pub(crate) use http::{HttpMetrics, HttpMetricsLayer};
 
 /// OpenTelemetry's advisory buckets for `http.server.request.duration`, in seconds.
 pub const HTTP_DURATION_BUCKETS: &[f64] = &[

@@ -6,4 +6,4 @@ mod logs;
 mod request_span;
 
 pub(crate) use logs::init_logging;
-pub(crate) use request_span::RequestSpanLayer;
+pub(crate) use request_span::{RequestSpan, RequestSpanLayer};
