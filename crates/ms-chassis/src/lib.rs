@@ -7,7 +7,7 @@ pub mod health;
 pub mod metrics;
 pub mod server;
 mod service;
-mod telemetry;
+pub mod telemetry;
 
 pub use error::{Error, Result};
 pub use service::{CancellationToken, RunningService, Service, ServiceBuilder};

@@ -1,6 +1,6 @@
 //! The chassis server stack around the user's router, and the listeners.
 //!
-//! Outermost first: request id, request span (logs, access log), RED metrics, panic catcher,
+//! Outermost first: request id, request context (logs, access log), RED metrics, panic catcher,
 //! load shedding with a global concurrency limit, body size check, timeout, then the user's
 //! router. The chassis endpoints (health, metrics) are routed *outside* this stack, so they
 //! answer even when the user's routes are saturated or timing out.
@@ -27,7 +27,7 @@ use tower::{Service, ServiceBuilder};
 
 use crate::config::ChassisConfig;
 use crate::metrics::{HttpMetrics, HttpMetricsLayer, Metrics};
-use crate::telemetry::{RequestSpan, RequestSpanLayer};
+use crate::telemetry::{RequestContextLayer, RequestContextService};
 
 pub use problem::PROBLEM_JSON;
 pub(crate) use problem::problem;
@@ -36,7 +36,7 @@ pub(crate) use route::RouteTemplate;
 
 /// The user's router inside the chassis stack, outermost first.
 pub(crate) type UserStack =
-    request_id::RequestIdService<RequestSpan<HttpMetrics<guard::RequestGuard<Router>>>>;
+    request_id::RequestIdService<RequestContextService<HttpMetrics<guard::RequestGuard<Router>>>>;
 
 /// Wraps the user's router in the chassis stack.
 pub(crate) fn user_stack(router: Router, cfg: &ChassisConfig, metrics: Option<&Metrics>) -> UserStack {
@@ -50,7 +50,7 @@ pub(crate) fn user_stack(router: Router, cfg: &ChassisConfig, metrics: Option<&M
     );
     ServiceBuilder::new()
         .layer(request_id::RequestIdLayer)
-        .layer(RequestSpanLayer::new(cfg.logging.access))
+        .layer(RequestContextLayer::new(cfg.logging.access))
         .layer(HttpMetricsLayer::new(metrics))
         .layer(guard::RequestGuardLayer::new(limits))
         .service(router)

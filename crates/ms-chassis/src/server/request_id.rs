@@ -30,6 +30,13 @@ impl RequestId {
     }
 }
 
+impl RequestId {
+    /// A fresh random (v4 UUID) id.
+    pub(crate) fn generate() -> Self {
+        Self(generate())
+    }
+}
+
 impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -1,6 +1,6 @@
 //! The flat JSON log line: `timestamp` (RFC 3339, UTC), `level`, `service`, `target`,
-//! `message`, then the fields of the enclosing spans (root first, so inner spans win), then
-//! the event's own fields, which win over span fields.
+//! `message`, then the fields of the enclosing spans (root first, so inner spans win), the
+//! current request's `request_id`, then the event's own fields, which win over both.
 //!
 //! Written here rather than taken from `tracing-subscriber`'s JSON format (which nests span
 //! fields under `spans`) or `json-subscriber` (whose flattening emits a key twice when a span
@@ -17,6 +17,8 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
+
+use super::RequestContext;
 
 const FIXED: [&str; 5] = ["timestamp", "level", "service", "target", "message"];
 
@@ -113,6 +115,11 @@ where
                     fields.extend(m);
                 }
             }
+        }
+        if !fields.contains_key("request_id")
+            && let Some(id) = RequestContext::with_current(|c| c.request_id().to_string())
+        {
+            fields.insert("request_id".to_owned(), Value::String(id));
         }
         let mut own = FieldMap::default();
         event.record(&mut own);

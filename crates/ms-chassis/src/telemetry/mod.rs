@@ -1,9 +1,10 @@
-//! Logs: flat JSON lines (or pretty text), a span per request carrying the request id, and
-//! the optional access log.
+//! Logs: flat JSON lines (or pretty text), the per-request context that puts the request
+//! id on every line of a request, and the optional access log.
 
 mod json_format;
 mod logs;
-mod request_span;
+mod request_context;
 
 pub(crate) use logs::init_logging;
-pub(crate) use request_span::{RequestSpan, RequestSpanLayer};
+pub use request_context::RequestContext;
+pub(crate) use request_context::{RequestContextLayer, RequestContextService};
