@@ -19,8 +19,8 @@ pub use axum;
 pub mod prelude {
     pub use crate::health::{CheckOutcome, Probe};
     pub use crate::{Result, Service};
-    pub use axum::extract::{Json, Path, Query, State};
-    pub use axum::routing::{delete, get, patch, post, put};
     pub use axum::Router;
+    pub use axum::extract::{Json, Path, Query, State};
     pub use axum::http::StatusCode;
+    pub use axum::routing::{delete, get, patch, post, put};
 }

@@ -132,8 +132,10 @@ impl Service {
         let cfg = self.config.chassis();
         let metrics_on = cfg.metrics.enabled;
         let mut chassis = crate::health::routes(self.health.clone());
-        let mut chassis_paths: Vec<String> =
-            crate::health::PATHS.iter().map(ToString::to_string).collect();
+        let mut chassis_paths: Vec<String> = crate::health::PATHS
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         if metrics_on {
             chassis = chassis.merge(self.metrics.routes(&cfg.metrics.path));
             chassis_paths.push(cfg.metrics.path.clone());
@@ -146,7 +148,10 @@ impl Service {
         let (main_app, management) = match &cfg.server.management {
             Some(m) => {
                 let l = bind(m.host, m.port, "server.management").await?;
-                (Dispatch::new(None, user), Some((l, Dispatch::new(chassis, None))))
+                (
+                    Dispatch::new(None, user),
+                    Some((l, Dispatch::new(chassis, None))),
+                )
             }
             None => (Dispatch::new(chassis, user), None),
         };

@@ -20,7 +20,11 @@ fn load_file(text: &str) -> (tempfile::TempDir, Result<Config, ConfigError>) {
 
 fn only_error(r: Result<Config, ConfigError>) -> String {
     let e = r.expect_err("config should be rejected");
-    assert_eq!(e.diagnostics().len(), 1, "expected exactly one problem: {e}");
+    assert_eq!(
+        e.diagnostics().len(),
+        1,
+        "expected exactly one problem: {e}"
+    );
     e.to_string()
 }
 
@@ -32,7 +36,11 @@ fn each_layer_overrides_the_one_below() {
         "config.yaml",
         "server:\n  port: 1001\n  limits: { concurrency: 7, body_size: 1KiB }\nlogging: { level: debug }\n",
     );
-    write(dir.path(), "config.prod.yaml", "server:\n  port: 1002\n  limits: { concurrency: 8 }\n");
+    write(
+        dir.path(),
+        "config.prod.yaml",
+        "server:\n  port: 1002\n  limits: { concurrency: 8 }\n",
+    );
 
     // defaults only
     let c = ConfigLoader::new().load().unwrap();
@@ -45,10 +53,17 @@ fn each_layer_overrides_the_one_below() {
     assert_eq!(c.chassis().server.limits.body_size, 1024);
     assert_eq!(c.chassis().logging.level, "debug");
     let file = dir.path().join("config.yaml");
-    assert_eq!(c.origin_of("server.port").unwrap(), format!("{}:2", file.display()));
+    assert_eq!(
+        c.origin_of("server.port").unwrap(),
+        format!("{}:2", file.display())
+    );
 
     // profile file over file, deep-merged: body_size survives from the base file
-    let c = ConfigLoader::new().file(dir.path()).profile("prod").load().unwrap();
+    let c = ConfigLoader::new()
+        .file(dir.path())
+        .profile("prod")
+        .load()
+        .unwrap();
     assert_eq!(c.chassis().server.port, 1002);
     assert_eq!(c.chassis().server.limits.concurrency, 8);
     assert_eq!(c.chassis().server.limits.body_size, 1024);
@@ -116,7 +131,11 @@ fn app_section_is_the_users_own_type() {
 
 #[test]
 fn missing_file_named_explicitly() {
-    let e = only_error(ConfigLoader::new().file("/nonexistent/dir/config.yaml").load());
+    let e = only_error(
+        ConfigLoader::new()
+            .file("/nonexistent/dir/config.yaml")
+            .load(),
+    );
     assert_eq!(
         e,
         "/nonexistent/dir/config.yaml: config file not found (named by the config file setting)"
@@ -165,9 +184,7 @@ fn unknown_key_suggests_the_nearest() {
         "{e}"
     );
     let (_dir, r) = load_file("sever:\n  port: 80\n");
-    assert!(
-        only_error(r).contains("sever: unknown top-level section; did you mean `server`?")
-    );
+    assert!(only_error(r).contains("sever: unknown top-level section; did you mean `server`?"));
 }
 
 #[test]
@@ -176,13 +193,19 @@ fn port_out_of_range_and_not_a_number() {
     let file = dir.path().join("config.yaml");
     assert_eq!(
         only_error(r),
-        format!("{}:2: server.port: expected an integer 0-65535, found 70000", file.display())
+        format!(
+            "{}:2: server.port: expected an integer 0-65535, found 70000",
+            file.display()
+        )
     );
     let (dir, r) = load_file("server:\n  port: eighty\n");
     let file = dir.path().join("config.yaml");
     assert_eq!(
         only_error(r),
-        format!("{}:2: server.port: expected an integer 0-65535, found \"eighty\"", file.display())
+        format!(
+            "{}:2: server.port: expected an integer 0-65535, found \"eighty\"",
+            file.display()
+        )
     );
     let r = ConfigLoader::new()
         .env_vars([("MS__SERVER__PORT", "eighty")])
@@ -211,8 +234,16 @@ fn bad_log_level_and_several_unknown_keys_are_all_reported() {
         .yaml("logging: { level: loud }\nmetrics: { enabld: true, pth: /m }\n")
         .load();
     let e = r.unwrap_err();
-    let keys: Vec<_> = e.diagnostics().iter().map(|d| d.key.clone().unwrap()).collect();
-    assert_eq!(keys, ["metrics.enabld", "metrics.pth", "logging.level"], "{e}");
+    let keys: Vec<_> = e
+        .diagnostics()
+        .iter()
+        .map(|d| d.key.clone().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["metrics.enabld", "metrics.pth", "logging.level"],
+        "{e}"
+    );
 }
 
 #[test]
@@ -221,8 +252,16 @@ fn a_type_error_and_a_typo_are_reported_together() {
         .yaml("server:\n  prot: 80\n  limits: { request_timeout: 30 parsecs }\n")
         .load()
         .unwrap_err();
-    let keys: Vec<_> = e.diagnostics().iter().map(|d| d.key.clone().unwrap()).collect();
-    assert_eq!(keys, ["server.prot", "server.limits.request_timeout"], "{e}");
+    let keys: Vec<_> = e
+        .diagnostics()
+        .iter()
+        .map(|d| d.key.clone().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["server.prot", "server.limits.request_timeout"],
+        "{e}"
+    );
 }
 
 #[test]
@@ -232,5 +271,8 @@ fn management_port_must_differ() {
             .yaml("server: { port: 9000, management: { port: 9000 } }")
             .load(),
     );
-    assert!(e.contains("server.management.port: must differ from server.port (9000)"), "{e}");
+    assert!(
+        e.contains("server.management.port: must differ from server.port (9000)"),
+        "{e}"
+    );
 }

@@ -19,14 +19,20 @@ async fn get(url: &str, accept: Option<&str>) -> (u16, String, Value) {
     let status = res.status().as_u16();
     let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
     let body = res.text().await.unwrap();
-    (status, ct, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    (
+        status,
+        ct,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn formats_and_status_codes() {
     let svc = support::start_with("", Router::new(), |s| {
         s.health()
-            .liveness("memory", || async { CheckOutcome::up().with("used_mb", 12) })
+            .liveness("memory", || async {
+                CheckOutcome::up().with("used_mb", 12)
+            })
             .readiness("db", || async { Err::<(), _>("connection refused") });
     })
     .await;
@@ -53,7 +59,10 @@ async fn formats_and_status_codes() {
         "lifecycle":{"status":"UP","details":{"state":"serving"}},
         "db":{"status":"DOWN","details":{"error":"connection refused"}}}});
     let (code, ct, body) = get(&format!("{u}/health/ready?format=spring"), None).await;
-    assert_eq!((code, ct.as_str()), (503, "application/vnd.spring-boot.actuator.v3+json"));
+    assert_eq!(
+        (code, ct.as_str()),
+        (503, "application/vnd.spring-boot.actuator.v3+json")
+    );
     assert_eq!(body, spring);
     let (_, _, body) = get(
         &format!("{u}/health/ready"),
@@ -69,11 +78,20 @@ async fn formats_and_status_codes() {
     // /health aggregates everything: DOWN because of db.
     let (code, _, body) = get(&format!("{u}/health"), None).await;
     assert_eq!(code, 503);
-    let names: Vec<_> = body["checks"].as_array().unwrap().iter().map(|c| c["name"].clone()).collect();
+    let names: Vec<_> = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
     assert_eq!(names, [json!("lifecycle"), json!("memory"), json!("db")]);
 
     // PyMS compatibility: plain OK while live.
-    let res = support::client().get(format!("{u}/healthcheck")).send().await.unwrap();
+    let res = support::client()
+        .get(format!("{u}/healthcheck"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), "OK");
 
@@ -111,16 +129,27 @@ async fn a_hanging_check_is_down_with_a_timeout_error() {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             true
         });
-        s.health().register("own-timeout", Probe::Readiness, Some(Duration::from_millis(100)), || async {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            true
-        });
+        s.health().register(
+            "own-timeout",
+            Probe::Readiness,
+            Some(Duration::from_millis(100)),
+            || async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                true
+            },
+        );
     })
     .await;
     let (code, _, body) = get(&format!("{}/health/ready", svc.url), None).await;
     assert_eq!(code, 503);
-    assert_eq!(body["checks"][1], json!({"name":"hangs","status":"DOWN","data":{"error":"timeout after 2s"}}));
-    assert_eq!(body["checks"][2], json!({"name":"own-timeout","status":"DOWN","data":{"error":"timeout after 100ms"}}));
+    assert_eq!(
+        body["checks"][1],
+        json!({"name":"hangs","status":"DOWN","data":{"error":"timeout after 2s"}})
+    );
+    assert_eq!(
+        body["checks"][2],
+        json!({"name":"own-timeout","status":"DOWN","data":{"error":"timeout after 100ms"}})
+    );
     svc.running.shutdown().await.unwrap();
 }
 
@@ -164,7 +193,10 @@ async fn startup_and_readiness_follow_the_lifecycle() {
         (code == 503).then_some(body)
     })
     .await;
-    assert_eq!(body["checks"][0], json!({"name":"lifecycle","status":"DOWN","data":{"state":"stopping"}}));
+    assert_eq!(
+        body["checks"][0],
+        json!({"name":"lifecycle","status":"DOWN","data":{"state":"stopping"}})
+    );
     // Liveness stays UP while draining: Kubernetes must not restart a draining pod.
     assert_eq!(get(&format!("{}/health/live", svc.url), None).await.0, 200);
 }

@@ -21,7 +21,10 @@ async fn problem(res: reqwest::Response, status: u16) -> Value {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["status"], status);
     assert_eq!(body["type"], "about:blank");
-    assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
     body
 }
 
@@ -31,7 +34,12 @@ async fn request_id_is_echoed_or_generated() {
     let c = support::client();
     let url = format!("{}/x", svc.url);
 
-    let res = c.get(&url).header("x-request-id", "abc-123").send().await.unwrap();
+    let res = c
+        .get(&url)
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["x-request-id"], "abc-123");
 
     let generated = c.get(&url).send().await.unwrap().headers()["x-request-id"].clone();
@@ -42,13 +50,28 @@ async fn request_id_is_echoed_or_generated() {
 
     // Oversized or non-visible ids are replaced, not echoed.
     let huge = "a".repeat(129);
-    let res = c.get(&url).header("x-request-id", &huge).send().await.unwrap();
+    let res = c
+        .get(&url)
+        .header("x-request-id", &huge)
+        .send()
+        .await
+        .unwrap();
     assert_ne!(res.headers()["x-request-id"], huge.as_str());
-    let res = c.get(&url).header("x-request-id", "two words").send().await.unwrap();
+    let res = c
+        .get(&url)
+        .header("x-request-id", "two words")
+        .send()
+        .await
+        .unwrap();
     assert_ne!(res.headers()["x-request-id"], "two words");
 
     // Unmatched routes get the id too, and a problem+json 404.
-    let res = c.get(format!("{}/nope", svc.url)).header("x-request-id", "r-404").send().await.unwrap();
+    let res = c
+        .get(format!("{}/nope", svc.url))
+        .header("x-request-id", "r-404")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["x-request-id"], "r-404");
     problem(res, 404).await;
     svc.running.shutdown().await.unwrap();
@@ -68,7 +91,10 @@ async fn a_panicking_handler_gives_500_and_the_service_keeps_serving() {
     for _ in 0..3 {
         let res = c.get(format!("{}/boom", svc.url)).send().await.unwrap();
         let body = problem(res, 500).await;
-        assert!(!body.to_string().contains("handler bug"), "panic text must not leak: {body}");
+        assert!(
+            !body.to_string().contains("handler bug"),
+            "panic text must not leak: {body}"
+        );
     }
     let res = c.get(format!("{}/ok", svc.url)).send().await.unwrap();
     assert_eq!(res.text().await.unwrap(), "fine");
@@ -85,18 +111,29 @@ async fn a_slow_handler_gets_504_at_the_request_timeout() {
         }),
     );
     let svc = support::start("server: { limits: { request_timeout: 300ms } }", router).await;
-    let res = support::client().get(format!("{}/hang", svc.url)).send().await.unwrap();
+    let res = support::client()
+        .get(format!("{}/hang", svc.url))
+        .send()
+        .await
+        .unwrap();
     let body = problem(res, 504).await;
     assert!(body["detail"].as_str().unwrap().contains("300ms"), "{body}");
     // Chassis endpoints are outside the user's timeout.
-    let res = support::client().get(format!("{}/health", svc.url)).send().await.unwrap();
+    let res = support::client()
+        .get(format!("{}/health", svc.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     svc.running.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_the_limit_get_413() {
-    let router = Router::new().route("/echo", post(|body: String| async move { body.len().to_string() }));
+    let router = Router::new().route(
+        "/echo",
+        post(|body: String| async move { body.len().to_string() }),
+    );
     let svc = support::start("server: { limits: { body_size: 1KiB } }", router).await;
     let c = support::client();
     let url = format!("{}/echo", svc.url);
@@ -108,13 +145,22 @@ async fn bodies_over_the_limit_get_413() {
     // Declared length over the limit: rejected before the handler, as problem+json.
     let res = c.post(&url).body("x".repeat(1025)).send().await.unwrap();
     let body = problem(res, 413).await;
-    assert!(body["detail"].as_str().unwrap().contains("server.limits.body_size"), "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("server.limits.body_size"),
+        "{body}"
+    );
 
     // Streamed without a length: cut off while reading.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..4).map(|_| Ok(vec![b'y'; 512])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..4).map(|_| Ok(vec![b'y'; 512])).collect();
     let res = c
         .post(&url)
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
@@ -145,13 +191,22 @@ async fn the_concurrency_limit_is_global_and_sheds_with_503() {
     let svc = support::start("server: { limits: { concurrency: 1 } }", router).await;
     let c = support::client();
     let held = tokio::spawn(c.get(format!("{}/hold", svc.url)).send());
-    tokio::time::timeout(Duration::from_secs(30), entered.notified()).await.expect("handler entered");
+    tokio::time::timeout(Duration::from_secs(30), entered.notified())
+        .await
+        .expect("handler entered");
 
     let res = c.get(format!("{}/other", svc.url)).send().await.unwrap();
     assert_eq!(res.headers()["retry-after"], "1");
     problem(res, 503).await;
     // Health stays reachable while the user's routes are saturated.
-    assert_eq!(c.get(format!("{}/health/live", svc.url)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(format!("{}/health/live", svc.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     release.notify_one();
     let res = held.await.unwrap().unwrap();
@@ -164,17 +219,42 @@ async fn the_concurrency_limit_is_global_and_sheds_with_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_management_port_carries_the_chassis_endpoints() {
     let router = Router::new().route("/hello", get(|| async { "hi" }));
-    let svc = support::start("server: { management: { host: 127.0.0.1, port: 0 } }", router).await;
-    let mgmt = format!("http://{}", svc.running.management_addr().expect("management listener"));
+    let svc = support::start(
+        "server: { management: { host: 127.0.0.1, port: 0 } }",
+        router,
+    )
+    .await;
+    let mgmt = format!(
+        "http://{}",
+        svc.running.management_addr().expect("management listener")
+    );
     let c = support::client();
 
-    assert_eq!(c.get(format!("{}/hello", svc.url)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(format!("{}/hello", svc.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     for path in ["/health", "/health/ready", "/metrics", "/healthcheck"] {
         let public = c.get(format!("{}{path}", svc.url)).send().await.unwrap();
         assert_eq!(public.status(), 404, "{path} must be off the public port");
         let private = c.get(format!("{mgmt}{path}")).send().await.unwrap();
-        assert_eq!(private.status(), 200, "{path} must be on the management port");
+        assert_eq!(
+            private.status(),
+            200,
+            "{path} must be on the management port"
+        );
     }
-    assert_eq!(c.get(format!("{mgmt}/hello")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        c.get(format!("{mgmt}/hello"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     svc.running.shutdown().await.unwrap();
 }

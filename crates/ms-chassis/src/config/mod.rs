@@ -156,14 +156,17 @@ impl ConfigLoader {
         K: Into<String>,
         V: Into<String>,
     {
-        self.env = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self.env = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         self
     }
 
     /// Loads, merges, types and validates every layer.
     pub fn load(self) -> Result<Config, ConfigError> {
-        let defaults = serde_json::to_value(ChassisConfig::default())
-            .expect("defaults always serialize");
+        let defaults =
+            serde_json::to_value(ChassisConfig::default()).expect("defaults always serialize");
         let mut layered = source::defaults_layer(defaults);
 
         let base = match &self.file {
@@ -319,10 +322,7 @@ fn walk_unknown(
                 out.push(ConfigDiagnostic {
                     location: layered.origin_of(&p).map(ToString::to_string),
                     key: Some(p.clone()),
-                    message: format!(
-                        "unknown {scope}{suggestion} (valid: {})",
-                        valid.join(", ")
-                    ),
+                    message: format!("unknown {scope}{suggestion} (valid: {})", valid.join(", ")),
                 });
             }
         }
@@ -352,7 +352,10 @@ fn validate(c: &ChassisConfig, layered: &Layered) -> Vec<ConfigDiagnostic> {
     if !c.metrics.path.starts_with('/') || c.metrics.path.len() < 2 {
         fail(
             "metrics.path",
-            format!("expected a path starting with `/`, found {:?}", c.metrics.path),
+            format!(
+                "expected a path starting with `/`, found {:?}",
+                c.metrics.path
+            ),
         );
     }
     if let Some(m) = &c.server.management
@@ -403,7 +406,10 @@ mod tests {
 
     #[test]
     fn typo_gets_a_suggestion() {
-        let e = ConfigLoader::new().yaml("server:\n  prot: 1\n").load().unwrap_err();
+        let e = ConfigLoader::new()
+            .yaml("server:\n  prot: 1\n")
+            .load()
+            .unwrap_err();
         let d = &e.diagnostics()[0];
         assert_eq!(d.key.as_deref(), Some("server.prot"));
         assert_eq!(d.location.as_deref(), Some("inline config:2"));

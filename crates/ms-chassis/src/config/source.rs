@@ -216,11 +216,7 @@ impl Converter<'_> {
                     let key = match self.node(k, path)? {
                         Value::String(s) => s,
                         Value::Null => {
-                            return Err(self.error(
-                                k.span.start.line(),
-                                path,
-                                "empty mapping key",
-                            ));
+                            return Err(self.error(k.span.start.line(), path, "empty mapping key"));
                         }
                         Value::Object(_) | Value::Array(_) => {
                             return Err(self.error(

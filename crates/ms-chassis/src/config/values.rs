@@ -54,7 +54,9 @@ pub(crate) mod byte_size {
         let v = serde_json::Value::deserialize(d)?;
         let parsed = match &v {
             serde_json::Value::Number(n) => n.as_u64(),
-            serde_json::Value::String(s) => s.trim().parse::<bytesize::ByteSize>().ok().map(|b| b.0),
+            serde_json::Value::String(s) => {
+                s.trim().parse::<bytesize::ByteSize>().ok().map(|b| b.0)
+            }
             _ => None,
         };
         parsed.ok_or_else(|| {
@@ -66,7 +68,12 @@ pub(crate) mod byte_size {
     }
 
     pub(crate) fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
-        bytesize::ByteSize(*n).display().iec_short().to_string().replace(' ', "").serialize(s)
+        bytesize::ByteSize(*n)
+            .display()
+            .iec_short()
+            .to_string()
+            .replace(' ', "")
+            .serialize(s)
     }
 }
 
@@ -84,12 +91,10 @@ pub(crate) mod port {
             f.write_str(EXPECTED)
         }
         fn visit_u64<E: de::Error>(self, v: u64) -> Result<u16, E> {
-            u16::try_from(v)
-                .map_err(|_| E::custom(format!("expected {EXPECTED}, found {v}")))
+            u16::try_from(v).map_err(|_| E::custom(format!("expected {EXPECTED}, found {v}")))
         }
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<u16, E> {
-            u16::try_from(v)
-                .map_err(|_| E::custom(format!("expected {EXPECTED}, found {v}")))
+            u16::try_from(v).map_err(|_| E::custom(format!("expected {EXPECTED}, found {v}")))
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<u16, E> {
             Err(E::invalid_type(Unexpected::Float(v), &self))

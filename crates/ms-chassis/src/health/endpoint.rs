@@ -45,7 +45,13 @@ async fn pyms_healthcheck(State(h): State<Health>) -> Response {
 }
 
 async fn all(s: State<Health>, q: Query<FormatQuery>, h: HeaderMap) -> Response {
-    probe(s, q, h, &[Probe::Liveness, Probe::Readiness, Probe::Startup]).await
+    probe(
+        s,
+        q,
+        h,
+        &[Probe::Liveness, Probe::Readiness, Probe::Startup],
+    )
+    .await
 }
 async fn live(s: State<Health>, q: Query<FormatQuery>, h: HeaderMap) -> Response {
     probe(s, q, h, &[Probe::Liveness]).await

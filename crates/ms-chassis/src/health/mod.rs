@@ -91,7 +91,11 @@ impl<E: std::fmt::Display> From<Result<(), E>> for CheckOutcome {
 
 impl From<bool> for CheckOutcome {
     fn from(up: bool) -> Self {
-        if up { Self::up() } else { Self::down("check returned false") }
+        if up {
+            Self::up()
+        } else {
+            Self::down("check returned false")
+        }
     }
 }
 
@@ -334,10 +338,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn slow_check_times_out_as_down() {
         let h = health();
-        h.register("slow", Probe::Liveness, Some(Duration::from_millis(50)), || async {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            true
-        });
+        h.register(
+            "slow",
+            Probe::Liveness,
+            Some(Duration::from_millis(50)),
+            || async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                true
+            },
+        );
         let r = h.evaluate(&[Probe::Liveness]).await;
         assert_eq!(r.checks[0].1, CheckOutcome::down("timeout after 50ms"));
     }

@@ -1,60 +1,52 @@
 //! RED metrics for every request to the user's router: a duration histogram labelled by
 //! method, **route template** and status, and an in-flight gauge.
 //!
-//! The route comes from the [`RouteTemplate`](crate::server::RouteTemplate) that the inner
-//! route-tagging layer copies onto the response; requests that matched no route are labelled
-//! `unmatched`, so label cardinality stays bounded whatever paths clients send.
+//! Recorded by the route layer inside the router, where the matched route template is known;
+//! requests that matched no route are labelled `unmatched`, so label cardinality stays
+//! bounded whatever paths clients send.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::http::{Method, Request, Response};
-use pin_project_lite::pin_project;
+use axum::http::{Method, StatusCode};
 use prometheus::{HistogramVec, IntGauge};
-use tower::{Layer, Service};
-
-use crate::server::RouteTemplate;
 
 /// Route label for requests that matched no route.
 pub(crate) const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// The instruments this layer records into.
-#[derive(Clone)]
+/// The server-side HTTP instruments.
+#[derive(Clone, Debug)]
 pub(crate) struct HttpInstruments {
     pub(crate) duration: HistogramVec,
     pub(crate) active: IntGauge,
 }
 
-/// Records RED metrics; with metrics disabled it passes requests straight through.
-#[derive(Clone)]
-pub(crate) struct HttpMetricsLayer {
-    instruments: Option<HttpInstruments>,
+/// One request being measured. Finish it with [`HttpInstruments::finish`]; if it is dropped
+/// unfinished (the client went away), [`HttpInstruments::abandon`] keeps the gauge right.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    method: &'static str,
+    start: Instant,
 }
 
-impl HttpMetricsLayer {
-    pub(crate) fn new(metrics: Option<&super::Metrics>) -> Self {
-        Self {
-            instruments: metrics.map(super::Metrics::http_instruments),
+impl HttpInstruments {
+    pub(crate) fn start(&self, method: &Method) -> InFlight {
+        self.active.inc();
+        InFlight {
+            method: method_label(method),
+            start: Instant::now(),
         }
     }
-}
 
-impl<S> Layer<S> for HttpMetricsLayer {
-    type Service = HttpMetrics<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        HttpMetrics {
-            inner,
-            layer: self.clone(),
-        }
+    pub(crate) fn finish(&self, f: InFlight, route: Option<&str>, status: StatusCode) {
+        self.active.dec();
+        self.duration
+            .with_label_values(&[f.method, route.unwrap_or(UNMATCHED_ROUTE), status.as_str()])
+            .observe(f.start.elapsed().as_secs_f64());
     }
-}
 
-#[derive(Clone)]
-pub(crate) struct HttpMetrics<S> {
-    inner: S,
-    layer: HttpMetricsLayer,
+    pub(crate) fn abandon(&self, _f: InFlight) {
+        self.active.dec();
+    }
 }
 
 /// OTel semantic conventions: known methods as-is, anything else `_OTHER`.
@@ -73,118 +65,31 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-impl<S, B, RB> Service<Request<B>> for HttpMetrics<S>
-where
-    S: Service<Request<B>, Response = Response<RB>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let method = method_label(req.method());
-        let record = self.layer.instruments.as_ref().map(|i| {
-            i.active.inc();
-            Record {
-                _guard: ActiveGuard(i.active.clone()),
-                duration: i.duration.clone(),
-                method,
-                start: Instant::now(),
-            }
-        });
-        ResponseFuture {
-            inner: self.inner.call(req),
-            record,
-        }
-    }
-}
-
-/// Decrements the in-flight gauge even if the request future is dropped (client gone).
-struct ActiveGuard(IntGauge);
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
-struct Record {
-    _guard: ActiveGuard,
-    duration: HistogramVec,
-    method: &'static str,
-    start: Instant,
-}
-
-pin_project! {
-    pub(crate) struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        record: Option<Record>,
-    }
-}
-
-impl<F, RB, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<RB>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
-        if let (Ok(res), Some(rec)) = (&result, this.record.take()) {
-            let route = res
-                .extensions()
-                .get::<RouteTemplate>()
-                .map_or(UNMATCHED_ROUTE, RouteTemplate::as_str);
-            rec.duration
-                .with_label_values(&[rec.method, route, res.status().as_str()])
-                .observe(rec.start.elapsed().as_secs_f64());
-        }
-        Poll::Ready(result)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
-    use tower::{ServiceBuilder, ServiceExt};
 
-    #[tokio::test]
-    async fn unmatched_requests_use_the_fixed_label() {
-        let duration = HistogramVec::new(
-            prometheus::HistogramOpts::new("d_seconds", "d"),
-            &["m", "r", "s"],
-        )
-        .unwrap();
-        let active = IntGauge::new("a", "a").unwrap();
-        let svc = ServiceBuilder::new()
-            .layer(HttpMetricsLayer {
-                instruments: Some(HttpInstruments {
-                    duration: duration.clone(),
-                    active: active.clone(),
-                }),
-            })
-            .service_fn(|_req: Request<Body>| async {
-                Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
-            });
-        let req = Request::builder()
-            .method("BREW")
-            .uri("/x/123")
-            .body(Body::empty())
-            .unwrap();
-        svc.oneshot(req).await.unwrap();
-        assert_eq!(
-            duration
-                .with_label_values(&["_OTHER", UNMATCHED_ROUTE, "200"])
-                .get_sample_count(),
-            1
-        );
-        assert_eq!(active.get(), 0);
+    #[test]
+    fn unknown_methods_and_unmatched_routes_use_fixed_labels() {
+        let i = HttpInstruments {
+            duration: HistogramVec::new(
+                prometheus::HistogramOpts::new("d_seconds", "d"),
+                &["m", "r", "s"],
+            )
+            .unwrap(),
+            active: IntGauge::new("a", "a").unwrap(),
+        };
+        let f = i.start(&Method::from_bytes(b"BREW").unwrap());
+        assert_eq!(i.active.get(), 1);
+        i.finish(f, None, StatusCode::NOT_FOUND);
+        assert_eq!(i.active.get(), 0);
+        let n = i
+            .duration
+            .with_label_values(&["_OTHER", UNMATCHED_ROUTE, "404"])
+            .get_sample_count();
+        assert_eq!(n, 1);
+        let f = i.start(&Method::GET);
+        i.abandon(f);
+        assert_eq!(i.active.get(), 0);
     }
 }

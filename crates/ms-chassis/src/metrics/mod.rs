@@ -37,7 +37,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-pub(crate) use http::{HttpMetrics, HttpMetricsLayer};
+pub(crate) use http::{HttpInstruments, InFlight, UNMATCHED_ROUTE};
 
 /// OpenTelemetry's advisory buckets for `http.server.request.duration`, in seconds.
 pub const HTTP_DURATION_BUCKETS: &[f64] = &[
@@ -66,7 +66,11 @@ impl Metrics {
                 "Duration of HTTP server requests.",
             )
             .buckets(HTTP_DURATION_BUCKETS.to_vec()),
-            &["http_request_method", "http_route", "http_response_status_code"],
+            &[
+                "http_request_method",
+                "http_route",
+                "http_response_status_code",
+            ],
         )?;
         registry.register(Box::new(http_duration.clone()))?;
         let http_active = IntGauge::new(
@@ -129,8 +133,8 @@ impl Metrics {
         Ok(h)
     }
 
-    fn http_instruments(&self) -> http::HttpInstruments {
-        http::HttpInstruments {
+    pub(crate) fn http_instruments(&self) -> HttpInstruments {
+        HttpInstruments {
             duration: self.inner.http_duration.clone(),
             active: self.inner.http_active.clone(),
         }

@@ -1,12 +1,12 @@
 //! The request guard: panic catcher, concurrency limit with load shedding, body-size check
-//! and timeout — steps 4 to 6 of the server stack, in that order, in one service.
+//! and timeout — steps 4 to 6 of the server stack, in that order, as one future.
 //!
-//! They are one service rather than a chain of tower-http and tower layers because this
-//! runs on every request: the chain (`CatchPanic`, `HandleError`, `LoadShed`,
+//! They are one future rather than a chain of tower-http and tower layers because this runs
+//! on every request: the chain (`CatchPanic`, `HandleError`, `LoadShed`,
 //! `GlobalConcurrencyLimit`, `Filter`, `Timeout`) boxes the response body and the error
 //! future and converts errors back and forth, which cost about a tenth of bare axum's
-//! throughput in `bench/`. Here it is one state machine with no allocation. The
-//! resilience layers for clients (breaker, retry, bulkhead) are separate tower layers.
+//! throughput in `bench/`. Here it is one state machine with no allocation. The concurrency
+//! permits are one semaphore shared by every route, so the limit is service-wide.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -20,17 +20,14 @@ use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::problem::problem;
 use crate::config::LimitsSection;
 
-#[derive(Clone)]
-pub(crate) struct RequestGuardLayer {
-    limits: Arc<Limits>,
-}
-
-struct Limits {
+/// The limits from `server.limits`, shared by every route.
+#[derive(Debug)]
+pub(crate) struct Limits {
     /// `None` when `server.limits.concurrency` is 0.
     permits: Option<Arc<Semaphore>>,
     body_size: u64,
@@ -38,74 +35,46 @@ struct Limits {
     timeout: Option<Duration>,
 }
 
-impl RequestGuardLayer {
+impl Limits {
     pub(crate) fn new(cfg: &LimitsSection) -> Self {
         Self {
-            limits: Arc::new(Limits {
-                permits: (cfg.concurrency > 0).then(|| Arc::new(Semaphore::new(cfg.concurrency))),
-                body_size: cfg.body_size,
-                timeout: (!cfg.request_timeout.is_zero()).then_some(cfg.request_timeout),
-            }),
+            permits: (cfg.concurrency > 0).then(|| Arc::new(Semaphore::new(cfg.concurrency))),
+            body_size: cfg.body_size,
+            timeout: (!cfg.request_timeout.is_zero()).then_some(cfg.request_timeout),
         }
     }
-}
 
-impl<S> Layer<S> for RequestGuardLayer {
-    type Service = RequestGuard<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestGuard {
-            inner,
-            limits: self.limits.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(crate) struct RequestGuard<S> {
-    inner: S,
-    limits: Arc<Limits>,
-}
-
-impl<S> Service<Request<Body>> for RequestGuard<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>,
-{
-    type Response = Response<Body>;
-    type Error = std::convert::Infallible;
-    type Future = GuardFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let limits = &self.limits;
+    /// Calls `inner` under the limits; an over-limit request is answered without calling it.
+    pub(crate) fn call<S>(&self, inner: &mut S, req: Request<Body>) -> GuardFuture<S::Future>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>,
+    {
         if let Some(declared) = content_length(&req)
-            && declared > limits.body_size
+            && declared > self.body_size
         {
             return GuardFuture::done(problem(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!(
                     "the request body of {declared} bytes exceeds server.limits.body_size ({} bytes)",
-                    limits.body_size
+                    self.body_size
                 ),
             ));
         }
-        let permit = match &limits.permits {
+        let permit = match &self.permits {
             Some(sem) => match sem.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
                 Err(_) => return GuardFuture::done(shed()),
             },
             None => None,
         };
-        let inner = match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
+        let inner = match std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req))) {
             Ok(f) => f,
             Err(payload) => return GuardFuture::done(panic_response(payload.as_ref())),
         };
         GuardFuture {
             inner: Some(inner),
-            sleep: limits.timeout.map(tokio::time::sleep),
-            timeout: limits.timeout.unwrap_or_default(),
+            sleep: self.timeout.map(tokio::time::sleep),
+            timeout: self.timeout.unwrap_or_default(),
             early: None,
             _permit: permit,
         }

@@ -1,9 +1,10 @@
 //! The chassis server stack around the user's router, and the listeners.
 //!
-//! Outermost first: request id, request context (logs, access log), RED metrics, panic catcher,
-//! load shedding with a global concurrency limit, body size check, timeout, then the user's
-//! router. The chassis endpoints (health, metrics) are routed *outside* this stack, so they
-//! answer even when the user's routes are saturated or timing out.
+//! Outermost first: request id and request context (for logs), then routing, then — inside
+//! the router, where the route template is known — RED metrics and the access log, panic
+//! catcher, load shedding with a global concurrency limit, body size check and timeout, then
+//! the user's handler. The chassis endpoints (health, metrics) are dispatched *outside* this
+//! stack, so they answer even when the user's routes are saturated or timing out.
 
 mod guard;
 mod problem;
@@ -11,8 +12,9 @@ mod request_id;
 mod route;
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::future::{Future, Ready, ready};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -20,56 +22,107 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::http::{Request, Response};
+use axum::routing::future::RouteFuture;
 use axum::serve::IncomingStream;
 use futures_util::future::Either;
 use tokio::net::TcpListener;
+use tokio::task::futures::TaskLocalFuture;
 use tower::{Service, ServiceBuilder};
 
 use crate::config::ChassisConfig;
-use crate::metrics::{HttpMetrics, HttpMetricsLayer, Metrics};
-use crate::telemetry::{RequestContextLayer, RequestContextService};
+use crate::metrics::Metrics;
+use crate::telemetry::RequestContext;
 
 pub use problem::PROBLEM_JSON;
 pub(crate) use problem::problem;
 pub use request_id::{RequestId, X_REQUEST_ID};
-pub(crate) use route::RouteTemplate;
-
-/// The user's router inside the chassis stack, outermost first.
-pub(crate) type UserStack =
-    request_id::RequestIdService<RequestContextService<HttpMetrics<guard::RequestGuard<Router>>>>;
 
 /// Wraps the user's router in the chassis stack.
-pub(crate) fn user_stack(router: Router, cfg: &ChassisConfig, metrics: Option<&Metrics>) -> UserStack {
+pub(crate) fn user_stack(
+    router: Router,
+    cfg: &ChassisConfig,
+    metrics: Option<&Metrics>,
+) -> ChassisStack {
     let limits = &cfg.server.limits;
     let body_limit = usize::try_from(limits.body_size).unwrap_or(usize::MAX);
+    let shared = route::Shared {
+        limits: guard::Limits::new(limits),
+        metrics: metrics.map(Metrics::http_instruments),
+        access_log: cfg.logging.access,
+    };
     // One `Router::layer` call: each call adds a boxed service per route.
     let router = router.layer(
         ServiceBuilder::new()
-            .layer(route::RouteTagLayer)
+            .layer(route::RouteLayer(Arc::new(shared)))
             .layer(DefaultBodyLimit::max(body_limit)),
     );
-    ServiceBuilder::new()
-        .layer(request_id::RequestIdLayer)
-        .layer(RequestContextLayer::new(cfg.logging.access))
-        .layer(HttpMetricsLayer::new(metrics))
-        .layer(guard::RequestGuardLayer::new(limits))
-        .service(router)
+    ChassisStack { router }
+}
+
+/// The outer, route-independent part of the stack: the request id and the request context
+/// (for logs), around the user's router with its route layer.
+#[derive(Clone)]
+pub(crate) struct ChassisStack {
+    router: Router,
+}
+
+impl Service<Request<Body>> for ChassisStack {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = StackFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> StackFuture {
+        let id = RequestId::from_headers(req.headers());
+        req.extensions_mut().insert(id.clone());
+        let ctx = RequestContext::new(id.clone());
+        let inner = ctx.sync_scope(|| self.router.call(req));
+        StackFuture {
+            inner: ctx.scope(inner),
+            id: Some(id),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub(crate) struct StackFuture {
+        #[pin]
+        inner: TaskLocalFuture<RequestContext, RouteFuture<Infallible>>,
+        id: Option<RequestId>,
+    }
+}
+
+impl Future for StackFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut res) = std::task::ready!(this.inner.poll(cx));
+        if let Some(id) = this.id.take() {
+            res.headers_mut()
+                .insert(X_REQUEST_ID, id.header_value().clone());
+        }
+        Poll::Ready(Ok(res))
+    }
 }
 
 /// The service a listener serves: chassis endpoints by exact path, everything else through
 /// the user stack. Exact matching on a handful of paths is cheaper than a second router.
 #[derive(Clone)]
 pub(crate) struct Dispatch {
-    chassis: Option<(Router, Arc<[String]>)>,
-    user: Option<UserStack>,
+    chassis: Option<Arc<(Router, Vec<String>)>>,
+    user: Option<ChassisStack>,
     peer: Option<SocketAddr>,
 }
 
 impl Dispatch {
     /// `chassis` with the exact paths it serves, and/or the user stack.
-    pub(crate) fn new(chassis: Option<(Router, Vec<String>)>, user: Option<UserStack>) -> Self {
+    pub(crate) fn new(chassis: Option<(Router, Vec<String>)>, user: Option<ChassisStack>) -> Self {
         Self {
-            chassis: chassis.map(|(r, paths)| (r, paths.into())),
+            chassis: chassis.map(Arc::new),
             user,
             peer: None,
         }
@@ -80,7 +133,7 @@ impl Service<Request<Body>> for Dispatch {
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = Either<
-        Either<axum::routing::future::RouteFuture<Infallible>, <UserStack as Service<Request<Body>>>::Future>,
+        Either<RouteFuture<Infallible>, StackFuture>,
         Ready<Result<Response<Body>, Infallible>>,
     >;
 
@@ -92,10 +145,10 @@ impl Service<Request<Body>> for Dispatch {
         if let Some(peer) = self.peer {
             req.extensions_mut().insert(ConnectInfo(peer));
         }
-        if let Some((router, paths)) = &mut self.chassis
-            && paths.iter().any(|p| p == req.uri().path())
+        if let Some(chassis) = &self.chassis
+            && chassis.1.iter().any(|p| p == req.uri().path())
         {
-            return Either::Left(Either::Left(router.call(req)));
+            return Either::Left(Either::Left(chassis.0.clone().call(req)));
         }
         match &mut self.user {
             Some(user) => Either::Left(Either::Right(user.call(req))),

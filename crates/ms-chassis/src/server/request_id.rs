@@ -1,17 +1,11 @@
-//! `x-request-id`: honour a well-formed incoming id, otherwise generate a UUID, and echo it
-//! on the response. The id sits in the request extensions as [`RequestId`] for logs and
-//! handlers.
+//! `x-request-id`: honour a well-formed incoming id, otherwise generate a UUID. The stack
+//! echoes it on the response, puts it in the request extensions as [`RequestId`] for
+//! handlers (`Extension<RequestId>`), and in the request context for logs.
 //!
 //! An incoming id is accepted only if it is 1–128 visible ASCII characters, so a hostile
 //! client cannot inject control characters or huge values into our logs.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use axum::http::{HeaderName, HeaderValue, Request, Response};
-use pin_project_lite::pin_project;
-use tower::{Layer, Service};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The request id header.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -31,9 +25,17 @@ impl RequestId {
 }
 
 impl RequestId {
-    /// A fresh random (v4 UUID) id.
-    pub(crate) fn generate() -> Self {
-        Self(generate())
+    /// The incoming `x-request-id` if it is acceptable, otherwise a fresh v4 UUID.
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
+        match headers.get(X_REQUEST_ID) {
+            Some(v) if acceptable(v) => Self(v.clone()),
+            _ => Self(generate()),
+        }
+    }
+
+    /// The id as a header value, for echoing.
+    pub(crate) fn header_value(&self) -> &HeaderValue {
+        &self.0
     }
 }
 
@@ -54,70 +56,6 @@ fn generate() -> HeaderValue {
     HeaderValue::from_str(s).expect("a UUID is a valid header value")
 }
 
-#[derive(Clone, Copy, Default)]
-pub(crate) struct RequestIdLayer;
-
-impl<S> Layer<S> for RequestIdLayer {
-    type Service = RequestIdService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestIdService { inner }
-    }
-}
-
-#[derive(Clone)]
-pub(crate) struct RequestIdService<S> {
-    inner: S,
-}
-
-impl<S, B, RB> Service<Request<B>> for RequestIdService<S>
-where
-    S: Service<Request<B>, Response = Response<RB>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let id = match req.headers().get(X_REQUEST_ID) {
-            Some(v) if acceptable(v) => v.clone(),
-            _ => generate(),
-        };
-        req.extensions_mut().insert(RequestId(id.clone()));
-        ResponseFuture {
-            inner: self.inner.call(req),
-            id: Some(id),
-        }
-    }
-}
-
-pin_project! {
-    pub(crate) struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        id: Option<HeaderValue>,
-    }
-}
-
-impl<F, RB, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<RB>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut result = std::task::ready!(this.inner.poll(cx));
-        if let (Ok(res), Some(id)) = (&mut result, this.id.take()) {
-            res.headers_mut().insert(X_REQUEST_ID, id);
-        }
-        Poll::Ready(result)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,8 +65,12 @@ mod tests {
         assert!(acceptable(&HeaderValue::from_static("abc-123")));
         assert!(!acceptable(&HeaderValue::from_static("")));
         assert!(!acceptable(&HeaderValue::from_static("has space")));
-        assert!(!acceptable(&HeaderValue::from_str(&"x".repeat(129)).unwrap()));
-        assert!(!acceptable(&HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap()));
+        assert!(!acceptable(
+            &HeaderValue::from_str(&"x".repeat(129)).unwrap()
+        ));
+        assert!(!acceptable(
+            &HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap()
+        ));
         assert!(acceptable(&generate()));
     }
 }

@@ -1,96 +1,150 @@
-//! Route tagging, applied inside the user's router with `Router::layer` so that it runs
-//! after routing: it copies axum's [`MatchedPath`] onto the response, where the outer metrics
-//! and logging layers read the route template. It also turns axum's empty default 404 into
-//! problem+json, which is only possible here, where a miss is known to be a routing miss.
+//! The route-aware part of the stack, applied inside the user's router with one
+//! `Router::layer` call so that it runs after routing and knows the matched route template
+//! (`/books/{id}`): RED metrics, the access log line, the request guard (panic catcher,
+//! concurrency limit, body size, timeout), and problem+json for axum's empty 404 — which
+//! is only recognisable here, where a miss is known to be a routing miss.
+//!
+//! Every route gets a clone of this layer, but all clones share one [`Shared`], so the
+//! concurrency limit is service-wide, not per route.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::MatchedPath;
-use axum::http::{Request, Response, StatusCode, header};
+use axum::extract::{ConnectInfo, MatchedPath};
+use axum::http::{Method, Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use super::RequestId;
+use super::guard::{GuardFuture, Limits};
 use super::problem::problem;
+use crate::metrics::{HttpInstruments, InFlight};
 
-/// The route template (`/books/{id}`) that served a request, on the response extensions.
-#[derive(Clone, Debug)]
-pub(crate) struct RouteTemplate(MatchedPath);
-
-impl RouteTemplate {
-    pub(crate) fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
+/// State shared by every route.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) limits: Limits,
+    pub(crate) metrics: Option<HttpInstruments>,
+    pub(crate) access_log: bool,
 }
 
-#[derive(Clone, Copy, Default)]
-pub(crate) struct RouteTagLayer;
+#[derive(Clone)]
+pub(crate) struct RouteLayer(pub(crate) Arc<Shared>);
 
-impl<S> Layer<S> for RouteTagLayer {
-    type Service = RouteTag<S>;
+impl<S> Layer<S> for RouteLayer {
+    type Service = RouteService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RouteTag { inner }
+        RouteService {
+            inner,
+            shared: self.0.clone(),
+        }
     }
 }
 
 #[derive(Clone)]
-pub(crate) struct RouteTag<S> {
+pub(crate) struct RouteService<S> {
     inner: S,
+    shared: Arc<Shared>,
 }
 
-impl<S, B> Service<Request<B>> for RouteTag<S>
+struct AccessRecord {
+    method: Method,
+    request_id: Option<RequestId>,
+    peer: Option<SocketAddr>,
+    start: Instant,
+}
+
+impl<S> Service<Request<Body>> for RouteService<S>
 where
-    S: Service<Request<B>, Response = Response<Body>>,
+    S: Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>,
 {
     type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Error = std::convert::Infallible;
+    type Future = RouteFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let shared = &self.shared;
         let route = req.extensions().get::<MatchedPath>().cloned();
-        ResponseFuture {
-            inner: self.inner.call(req),
+        let in_flight = shared.metrics.as_ref().map(|m| m.start(req.method()));
+        let access = shared.access_log.then(|| AccessRecord {
+            method: req.method().clone(),
+            request_id: req.extensions().get::<RequestId>().cloned(),
+            peer: req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+            start: Instant::now(),
+        });
+        RouteFuture {
+            inner: shared.limits.call(&mut self.inner, req),
+            shared: shared.clone(),
             route,
+            in_flight,
+            access,
         }
     }
 }
 
 pin_project! {
-    pub(crate) struct ResponseFuture<F> {
+    pub(crate) struct RouteFuture<F> {
         #[pin]
-        inner: F,
+        inner: GuardFuture<F>,
+        shared: Arc<Shared>,
         route: Option<MatchedPath>,
+        in_flight: Option<InFlight>,
+        access: Option<AccessRecord>,
+    }
+
+    impl<F> PinnedDrop for RouteFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let (Some(f), Some(m)) = (this.in_flight.take(), &this.shared.metrics) {
+                m.abandon(f);
+            }
+        }
     }
 }
 
-impl<F, E> Future for ResponseFuture<F>
+impl<F> Future for RouteFuture<F>
 where
-    F: Future<Output = Result<Response<Body>, E>>,
+    F: Future<Output = Result<Response<Body>, std::convert::Infallible>>,
 {
-    type Output = F::Output;
+    type Output = Result<Response<Body>, std::convert::Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut result = std::task::ready!(this.inner.poll(cx));
-        if let Ok(res) = &mut result {
-            match this.route.take() {
-                Some(route) => {
-                    res.extensions_mut().insert(RouteTemplate(route));
-                }
-                None if res.status() == StatusCode::NOT_FOUND
-                    && !res.headers().contains_key(header::CONTENT_TYPE) =>
-                {
-                    *res = problem(StatusCode::NOT_FOUND, "no route matches this path");
-                }
-                None => {}
-            }
+        let Ok(mut res) = std::task::ready!(this.inner.poll(cx));
+        let route = this.route.as_ref().map(MatchedPath::as_str);
+        if route.is_none()
+            && res.status() == StatusCode::NOT_FOUND
+            && !res.headers().contains_key(header::CONTENT_TYPE)
+        {
+            res = problem(StatusCode::NOT_FOUND, "no route matches this path");
         }
-        Poll::Ready(result)
+        if let (Some(f), Some(m)) = (this.in_flight.take(), &this.shared.metrics) {
+            m.finish(f, route, res.status());
+        }
+        if let Some(rec) = this.access.take() {
+            tracing::info!(
+                target: "ms_chassis::access",
+                method = %rec.method,
+                route = route.unwrap_or(crate::metrics::UNMATCHED_ROUTE),
+                status = res.status().as_u16(),
+                duration_ms = rec.start.elapsed().as_secs_f64() * 1000.0,
+                request_id = rec.request_id.as_ref().map(RequestId::as_str),
+                peer = rec.peer.map(|p| p.to_string()),
+                "request completed"
+            );
+        }
+        Poll::Ready(Ok(res))
     }
 }

@@ -42,7 +42,8 @@ pub(crate) struct FieldMap(pub(crate) Map<String, Value>);
 
 impl Visit for FieldMap {
     fn record_str(&mut self, f: &Field, v: &str) {
-        self.0.insert(f.name().to_owned(), Value::String(v.to_owned()));
+        self.0
+            .insert(f.name().to_owned(), Value::String(v.to_owned()));
     }
     fn record_bool(&mut self, f: &Field, v: bool) {
         self.0.insert(f.name().to_owned(), Value::Bool(v));
@@ -57,7 +58,8 @@ impl Visit for FieldMap {
         self.0.insert(f.name().to_owned(), Value::from(v));
     }
     fn record_error(&mut self, f: &Field, v: &(dyn std::error::Error + 'static)) {
-        self.0.insert(f.name().to_owned(), Value::String(v.to_string()));
+        self.0
+            .insert(f.name().to_owned(), Value::String(v.to_string()));
     }
     fn record_debug(&mut self, f: &Field, v: &dyn fmt::Debug) {
         self.0
@@ -205,7 +207,10 @@ mod tests {
         assert_eq!(v["request_id"], "r1");
         assert_eq!(v["shared"], "inner", "inner span wins");
         assert_eq!(v["name"], "event-name", "event wins over span");
-        assert_eq!(v["field.target"], "mine", "colliding field kept under field.");
+        assert_eq!(
+            v["field.target"], "mine",
+            "colliding field kept under field."
+        );
         assert_eq!(v["n"], 3);
     }
 }

@@ -7,4 +7,3 @@ mod request_context;
 
 pub(crate) use logs::init_logging;
 pub use request_context::RequestContext;
-pub(crate) use request_context::{RequestContextLayer, RequestContextService};

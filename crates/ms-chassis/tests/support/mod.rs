@@ -24,11 +24,7 @@ pub struct TestService {
 
 /// Builds a service from `TEST_BASE` plus `yaml`; lets the caller register checks with
 /// `setup`, then starts it with `router`.
-pub async fn start_with(
-    yaml: &str,
-    router: Router,
-    setup: impl FnOnce(&Service),
-) -> TestService {
+pub async fn start_with(yaml: &str, router: Router, setup: impl FnOnce(&Service)) -> TestService {
     let svc = Service::builder()
         .yaml(TEST_BASE)
         .yaml(yaml)
@@ -61,7 +57,9 @@ pub fn require_tool(bin: &str, install: &str) -> PathBuf {
         .map(|d| d.join(bin))
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
-            panic!("`{bin}` is required by this test but is not on PATH; install it with: {install}")
+            panic!(
+                "`{bin}` is required by this test but is not on PATH; install it with: {install}"
+            )
         })
 }
 
@@ -76,7 +74,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
