@@ -276,3 +276,21 @@ fn management_port_must_differ() {
         "{e}"
     );
 }
+
+#[test]
+fn host_must_be_an_ip_address() {
+    let (dir, r) = load_file("server:\n  host: nohost\n");
+    assert_eq!(
+        only_error(r),
+        format!(
+            "{}:2: server.host: expected an IP address such as 127.0.0.1, 0.0.0.0 or ::, found \"nohost\" \
+             (host names are not resolved; write 127.0.0.1 for localhost)",
+            dir.path().join("config.yaml").display()
+        )
+    );
+    let c = ConfigLoader::new()
+        .yaml("server: { host: '::1' }")
+        .load()
+        .unwrap();
+    assert_eq!(c.chassis().server.host.to_string(), "::1");
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::values::{byte_size, duration, port};
+use super::values::{byte_size, duration, ip, port};
 
 /// Every chassis-owned section. The user's own `app` section is read with
 /// [`Config::app`](super::Config::app).
@@ -71,6 +71,7 @@ impl Default for ServiceSection {
 #[non_exhaustive]
 pub struct ServerSection {
     /// Address to bind. `127.0.0.1` by default; use `0.0.0.0` in containers.
+    #[serde(with = "ip")]
     pub host: IpAddr,
     /// Port to bind; `0` picks a free port. Default 8080.
     #[serde(with = "port")]
@@ -101,6 +102,7 @@ impl Default for ServerSection {
 #[non_exhaustive]
 pub struct ManagementSection {
     /// Address to bind. Default `127.0.0.1`.
+    #[serde(with = "ip")]
     pub host: IpAddr,
     /// Port to bind; `0` picks a free port. Default 9090.
     #[serde(with = "port")]

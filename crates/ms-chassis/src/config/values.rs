@@ -77,6 +77,30 @@ pub(crate) mod byte_size {
     }
 }
 
+/// An IP address to bind. Host names are not resolved: binding must not depend on DNS.
+pub(crate) mod ip {
+    use std::net::IpAddr;
+
+    use super::*;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        v.as_str()
+            .and_then(|s| s.trim().parse::<IpAddr>().ok())
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "expected an IP address such as 127.0.0.1, 0.0.0.0 or ::, found {} \
+                     (host names are not resolved; write 127.0.0.1 for localhost)",
+                    describe(&v)
+                ))
+            })
+    }
+
+    pub(crate) fn serialize<S: Serializer>(ip: &IpAddr, s: S) -> Result<S::Ok, S::Error> {
+        ip.to_string().serialize(s)
+    }
+}
+
 /// A TCP port. `0` asks the OS for a free port (useful in tests); the bound port is logged.
 pub(crate) mod port {
     use super::*;
