@@ -29,11 +29,11 @@ pub(crate) struct InFlight {
 }
 
 impl HttpInstruments {
-    pub(crate) fn start(&self, method: &Method) -> InFlight {
+    pub(crate) fn start(&self, method: &Method, start: Instant) -> InFlight {
         self.active.inc();
         InFlight {
             method: method_label(method),
-            start: Instant::now(),
+            start,
         }
     }
 
@@ -79,7 +79,7 @@ mod tests {
             .unwrap(),
             active: IntGauge::new("a", "a").unwrap(),
         };
-        let f = i.start(&Method::from_bytes(b"BREW").unwrap());
+        let f = i.start(&Method::from_bytes(b"BREW").unwrap(), Instant::now());
         assert_eq!(i.active.get(), 1);
         i.finish(f, None, StatusCode::NOT_FOUND);
         assert_eq!(i.active.get(), 0);
@@ -88,7 +88,7 @@ mod tests {
             .with_label_values(&["_OTHER", UNMATCHED_ROUTE, "404"])
             .get_sample_count();
         assert_eq!(n, 1);
-        let f = i.start(&Method::GET);
+        let f = i.start(&Method::GET, Instant::now());
         i.abandon(f);
         assert_eq!(i.active.get(), 0);
     }

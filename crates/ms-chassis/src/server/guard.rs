@@ -5,21 +5,20 @@
 //! on every request: the chain (`CatchPanic`, `HandleError`, `LoadShed`,
 //! `GlobalConcurrencyLimit`, `Filter`, `Timeout`) boxes the response body and the error
 //! future and converts errors back and forth, which cost about a tenth of bare axum's
-//! throughput in `bench/`. Here it is one state machine with no allocation. The concurrency
-//! permits are one semaphore shared by every route, so the limit is service-wide.
+//! throughput in `bench/`. Here it is one state machine with no allocation. The in-flight
+//! counter is shared by every route, so the concurrency limit is service-wide.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 use super::problem::problem;
@@ -28,8 +27,12 @@ use crate::config::LimitsSection;
 /// The limits from `server.limits`, shared by every route.
 #[derive(Debug)]
 pub(crate) struct Limits {
-    /// `None` when `server.limits.concurrency` is 0.
-    permits: Option<Arc<Semaphore>>,
+    /// Requests admitted and not yet finished. A plain counter rather than a semaphore:
+    /// nothing ever waits for a slot (the excess is shed), so a semaphore's queue is not
+    /// needed, and one atomic add is cheaper than its acquire and release.
+    in_flight: AtomicUsize,
+    /// 0 when `server.limits.concurrency` is 0: no limit.
+    max_in_flight: usize,
     body_size: u64,
     /// `None` when `server.limits.request_timeout` is 0.
     timeout: Option<Duration>,
@@ -38,46 +41,64 @@ pub(crate) struct Limits {
 impl Limits {
     pub(crate) fn new(cfg: &LimitsSection) -> Self {
         Self {
-            permits: (cfg.concurrency > 0).then(|| Arc::new(Semaphore::new(cfg.concurrency))),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: cfg.concurrency,
             body_size: cfg.body_size,
             timeout: (!cfg.request_timeout.is_zero()).then_some(cfg.request_timeout),
         }
     }
 
+    /// Gives back the slot of an admitted request (see [`Limits::call`]).
+    pub(crate) fn release(&self) {
+        if self.max_in_flight > 0 {
+            self.in_flight.fetch_sub(1, Ordering::Release);
+        }
+    }
+
     /// Calls `inner` under the limits; an over-limit request is answered without calling it.
-    pub(crate) fn call<S>(&self, inner: &mut S, req: Request<Body>) -> GuardFuture<S::Future>
+    /// When the second value is true the request holds a slot, which the caller must give
+    /// back with [`Limits::release`] when the request ends, however it ends.
+    pub(crate) fn call<S>(
+        &self,
+        inner: &mut S,
+        req: Request<Body>,
+        start: Instant,
+    ) -> (GuardFuture<S::Future>, bool)
     where
         S: Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>,
     {
         if let Some(declared) = content_length(&req)
             && declared > self.body_size
         {
-            return GuardFuture::done(problem(
+            let res = problem(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!(
                     "the request body of {declared} bytes exceeds server.limits.body_size ({} bytes)",
                     self.body_size
                 ),
-            ));
+            );
+            return (GuardFuture::done(res), false);
         }
-        let permit = match &self.permits {
-            Some(sem) => match sem.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => return GuardFuture::done(shed()),
-            },
-            None => None,
-        };
+        let counted = self.max_in_flight > 0;
+        if counted && self.in_flight.fetch_add(1, Ordering::Acquire) >= self.max_in_flight {
+            self.release();
+            return (GuardFuture::done(shed()), false);
+        }
         let inner = match std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req))) {
             Ok(f) => f,
-            Err(payload) => return GuardFuture::done(panic_response(payload.as_ref())),
+            Err(payload) => {
+                return (GuardFuture::done(panic_response(payload.as_ref())), counted);
+            }
         };
-        GuardFuture {
+        let future = GuardFuture {
             inner: Some(inner),
-            sleep: self.timeout.map(tokio::time::sleep),
-            timeout: self.timeout.unwrap_or_default(),
+            sleep: None,
+            deadline: self
+                .timeout
+                .map(|t| (Instant::from_std(start.into_std() + t), t)),
             early: None,
-            _permit: permit,
-        }
+        };
+        (future, counted)
     }
 }
 
@@ -117,12 +138,12 @@ pin_project! {
     pub(crate) struct GuardFuture<F> {
         #[pin]
         inner: Option<F>,
+        // Armed only once the handler has returned Pending: most requests finish on their
+        // first poll and never touch the timer wheel.
         #[pin]
         sleep: Option<Sleep>,
-        timeout: Duration,
+        deadline: Option<(Instant, Duration)>,
         early: Option<Response<Body>>,
-        // Held until the response is produced; released on drop if the client goes away.
-        _permit: Option<OwnedSemaphorePermit>,
     }
 }
 
@@ -131,9 +152,8 @@ impl<F> GuardFuture<F> {
         Self {
             inner: None,
             sleep: None,
-            timeout: Duration::ZERO,
+            deadline: None,
             early: Some(res),
-            _permit: None,
         }
     }
 }
@@ -164,15 +184,21 @@ where
                 return Poll::Ready(Ok(panic_response(payload.as_ref())));
             }
         }
+        if this.sleep.is_none()
+            && let Some((deadline, _)) = this.deadline
+        {
+            this.sleep.set(Some(tokio::time::sleep_until(*deadline)));
+        }
         if let Some(sleep) = this.sleep.as_pin_mut()
             && sleep.poll(cx).is_ready()
         {
+            let timeout = this.deadline.map(|(_, t)| t).unwrap_or_default();
             this.inner.set(None);
             return Poll::Ready(Ok(problem(
                 StatusCode::GATEWAY_TIMEOUT,
                 &format!(
                     "the request took longer than server.limits.request_timeout ({})",
-                    humantime::format_duration(*this.timeout)
+                    humantime::format_duration(timeout)
                 ),
             )));
         }

@@ -75,9 +75,8 @@ impl Service<Request<Body>> for ChassisStack {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<Body>) -> StackFuture {
+    fn call(&mut self, req: Request<Body>) -> StackFuture {
         let id = RequestId::from_headers(req.headers());
-        req.extensions_mut().insert(id.clone());
         let ctx = RequestContext::new(id.clone());
         let inner = ctx.sync_scope(|| self.router.call(req));
         StackFuture {

@@ -1,6 +1,6 @@
 //! `x-request-id`: honour a well-formed incoming id, otherwise generate a UUID. The stack
-//! echoes it on the response, puts it in the request extensions as [`RequestId`] for
-//! handlers (`Extension<RequestId>`), and in the request context for logs.
+//! echoes it on the response and keeps it in the request context, where log lines and
+//! handlers find it (`RequestContext::current()`).
 //!
 //! An incoming id is accepted only if it is 1–128 visible ASCII characters, so a hostile
 //! client cannot inject control characters or huge values into our logs.

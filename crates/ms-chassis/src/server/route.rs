@@ -24,6 +24,7 @@ use super::RequestId;
 use super::guard::{GuardFuture, Limits};
 use super::problem::problem;
 use crate::metrics::{HttpInstruments, InFlight};
+use crate::telemetry::RequestContext;
 
 /// State shared by every route.
 #[derive(Debug)]
@@ -73,20 +74,26 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let shared = &self.shared;
+        let start = Instant::now();
         let route = req.extensions().get::<MatchedPath>().cloned();
-        let in_flight = shared.metrics.as_ref().map(|m| m.start(req.method()));
+        let in_flight = shared
+            .metrics
+            .as_ref()
+            .map(|m| m.start(req.method(), start));
         let access = shared.access_log.then(|| AccessRecord {
             method: req.method().clone(),
-            request_id: req.extensions().get::<RequestId>().cloned(),
+            request_id: RequestContext::with_current(|c| c.request_id().clone()),
             peer: req
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0),
-            start: Instant::now(),
+            start,
         });
+        let (inner, holds_slot) = shared.limits.call(&mut self.inner, req, start.into());
         RouteFuture {
-            inner: shared.limits.call(&mut self.inner, req),
+            inner,
             shared: shared.clone(),
+            holds_slot,
             route,
             in_flight,
             access,
@@ -99,6 +106,7 @@ pin_project! {
         #[pin]
         inner: GuardFuture<F>,
         shared: Arc<Shared>,
+        holds_slot: bool,
         route: Option<MatchedPath>,
         in_flight: Option<InFlight>,
         access: Option<AccessRecord>,
@@ -107,6 +115,9 @@ pin_project! {
     impl<F> PinnedDrop for RouteFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
+            if std::mem::take(this.holds_slot) {
+                this.shared.limits.release();
+            }
             if let (Some(f), Some(m)) = (this.in_flight.take(), &this.shared.metrics) {
                 m.abandon(f);
             }
@@ -123,6 +134,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(mut res) = std::task::ready!(this.inner.poll(cx));
+        if std::mem::take(this.holds_slot) {
+            this.shared.limits.release();
+        }
         let route = this.route.as_ref().map(MatchedPath::as_str);
         if route.is_none()
             && res.status() == StatusCode::NOT_FOUND
