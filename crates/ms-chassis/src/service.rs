@@ -5,7 +5,8 @@
 //! [`RunningService::trigger_shutdown`]): readiness goes DOWN; the service waits
 //! `server.shutdown.drain_delay` so load balancers notice; the listener stops accepting;
 //! in-flight requests get up to `server.shutdown.grace` to finish; then the management
-//! listener closes. A second signal exits at once.
+//! listener closes, and pending spans are flushed to the trace exporter within what is left
+//! of the grace period. A second signal exits at once.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -65,7 +66,7 @@ impl ServiceBuilder {
     /// Loads the config and sets up logging and metrics.
     pub fn build(self) -> Result<Service> {
         let config = self.loader.load()?;
-        crate::telemetry::init_logging(config.chassis());
+        crate::telemetry::init_telemetry(config.chassis(), config.profile())?;
         let metrics = Metrics::new(&config.chassis().service)?;
         let health = Health::new(&config.chassis().health);
         Ok(Service {
@@ -281,6 +282,7 @@ async fn supervise(mut s: Supervised) -> Result<()> {
         "shutdown: listener closed, finishing in-flight requests"
     );
     s.stop_accepting.cancel();
+    let grace_started = std::time::Instant::now();
     let result = match tokio::time::timeout(s.grace, &mut s.main_task).await {
         Ok(joined) => flatten(joined),
         Err(_) => {
@@ -293,6 +295,11 @@ async fn supervise(mut s: Supervised) -> Result<()> {
     if let Some(t) = s.management_task {
         let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
     }
+    let left = s
+        .grace
+        .saturating_sub(grace_started.elapsed())
+        .max(Duration::from_secs(1));
+    crate::telemetry::otel::flush(left).await;
     tracing::info!("shutdown complete");
     result
 }

@@ -28,7 +28,8 @@ use serde_json::Value;
 pub use error::{ConfigDiagnostic, ConfigError};
 pub use sections::{
     ChassisConfig, HealthSection, LimitsSection, LogFormat, LoggingSection, ManagementSection,
-    MetricsSection, ServerSection, ServiceSection, ShutdownSection,
+    MetricsSection, OtlpProtocol, SamplerKind, SamplerSection, ServerSection, ServiceSection,
+    ShutdownSection, TraceExporter, TracingSection,
 };
 use source::{Layered, Source};
 
@@ -193,6 +194,7 @@ impl ConfigLoader {
         for text in &self.inline {
             layered.merge(source::parse_yaml(text, Source::Inline)?);
         }
+        layered.merge(source::otel_env_layer(&self.env)?);
         layered.merge(source::env_layer(self.env));
 
         let chassis = match deserialize_at::<ChassisConfig>(&layered.value, "", &layered) {
@@ -365,6 +367,28 @@ fn validate(c: &ChassisConfig, layered: &Layered) -> Vec<ConfigDiagnostic> {
         fail(
             "server.management.port",
             format!("must differ from server.port ({})", c.server.port),
+        );
+    }
+    if let Some(r) = c.tracing.sampler.ratio
+        && !(0.0..=1.0).contains(&r)
+    {
+        fail(
+            "tracing.sampler.ratio",
+            format!("expected a number from 0.0 to 1.0, found {r}"),
+        );
+    }
+    if let Some(e) = &c.tracing.endpoint
+        && !(e.starts_with("http://") || e.starts_with("https://"))
+    {
+        fail(
+            "tracing.endpoint",
+            format!("expected a URL such as http://127.0.0.1:4317, found {e:?}"),
+        );
+    }
+    if c.tracing.queue_size == 0 {
+        fail(
+            "tracing.queue_size",
+            "expected a queue size above zero, such as 2048".to_owned(),
         );
     }
     if c.server.limits.body_size == 0 {

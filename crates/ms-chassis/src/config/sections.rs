@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::values::{byte_size, duration, ip, port};
+use crate::telemetry::propagation::PropagationFormat;
 
 /// Every chassis-owned section. The user's own `app` section is read with
 /// [`Config::app`](super::Config::app).
@@ -25,8 +26,8 @@ pub struct ChassisConfig {
     pub metrics: MetricsSection,
     /// `health`: probe timeouts and caching.
     pub health: HealthSection,
-    /// `tracing`: reserved for the tracing feature; accepted as written.
-    pub tracing: Value,
+    /// `tracing`: OpenTelemetry export, sampling and propagation.
+    pub tracing: TracingSection,
     /// `resilience`: reserved; accepted as written.
     pub resilience: Value,
     /// `clients`: reserved; accepted as written.
@@ -239,6 +240,106 @@ impl Default for HealthSection {
         Self {
             timeout: Duration::from_secs(2),
             cache_ttl: Duration::ZERO,
+        }
+    }
+}
+
+/// Where finished spans go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum TraceExporter {
+    /// OTLP over gRPC or HTTP/protobuf (`tracing.protocol`).
+    Otlp,
+    /// Nowhere. Requests still get trace and span ids for log correlation and propagation.
+    #[default]
+    None,
+}
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum OtlpProtocol {
+    /// gRPC, default port 4317.
+    #[default]
+    Grpc,
+    /// HTTP with protobuf bodies, default port 4318.
+    Http,
+}
+
+/// How traces are sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SamplerKind {
+    /// Follow the caller's decision; sample `ratio` of new root traces (the default).
+    #[default]
+    ParentRatio,
+    /// Sample `ratio` of traces, ignoring the caller's decision.
+    Ratio,
+    /// Follow the caller's decision; sample every new root trace.
+    ParentAlwaysOn,
+    /// Follow the caller's decision; sample no new root trace.
+    ParentAlwaysOff,
+    /// Sample everything.
+    AlwaysOn,
+    /// Sample nothing (ids are still generated and propagated).
+    AlwaysOff,
+}
+
+/// `tracing.sampler:`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct SamplerSection {
+    /// The sampler; `parent_ratio` by default.
+    #[serde(rename = "type")]
+    pub kind: SamplerKind,
+    /// Fraction of root traces to sample, 0.0–1.0. Default 1.0 in the `dev` profile and 0.1
+    /// otherwise, as in Spring Boot.
+    pub ratio: Option<f64>,
+}
+
+/// `tracing:` OpenTelemetry. The standard `OTEL_EXPORTER_OTLP_ENDPOINT`,
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_TRACES_EXPORTER`, `OTEL_SERVICE_NAME`,
+/// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` variables override these keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct TracingSection {
+    /// `otlp` or `none` (default).
+    pub exporter: TraceExporter,
+    /// `grpc` (default) or `http`.
+    pub protocol: OtlpProtocol,
+    /// Collector URL. Default `http://127.0.0.1:4317` for gRPC, `http://127.0.0.1:4318` for
+    /// HTTP (where `/v1/traces` is appended).
+    pub endpoint: Option<String>,
+    /// Extra headers (gRPC metadata) sent with every export, such as an API key.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Sampling.
+    pub sampler: SamplerSection,
+    /// Formats injected into outgoing requests. Incoming requests are read in every
+    /// supported format.
+    pub propagation: Vec<PropagationFormat>,
+    /// Extra resource attributes, such as `deployment.region: eu-west-1`.
+    pub resource: std::collections::BTreeMap<String, String>,
+    /// Spans waiting for export; beyond this they are dropped (and counted), so a dead
+    /// collector never slows requests. Default 2048.
+    pub queue_size: usize,
+}
+
+impl Default for TracingSection {
+    fn default() -> Self {
+        Self {
+            exporter: TraceExporter::None,
+            protocol: OtlpProtocol::Grpc,
+            endpoint: None,
+            headers: Default::default(),
+            sampler: SamplerSection::default(),
+            propagation: vec![PropagationFormat::TraceContext, PropagationFormat::Baggage],
+            resource: Default::default(),
+            queue_size: 2048,
         }
     }
 }

@@ -291,6 +291,90 @@ where
     layer
 }
 
+/// Maps the standard OpenTelemetry variables onto `tracing` keys, so that errors name the
+/// variable and `MS__TRACING__*` can still override them.
+pub(crate) fn otel_env_layer(vars: &[(String, String)]) -> Result<Layered, ConfigError> {
+    let mut layer = Layered::new();
+    let mut set = |var: &str, path: &[&str], value: Value| {
+        let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
+        let origin = Origin {
+            source: Source::Env(var.to_owned()),
+            line: None,
+        };
+        layer.set_path(&path, value, origin);
+    };
+    let bad = |var: &str, expected: &str, found: &str| {
+        ConfigError::new(
+            Some(format!("environment variable {var}")),
+            None,
+            format!("expected {expected}, found {found:?}"),
+        )
+    };
+    for (var, raw) in vars {
+        let v = raw.trim();
+        match var.as_str() {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" | "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+                if !v.is_empty() =>
+            {
+                set(var, &["tracing", "endpoint"], Value::String(v.to_owned()));
+                set(var, &["tracing", "exporter"], Value::String("otlp".into()));
+            }
+            "OTEL_EXPORTER_OTLP_PROTOCOL" | "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" => {
+                let p = match v {
+                    "grpc" => "grpc",
+                    "http/protobuf" => "http",
+                    _ => return Err(bad(var, "grpc or http/protobuf", v)),
+                };
+                set(var, &["tracing", "protocol"], Value::String(p.into()));
+            }
+            "OTEL_TRACES_EXPORTER" => {
+                let e = match v {
+                    "otlp" => "otlp",
+                    "none" => "none",
+                    _ => return Err(bad(var, "otlp or none", v)),
+                };
+                set(var, &["tracing", "exporter"], Value::String(e.into()));
+            }
+            "OTEL_SERVICE_NAME" if !v.is_empty() => {
+                set(var, &["service", "name"], Value::String(v.to_owned()));
+            }
+            "OTEL_TRACES_SAMPLER" => {
+                let kind = match v {
+                    "always_on" => "always_on",
+                    "always_off" => "always_off",
+                    "traceidratio" => "ratio",
+                    "parentbased_always_on" => "parent_always_on",
+                    "parentbased_always_off" => "parent_always_off",
+                    "parentbased_traceidratio" => "parent_ratio",
+                    _ => {
+                        return Err(bad(
+                            var,
+                            "always_on, always_off, traceidratio, parentbased_always_on, \
+                             parentbased_always_off or parentbased_traceidratio",
+                            v,
+                        ));
+                    }
+                };
+                set(
+                    var,
+                    &["tracing", "sampler", "type"],
+                    Value::String(kind.into()),
+                );
+            }
+            "OTEL_TRACES_SAMPLER_ARG" => {
+                let r: f64 = v
+                    .parse()
+                    .map_err(|_| bad(var, "a number from 0.0 to 1.0", v))?;
+                let n = serde_json::Number::from_f64(r)
+                    .ok_or_else(|| bad(var, "a number from 0.0 to 1.0", v))?;
+                set(var, &["tracing", "sampler", "ratio"], Value::Number(n));
+            }
+            _ => {}
+        }
+    }
+    Ok(layer)
+}
+
 /// Turns a JSON value of defaults into a layer.
 pub(crate) fn defaults_layer(value: Value) -> Layered {
     let mut layer = Layered::new();

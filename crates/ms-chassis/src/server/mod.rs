@@ -1,6 +1,7 @@
 //! The chassis server stack around the user's router, and the listeners.
 //!
-//! Outermost first: request id and request context (for logs), then routing, then — inside
+//! Outermost first: request id, trace context extraction and the server span, the request
+//! context (for logs), then routing, then — inside
 //! the router, where the route template is known — RED metrics and the access log, panic
 //! catcher, load shedding with a global concurrency limit, body size check and timeout, then
 //! the user's handler. The chassis endpoints (health, metrics) are dispatched *outside* this
@@ -31,7 +32,9 @@ use tower::{Service, ServiceBuilder};
 
 use crate::config::ChassisConfig;
 use crate::metrics::Metrics;
-use crate::telemetry::RequestContext;
+use crate::telemetry::{RequestContext, otel};
+use opentelemetry::context::{FutureExt as _, WithContext};
+use opentelemetry::trace::TraceContextExt as _;
 
 pub use problem::PROBLEM_JSON;
 pub(crate) use problem::problem;
@@ -77,11 +80,28 @@ impl Service<Request<Body>> for ChassisStack {
 
     fn call(&mut self, req: Request<Body>) -> StackFuture {
         let id = RequestId::from_headers(req.headers());
-        let ctx = RequestContext::new(id.clone());
-        let inner = ctx.sync_scope(|| self.router.call(req));
+        let (cx, parent_span_id) = match otel::get() {
+            Some(o) => {
+                let parent = o.propagation.extract_headers(req.headers());
+                let remote = parent.span().span_context().clone();
+                let peer = req
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0);
+                let cx = otel::server_span(o, &parent, &req, peer);
+                (cx, remote.is_valid().then(|| remote.span_id()))
+            }
+            None => (opentelemetry::Context::new(), None),
+        };
+        let ctx = RequestContext::new(id.clone(), cx.clone(), parent_span_id);
+        let inner = ctx.sync_scope(|| {
+            let _attached = cx.clone().attach();
+            self.router.call(req)
+        });
         StackFuture {
-            inner: ctx.scope(inner),
+            inner: ctx.scope(inner.with_context(cx.clone())),
             id: Some(id),
+            otel: Some(cx),
         }
     }
 }
@@ -89,8 +109,9 @@ impl Service<Request<Body>> for ChassisStack {
 pin_project_lite::pin_project! {
     pub(crate) struct StackFuture {
         #[pin]
-        inner: TaskLocalFuture<RequestContext, RouteFuture<Infallible>>,
+        inner: TaskLocalFuture<RequestContext, WithContext<RouteFuture<Infallible>>>,
         id: Option<RequestId>,
+        otel: Option<opentelemetry::Context>,
     }
 }
 
@@ -100,6 +121,9 @@ impl Future for StackFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(mut res) = std::task::ready!(this.inner.poll(cx));
+        if let Some(cx) = this.otel.take() {
+            otel::end_server_span(&cx, res.status());
+        }
         if let Some(id) = this.id.take() {
             res.headers_mut()
                 .insert(X_REQUEST_ID, id.header_value().clone());

@@ -76,6 +76,9 @@ where
         let shared = &self.shared;
         let start = Instant::now();
         let route = req.extensions().get::<MatchedPath>().cloned();
+        if let Some(r) = &route {
+            crate::telemetry::otel::record_route(req.method().as_str(), r.as_str());
+        }
         let in_flight = shared
             .metrics
             .as_ref()

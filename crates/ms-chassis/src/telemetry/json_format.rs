@@ -1,6 +1,9 @@
 //! The flat JSON log line: `timestamp` (RFC 3339, UTC), `level`, `service`, `target`,
-//! `message`, then the fields of the enclosing spans (root first, so inner spans win), the
-//! current request's `request_id`, then the event's own fields, which win over both.
+//! `message`, `trace_id` and `span_id` of the innermost span (and `parent_span_id` at the
+//! server span, when the caller sent trace context), then the fields of the enclosing
+//! `tracing` spans (root first, so inner spans win), the request's `request_id`, then the
+//! event's own fields, which win over both. Ids are present even when the trace is not
+//! sampled.
 //!
 //! Written here rather than taken from `tracing-subscriber`'s JSON format (which nests span
 //! fields under `spans`) or `json-subscriber` (whose flattening emits a key twice when a span
@@ -18,9 +21,20 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use opentelemetry::trace::TraceContextExt;
+
 use super::RequestContext;
 
-const FIXED: [&str; 5] = ["timestamp", "level", "service", "target", "message"];
+const FIXED: [&str; 8] = [
+    "timestamp",
+    "level",
+    "service",
+    "target",
+    "message",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+];
 
 /// Formats events as flat JSON lines.
 pub(crate) struct FlatJson {
@@ -108,6 +122,7 @@ where
     ) -> fmt::Result {
         let meta = event.metadata();
         let mut fields = Map::new();
+        let mut trace_ids: Vec<(&str, String)> = Vec::new();
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
                 let ext = span.extensions();
@@ -118,10 +133,37 @@ where
                 }
             }
         }
-        if !fields.contains_key("request_id")
-            && let Some(id) = RequestContext::with_current(|c| c.request_id().to_string())
-        {
-            fields.insert("request_id".to_owned(), Value::String(id));
+        let request = RequestContext::with_current(|c| {
+            let server = c.otel_context().span().span_context().clone();
+            (c.request_id().to_string(), server, c.parent_span_id())
+        });
+        // The innermost span: a `tracing` child span activates its OTel context on enter;
+        // otherwise the server span attached to the request future.
+        let current = opentelemetry::Context::current()
+            .span()
+            .span_context()
+            .clone();
+        let ids = if current.is_valid() {
+            Some(current)
+        } else {
+            request
+                .as_ref()
+                .map(|r| r.1.clone())
+                .filter(|sc| sc.is_valid())
+        };
+        if let Some((id, server, parent)) = request {
+            if !fields.contains_key("request_id") {
+                fields.insert("request_id".to_owned(), Value::String(id));
+            }
+            if let (Some(sc), Some(parent)) = (&ids, parent)
+                && sc.span_id() == server.span_id()
+            {
+                trace_ids.push(("parent_span_id", parent.to_string()));
+            }
+        }
+        if let Some(sc) = &ids {
+            trace_ids.insert(0, ("span_id", sc.span_id().to_string()));
+            trace_ids.insert(0, ("trace_id", sc.trace_id().to_string()));
         }
         let mut own = FieldMap::default();
         event.record(&mut own);
@@ -138,6 +180,9 @@ where
             Value::String(meta.target().to_owned()),
             message.unwrap_or(Value::String(String::new())),
         )?;
+        for (k, v) in trace_ids {
+            write!(writer, ",\"{k}\":\"{v}\"")?;
+        }
         for (k, v) in fields {
             let key = if FIXED.contains(&k.as_str()) {
                 format!("field.{k}")

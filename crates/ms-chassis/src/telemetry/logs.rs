@@ -16,10 +16,23 @@ use crate::config::{ChassisConfig, LogFormat};
 
 static INSTALLED: OnceLock<()> = OnceLock::new();
 
-/// Installs the global subscriber once per process; later calls (a second `Service` in the
-/// same test binary, say) keep the first one.
-pub(crate) fn init_logging(cfg: &ChassisConfig) {
+/// Sets up tracing and installs the global subscriber, once per process; later calls (a
+/// second `Service` in the same test binary, say) keep the first.
+pub(crate) fn init_telemetry(
+    cfg: &ChassisConfig,
+    profile: Option<&str>,
+) -> Result<(), crate::config::ConfigError> {
+    let otel = super::otel::init(cfg, profile)?;
     INSTALLED.get_or_init(|| {
+        // Spans that handler code opens with `tracing` macros become OpenTelemetry children
+        // of the server span. Same level filter as the logs, but a separate one, so that
+        // the log filter never hides spans from tracing or the reverse.
+        let spans = tracing_opentelemetry::layer()
+            .with_tracer(otel.tracer.clone())
+            .with_filter(
+                EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| EnvFilter::new(&cfg.logging.level)),
+            );
         // RUST_LOG, when set and valid, overrides `logging.level`.
         let filter = EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new(&cfg.logging.level));
@@ -35,6 +48,10 @@ pub(crate) fn init_logging(cfg: &ChassisConfig) {
                 .boxed(),
         };
         // Fails only if the application installed its own subscriber first; then it wins.
-        let _ = tracing_subscriber::registry().with(layer).try_init();
+        let _ = tracing_subscriber::registry()
+            .with(layer)
+            .with(spans)
+            .try_init();
     });
+    Ok(())
 }

@@ -1,9 +1,12 @@
-//! Logs: flat JSON lines (or pretty text), the per-request context that puts the request
-//! id on every line of a request, and the optional access log.
+//! Logs and traces: flat JSON lines (or pretty text), OpenTelemetry server spans exported
+//! over OTLP, trace context propagation, and the per-request context that puts the request
+//! id and trace ids on every log line of a request.
 
 mod json_format;
 mod logs;
+pub(crate) mod otel;
+pub mod propagation;
 mod request_context;
 
-pub(crate) use logs::init_logging;
+pub(crate) use logs::init_telemetry;
 pub use request_context::RequestContext;

@@ -18,6 +18,8 @@ tokio::task_local! {
 #[derive(Clone, Debug)]
 pub struct RequestContext {
     request_id: RequestId,
+    otel: opentelemetry::Context,
+    parent_span_id: Option<opentelemetry::trace::SpanId>,
 }
 
 impl RequestContext {
@@ -45,8 +47,28 @@ impl RequestContext {
         CURRENT.scope(self, fut)
     }
 
-    pub(crate) fn new(request_id: RequestId) -> Self {
-        Self { request_id }
+    pub(crate) fn new(
+        request_id: RequestId,
+        otel: opentelemetry::Context,
+        parent_span_id: Option<opentelemetry::trace::SpanId>,
+    ) -> Self {
+        Self {
+            request_id,
+            otel,
+            parent_span_id,
+        }
+    }
+
+    /// The OpenTelemetry context of the request's server span: pass it to
+    /// [`inject_headers`](crate::telemetry::propagation) on outgoing calls made from
+    /// another task.
+    pub fn otel_context(&self) -> &opentelemetry::Context {
+        &self.otel
+    }
+
+    /// The span id of the caller's span, when the request carried trace context.
+    pub fn parent_span_id(&self) -> Option<opentelemetry::trace::SpanId> {
+        self.parent_span_id
     }
 
     /// Runs `f` (a service's `call`, say) inside this context.

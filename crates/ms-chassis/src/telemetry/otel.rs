@@ -1,0 +1,302 @@
+//! OpenTelemetry tracing: the tracer provider built from `tracing:` config, the server span
+//! of each request, and the flush at shutdown.
+//!
+//! The server span is an OpenTelemetry span created directly, not a `tracing` span bridged by
+//! `tracing-opentelemetry`: most requests are not sampled, and a non-recording OTel span
+//! costs a pair of random ids, where a bridged span costs a `tracing` span per request. The
+//! span's context is attached to the request's future, so spans that handler code opens
+//! with plain `tracing` macros (bridged by `tracing-opentelemetry`) become its children, and
+//! log lines carry its ids even when it is not sampled.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use opentelemetry::trace::{
+    Link, SpanKind, Status, TraceContextExt, TraceId, Tracer, TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SamplingResult, SdkTracer, SdkTracerProvider,
+    ShouldSample,
+};
+
+use super::propagation::{self, Propagation, SamplingState};
+use crate::config::{ChassisConfig, ConfigError, OtlpProtocol, SamplerKind, TraceExporter};
+
+/// The process-wide tracing state. One per process, like the log subscriber.
+pub(crate) struct Otel {
+    pub(crate) tracer: SdkTracer,
+    pub(crate) propagation: &'static Propagation,
+    provider: SdkTracerProvider,
+}
+
+static OTEL: OnceLock<Otel> = OnceLock::new();
+
+/// The tracing state, if [`init`] has run.
+pub(crate) fn get() -> Option<&'static Otel> {
+    OTEL.get()
+}
+
+/// Parent-based sampling that also understands B3's "defer" (ids sent, no decision): the
+/// caller left the decision to us, so it is taken as for a new root trace, keeping the
+/// caller's trace id. A deny (`b3: 0`) or accept arrives as an unsampled or sampled parent,
+/// which the parent-based sampler follows.
+#[derive(Debug, Clone)]
+struct ChassisSampler {
+    root: Sampler,
+    parent_based: Option<Sampler>,
+}
+
+impl ShouldSample for ChassisSampler {
+    fn should_sample(
+        &self,
+        parent: Option<&Context>,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        let deferred = parent.and_then(propagation::sampling_state) == Some(SamplingState::Defer);
+        match &self.parent_based {
+            Some(p) if !deferred => {
+                p.should_sample(parent, trace_id, name, kind, attributes, links)
+            }
+            _ => {
+                let mut r = self
+                    .root
+                    .should_sample(None, trace_id, name, kind, attributes, links);
+                if let Some(cx) = parent.filter(|c| c.has_active_span()) {
+                    r.trace_state = cx.span().span_context().trace_state().clone();
+                }
+                r
+            }
+        }
+    }
+}
+
+/// Builds the tracer provider once per process; later calls keep the first.
+pub(crate) fn init(
+    cfg: &ChassisConfig,
+    profile: Option<&str>,
+) -> Result<&'static Otel, ConfigError> {
+    if let Some(o) = OTEL.get() {
+        return Ok(o);
+    }
+    let t = &cfg.tracing;
+    let ratio = t
+        .sampler
+        .ratio
+        .unwrap_or(if profile == Some("dev") { 1.0 } else { 0.1 });
+    let (root, parent_based) = match t.sampler.kind {
+        SamplerKind::ParentRatio => (Sampler::TraceIdRatioBased(ratio), true),
+        SamplerKind::Ratio => (Sampler::TraceIdRatioBased(ratio), false),
+        SamplerKind::ParentAlwaysOn => (Sampler::AlwaysOn, true),
+        SamplerKind::ParentAlwaysOff => (Sampler::AlwaysOff, true),
+        SamplerKind::AlwaysOn => (Sampler::AlwaysOn, false),
+        SamplerKind::AlwaysOff => (Sampler::AlwaysOff, false),
+    };
+    let sampler = ChassisSampler {
+        parent_based: parent_based.then(|| Sampler::ParentBased(Box::new(root.clone()))),
+        root,
+    };
+    let mut resource = Resource::builder()
+        .with_service_name(cfg.service.name.clone())
+        .with_attribute(KeyValue::new(
+            "service.version",
+            cfg.service.version.clone(),
+        ))
+        .with_attribute(KeyValue::new(
+            "service.instance.id",
+            uuid::Uuid::new_v4().to_string(),
+        ));
+    if let Some(p) = profile {
+        resource =
+            resource.with_attribute(KeyValue::new("deployment.environment.name", p.to_owned()));
+    }
+    resource = resource.with_attributes(
+        t.resource
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+    );
+    let mut builder = SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_resource(resource.build());
+    if t.exporter == TraceExporter::Otlp {
+        let exporter = build_exporter(cfg)?;
+        let batch = BatchConfigBuilder::default()
+            .with_max_queue_size(t.queue_size)
+            .build();
+        builder = builder.with_span_processor(
+            BatchSpanProcessor::builder(exporter)
+                .with_batch_config(batch)
+                .build(),
+        );
+    }
+    let provider = builder.build();
+    let tracer = provider.tracer("ms-chassis");
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let otel = Otel {
+        tracer,
+        propagation: propagation::install(Propagation::new(&t.propagation)),
+        provider,
+    };
+    Ok(OTEL.get_or_init(|| otel))
+}
+
+fn build_exporter(cfg: &ChassisConfig) -> Result<opentelemetry_otlp::SpanExporter, ConfigError> {
+    let t = &cfg.tracing;
+    let timeout = Duration::from_secs(10);
+    let fail = |e: &dyn std::fmt::Display| {
+        ConfigError::new(
+            None,
+            Some("tracing".into()),
+            format!("cannot build the OTLP exporter: {e}"),
+        )
+    };
+    match t.protocol {
+        OtlpProtocol::Grpc => {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(ConfigError::new(
+                    None,
+                    Some("tracing.protocol".into()),
+                    "the gRPC exporter needs a Tokio runtime: build the Service inside #[tokio::main]",
+                ));
+            }
+            let mut headers = http::HeaderMap::new();
+            for (k, v) in &t.headers {
+                let name = http::HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| fail(&format!("invalid header name {k:?} in tracing.headers")))?;
+                let value = http::HeaderValue::from_str(v)
+                    .map_err(|_| fail(&format!("invalid value for {k:?} in tracing.headers")))?;
+                headers.insert(name, value);
+            }
+            let metadata =
+                opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers);
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(
+                    t.endpoint
+                        .clone()
+                        .unwrap_or_else(|| "http://127.0.0.1:4317".into()),
+                )
+                .with_timeout(timeout)
+                .with_metadata(metadata)
+                .build()
+                .map_err(|e| fail(&e))
+        }
+        OtlpProtocol::Http => {
+            let base = t
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:4318".into());
+            let endpoint = format!("{}/v1/traces", base.trim_end_matches('/'));
+            let headers: HashMap<String, String> = t.headers.clone().into_iter().collect();
+            // The blocking HTTP client must be built off the async runtime.
+            std::thread::spawn(move || {
+                opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_endpoint(endpoint)
+                    .with_timeout(timeout)
+                    .with_headers(headers)
+                    .build()
+            })
+            .join()
+            .map_err(|_| fail(&"exporter construction panicked"))?
+            .map_err(|e| fail(&e))
+        }
+    }
+}
+
+/// Exports the spans still queued, waiting at most `timeout`. A flush rather than a
+/// shutdown, because the provider is process-wide and may outlive this service (tests run
+/// several in one process). Runs off the async threads, because the SDK's flush blocks.
+pub(crate) async fn flush(timeout: Duration) {
+    let Some(o) = OTEL.get() else { return };
+    let provider = o.provider.clone();
+    let done = tokio::task::spawn_blocking(move || provider.force_flush());
+    match tokio::time::timeout(timeout, done).await {
+        Ok(Ok(Ok(()))) => tracing::debug!("trace exporter flushed"),
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "trace export failed during shutdown"),
+        _ => tracing::warn!("trace exporter did not flush in time; pending spans dropped"),
+    }
+}
+
+/// Starts the server span of a request as a child of the extracted remote context.
+pub(crate) fn server_span(
+    o: &Otel,
+    parent: &Context,
+    req: &axum::http::Request<axum::body::Body>,
+    peer: Option<std::net::SocketAddr>,
+) -> Context {
+    let method = req.method().as_str();
+    let span = o
+        .tracer
+        .span_builder(method.to_owned())
+        .with_kind(SpanKind::Server)
+        .start_with_context(&o.tracer, parent);
+    let cx = parent.with_span(span);
+    let span = cx.span();
+    if span.is_recording() {
+        let mut attrs = vec![
+            KeyValue::new("http.request.method", method.to_owned()),
+            KeyValue::new("url.path", req.uri().path().to_owned()),
+            KeyValue::new(
+                "url.scheme",
+                req.uri().scheme_str().unwrap_or("http").to_owned(),
+            ),
+        ];
+        if let Some(host) = req
+            .headers()
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+        {
+            let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+            attrs.push(KeyValue::new("server.address", host.to_owned()));
+        }
+        if let Some(peer) = peer {
+            attrs.push(KeyValue::new("client.address", peer.ip().to_string()));
+        }
+        if let Some(ua) = req
+            .headers()
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|h| h.to_str().ok())
+        {
+            attrs.push(KeyValue::new("user_agent.original", ua.to_owned()));
+        }
+        span.set_attributes(attrs);
+    }
+    cx
+}
+
+/// Names the current server span after the route template: `GET /books/{id}`.
+pub(crate) fn record_route(method: &str, route: &str) {
+    let cx = Context::current();
+    let span = cx.span();
+    if span.is_recording() {
+        span.update_name(format!("{method} {route}"));
+        span.set_attribute(KeyValue::new("http.route", route.to_owned()));
+    }
+}
+
+/// Ends the server span with the response status.
+pub(crate) fn end_server_span(cx: &Context, status: axum::http::StatusCode) {
+    let span = cx.span();
+    if span.is_recording() {
+        span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status.as_u16()),
+        ));
+        if status.is_server_error() {
+            span.set_attribute(KeyValue::new("error.type", status.as_str().to_owned()));
+            span.set_status(Status::error(
+                status.canonical_reason().unwrap_or("server error"),
+            ));
+        }
+    }
+    span.end();
+}
