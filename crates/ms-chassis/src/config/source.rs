@@ -281,11 +281,19 @@ where
         if path.iter().any(String::is_empty) {
             continue;
         }
-        let value = scalar_to_json(&Scalar::parse_from_cow(Cow::Owned(raw)));
         let origin = Origin {
             source: Source::Env(var.clone()),
             line: None,
         };
+        // `[a, b]` and `{k: v}` are YAML flow collections, so lists and maps can be set from
+        // the environment too: MS__TRACING__PROPAGATION='[tracecontext, b3]'.
+        let trimmed = raw.trim();
+        let flow = (trimmed.starts_with('[') || trimmed.starts_with('{'))
+            .then(|| parse_yaml(&format!("v: {trimmed}"), origin.source.clone()).ok())
+            .flatten()
+            .and_then(|l| l.value.get("v").cloned());
+        let value =
+            flow.unwrap_or_else(|| scalar_to_json(&Scalar::parse_from_cow(Cow::Owned(raw))));
         layer.set_path(&path, value, origin);
     }
     layer
@@ -427,6 +435,14 @@ mod tests {
             l.origin_of("server.port").unwrap().to_string(),
             "environment variable MS__SERVER__PORT"
         );
+    }
+
+    #[test]
+    fn env_values_may_be_flow_collections() {
+        let l = env_layer([("MS__TRACING__PROPAGATION".into(), "[tracecontext, b3]".into())]);
+        assert_eq!(l.value["tracing"]["propagation"], serde_json::json!(["tracecontext", "b3"]));
+        let l = env_layer([("MS__APP__NAME".into(), "[not closed".into())]);
+        assert_eq!(l.value["app"]["name"], "[not closed");
     }
 
     #[test]
