@@ -2,6 +2,7 @@
 //! over OTLP, trace context propagation, and the per-request context that puts the request
 //! id and trace ids on every log line of a request.
 
+mod export_queue;
 mod json_format;
 mod logs;
 pub(crate) mod otel;

@@ -23,6 +23,7 @@ use opentelemetry_sdk::trace::{
     ShouldSample,
 };
 
+use super::export_queue;
 use super::propagation::{self, Propagation, SamplingState};
 use crate::config::{ChassisConfig, ConfigError, OtlpProtocol, SamplerKind, TraceExporter};
 
@@ -122,19 +123,22 @@ pub(crate) fn init(
             .iter()
             .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
     );
+    let counters = export_queue::SpanCounters::register();
     let mut builder = SdkTracerProvider::builder()
         .with_sampler(sampler)
         .with_resource(resource.build());
     if t.exporter == TraceExporter::Otlp {
         let exporter = build_exporter(cfg)?;
+        // The SDK queue is one larger than ours, so ours is the one that drops (and counts).
         let batch = BatchConfigBuilder::default()
-            .with_max_queue_size(t.queue_size)
+            .with_max_queue_size(t.queue_size + 1)
             .build();
-        builder = builder.with_span_processor(
-            BatchSpanProcessor::builder(exporter)
+        let processor = export_queue::bounded(exporter, t.queue_size, counters, |e| {
+            BatchSpanProcessor::builder(e)
                 .with_batch_config(batch)
-                .build(),
-        );
+                .build()
+        });
+        builder = builder.with_span_processor(processor);
     }
     let provider = builder.build();
     let tracer = provider.tracer("ms-chassis");
