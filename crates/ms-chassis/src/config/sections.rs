@@ -251,6 +251,8 @@ impl Default for HealthSection {
 pub enum TraceExporter {
     /// OTLP over gRPC or HTTP/protobuf (`tracing.protocol`).
     Otlp,
+    /// One JSON line per finished span on stdout, beside the logs (local development).
+    Stdout,
     /// Nowhere. Requests still get trace and span ids for log correlation and propagation.
     #[default]
     None,
@@ -308,7 +310,7 @@ pub struct SamplerSection {
 #[serde(default)]
 #[non_exhaustive]
 pub struct TracingSection {
-    /// `otlp` or `none` (default).
+    /// `otlp`, `stdout` or `none` (default).
     pub exporter: TraceExporter,
     /// `grpc` (default) or `http`.
     pub protocol: OtlpProtocol,

@@ -338,8 +338,9 @@ pub(crate) fn otel_env_layer(vars: &[(String, String)]) -> Result<Layered, Confi
             "OTEL_TRACES_EXPORTER" => {
                 let e = match v {
                     "otlp" => "otlp",
+                    "console" => "stdout",
                     "none" => "none",
-                    _ => return Err(bad(var, "otlp or none", v)),
+                    _ => return Err(bad(var, "otlp, console or none", v)),
                 };
                 set(var, &["tracing", "exporter"], Value::String(e.into()));
             }
@@ -439,8 +440,14 @@ mod tests {
 
     #[test]
     fn env_values_may_be_flow_collections() {
-        let l = env_layer([("MS__TRACING__PROPAGATION".into(), "[tracecontext, b3]".into())]);
-        assert_eq!(l.value["tracing"]["propagation"], serde_json::json!(["tracecontext", "b3"]));
+        let l = env_layer([(
+            "MS__TRACING__PROPAGATION".into(),
+            "[tracecontext, b3]".into(),
+        )]);
+        assert_eq!(
+            l.value["tracing"]["propagation"],
+            serde_json::json!(["tracecontext", "b3"])
+        );
         let l = env_layer([("MS__APP__NAME".into(), "[not closed".into())]);
         assert_eq!(l.value["app"]["name"], "[not closed");
     }

@@ -8,6 +8,7 @@ mod logs;
 pub(crate) mod otel;
 pub mod propagation;
 mod request_context;
+mod stdout_exporter;
 
 pub(crate) use logs::init_telemetry;
 pub use request_context::RequestContext;

@@ -25,6 +25,7 @@ use opentelemetry_sdk::trace::{
 
 use super::export_queue;
 use super::propagation::{self, Propagation, SamplingState};
+use super::stdout_exporter::StdoutExporter;
 use crate::config::{ChassisConfig, ConfigError, OtlpProtocol, SamplerKind, TraceExporter};
 
 /// The process-wide tracing state. One per process, like the log subscriber.
@@ -127,6 +128,19 @@ pub(crate) fn init(
     let mut builder = SdkTracerProvider::builder()
         .with_sampler(sampler)
         .with_resource(resource.build());
+    if t.exporter == TraceExporter::Stdout {
+        let processor =
+            export_queue::bounded(StdoutExporter, t.queue_size, counters.clone(), |e| {
+                BatchSpanProcessor::builder(e)
+                    .with_batch_config(
+                        BatchConfigBuilder::default()
+                            .with_max_queue_size(t.queue_size + 1)
+                            .build(),
+                    )
+                    .build()
+            });
+        builder = builder.with_span_processor(processor);
+    }
     if t.exporter == TraceExporter::Otlp {
         let exporter = build_exporter(cfg)?;
         // The SDK queue is one larger than ours, so ours is the one that drops (and counts).
