@@ -5,10 +5,13 @@
 //! requests that matched no route are labelled `unmatched`, so label cardinality stays
 //! bounded whatever paths clients send.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::http::{Method, StatusCode};
 use prometheus::{HistogramVec, IntGauge};
+
+use super::openmetrics::Exemplars;
 
 /// Route label for requests that matched no route.
 pub(crate) const UNMATCHED_ROUTE: &str = "unmatched";
@@ -18,6 +21,7 @@ pub(crate) const UNMATCHED_ROUTE: &str = "unmatched";
 pub(crate) struct HttpInstruments {
     pub(crate) duration: HistogramVec,
     pub(crate) active: IntGauge,
+    pub(crate) exemplars: Arc<Exemplars>,
 }
 
 /// One request being measured. Finish it with [`HttpInstruments::finish`]; if it is dropped
@@ -37,11 +41,27 @@ impl HttpInstruments {
         }
     }
 
-    pub(crate) fn finish(&self, f: InFlight, route: Option<&str>, status: StatusCode) {
+    /// Records the request; `sampled_trace` (the trace id of a sampled request) becomes the
+    /// bucket's exemplar.
+    pub(crate) fn finish(
+        &self,
+        f: InFlight,
+        route: Option<&str>,
+        status: StatusCode,
+        sampled_trace: Option<String>,
+    ) {
         self.active.dec();
-        self.duration
-            .with_label_values(&[f.method, route.unwrap_or(UNMATCHED_ROUTE), status.as_str()])
-            .observe(f.start.elapsed().as_secs_f64());
+        let labels = [f.method, route.unwrap_or(UNMATCHED_ROUTE), status.as_str()];
+        let seconds = f.start.elapsed().as_secs_f64();
+        self.duration.with_label_values(&labels).observe(seconds);
+        if let Some(trace_id) = sampled_trace {
+            self.exemplars.record(
+                super::HTTP_DURATION_BUCKETS,
+                (labels[0], labels[1], labels[2]),
+                seconds,
+                trace_id,
+            );
+        }
     }
 
     pub(crate) fn abandon(&self, _f: InFlight) {
@@ -78,10 +98,11 @@ mod tests {
             )
             .unwrap(),
             active: IntGauge::new("a", "a").unwrap(),
+            exemplars: Arc::default(),
         };
         let f = i.start(&Method::from_bytes(b"BREW").unwrap(), Instant::now());
         assert_eq!(i.active.get(), 1);
-        i.finish(f, None, StatusCode::NOT_FOUND);
+        i.finish(f, None, StatusCode::NOT_FOUND, None);
         assert_eq!(i.active.get(), 0);
         let n = i
             .duration

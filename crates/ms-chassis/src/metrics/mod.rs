@@ -5,6 +5,10 @@
 //! collector, and it writes text format 0.0.4, which `promtool check metrics` reads
 //! (prometheus-client writes OpenMetrics only).
 //!
+//! `/metrics` answers in Prometheus text format 0.0.4, or in OpenMetrics 1.0 when the
+//! scraper's `Accept` asks for `application/openmetrics-text`; then the request duration
+//! histogram carries `trace_id` exemplars of sampled requests.
+//!
 //! Adding a metric of your own is one line, either on the service's registry:
 //!
 //! ```
@@ -24,6 +28,7 @@
 //! ```
 
 mod http;
+mod openmetrics;
 
 use std::sync::Arc;
 
@@ -38,6 +43,7 @@ use prometheus::{
 };
 
 pub(crate) use http::{HttpInstruments, InFlight, UNMATCHED_ROUTE};
+pub use openmetrics::OPENMETRICS_TYPE;
 
 /// OpenTelemetry's advisory buckets for `http.server.request.duration`, in seconds.
 pub const HTTP_DURATION_BUCKETS: &[f64] = &[
@@ -55,6 +61,7 @@ struct MetricsInner {
     registry: Registry,
     http_duration: HistogramVec,
     http_active: IntGauge,
+    exemplars: Arc<openmetrics::Exemplars>,
 }
 
 impl Metrics {
@@ -98,6 +105,7 @@ impl Metrics {
                 registry,
                 http_duration,
                 http_active,
+                exemplars: Arc::default(),
             }),
         })
     }
@@ -137,11 +145,11 @@ impl Metrics {
         HttpInstruments {
             duration: self.inner.http_duration.clone(),
             active: self.inner.http_active.clone(),
+            exemplars: self.inner.exemplars.clone(),
         }
     }
 
-    /// Renders every metric, ours and the default registry's, in text format 0.0.4.
-    pub fn render(&self) -> String {
+    fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
         let mut families = self.inner.registry.gather();
         let ours: std::collections::HashSet<String> =
             families.iter().map(|f| f.name().to_owned()).collect();
@@ -150,23 +158,47 @@ impl Metrics {
                 .into_iter()
                 .filter(|f| !ours.contains(f.name())),
         );
+        families
+    }
+
+    /// Renders every metric, ours and the default registry's, in text format 0.0.4.
+    pub fn render(&self) -> String {
         let mut out = Vec::with_capacity(16 * 1024);
         TextEncoder::new()
-            .encode(&families, &mut out)
+            .encode(&self.gather(), &mut out)
             .expect("text encoding into a Vec cannot fail");
         String::from_utf8(out).expect("text format is UTF-8")
+    }
+
+    /// Renders every metric in OpenMetrics 1.0 text, with `trace_id` exemplars on the
+    /// request duration histogram for sampled requests.
+    pub fn render_openmetrics(&self) -> String {
+        openmetrics::render(&self.gather(), &self.inner.exemplars)
     }
 
     pub(crate) fn routes(&self, path: &str) -> Router {
         let metrics = self.clone();
         Router::new().route(
             path,
-            get(move || async move {
-                (
-                    [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-                    metrics.render(),
-                )
-                    .into_response()
+            get(move |headers: axum::http::HeaderMap| async move {
+                let openmetrics = headers
+                    .get_all(header::ACCEPT)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .any(|v| v.contains("application/openmetrics-text"));
+                if openmetrics {
+                    (
+                        [(header::CONTENT_TYPE, OPENMETRICS_TYPE)],
+                        metrics.render_openmetrics(),
+                    )
+                        .into_response()
+                } else {
+                    (
+                        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+                        metrics.render(),
+                    )
+                        .into_response()
+                }
             }),
         )
     }

@@ -148,7 +148,12 @@ where
             res = problem(StatusCode::NOT_FOUND, "no route matches this path");
         }
         if let (Some(f), Some(m)) = (this.in_flight.take(), &this.shared.metrics) {
-            m.finish(f, route, res.status());
+            m.finish(
+                f,
+                route,
+                res.status(),
+                crate::telemetry::otel::sampled_trace_id(),
+            );
         }
         if let Some(rec) = this.access.take() {
             tracing::info!(

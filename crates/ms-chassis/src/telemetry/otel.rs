@@ -301,6 +301,14 @@ pub(crate) fn record_route(method: &str, route: &str) {
     }
 }
 
+/// The trace id of the current span, if it is sampled (for metric exemplars).
+pub(crate) fn sampled_trace_id() -> Option<String> {
+    let cx = Context::current();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_sampled().then(|| sc.trace_id().to_string())
+}
+
 /// Ends the server span with the response status.
 pub(crate) fn end_server_span(cx: &Context, status: axum::http::StatusCode) {
     let span = cx.span();

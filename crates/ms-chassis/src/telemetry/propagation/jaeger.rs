@@ -4,7 +4,8 @@
 //!   case and variable length, left-padded with zeros: a trace id of up to 32 characters, span
 //!   and parent ids of up to 16. Zero trace or span ids are invalid; the deprecated parent id
 //!   is validated and ignored. `{flags}` is one byte as one or two hex digits: bit 1 (`0x01`)
-//!   sampled, bit 2 (`0x02`) debug, which implies sampled here. Other bits are ignored.
+//!   sampled, bit 2 (`0x02`) debug, which counts only together with bit 1 (the OpenTelemetry
+//!   Python propagator sends `02` for unsampled traces). Other bits are ignored.
 //! - Clients using the `HTTP_HEADERS` format (the Java client notably) URL-encode the whole
 //!   value, so `%3A` separators (any `%XX` escape) are decoded first.
 //! - Baggage: one `uberctx-{key}: {value}` header per entry, values URL-encoded (`+` is
@@ -111,12 +112,14 @@ pub(super) fn parse(value: &str) -> Option<Parsed> {
     let span_id = parse_hex(span, 16).filter(|v| *v != 0)?;
     parse_hex(parent, 16)?;
     let flags = parse_hex(flags, 2)?;
-    let state = if flags & u128::from(FLAG_DEBUG) != 0 {
-        SamplingState::Debug
-    } else if flags & u128::from(FLAG_SAMPLED) != 0 {
-        SamplingState::Accept
-    } else {
-        SamplingState::Deny
+    // Only bit 1 decides sampling, as in the OpenTelemetry Python and Go propagators:
+    // Python sets bit 2 on every new trace (it copies W3C's "random trace id" flag), so
+    // bit 2 alone must not turn an unsampled trace into a sampled debug one.
+    let sampled = flags & u128::from(FLAG_SAMPLED) != 0;
+    let state = match (sampled, flags & u128::from(FLAG_DEBUG) != 0) {
+        (true, true) => SamplingState::Debug,
+        (true, false) => SamplingState::Accept,
+        (false, _) => SamplingState::Deny,
     };
     Some(Parsed::Ids {
         trace_id: TraceId::from(trace_id),
@@ -283,14 +286,14 @@ mod tests {
             parse("abc:def:0:00"),
             ids(0xabc, 0xdef, SamplingState::Deny)
         );
-        // Debug (bit 2), with and without sampled; firehose (bit 4) is ignored.
+        // Debug (bit 2) counts only with sampled (bit 1); firehose (bit 4) is ignored.
         assert_eq!(
             parse("abc:def:0:3"),
             ids(0xabc, 0xdef, SamplingState::Debug)
         );
         assert_eq!(
             parse("abc:def:0:02"),
-            ids(0xabc, 0xdef, SamplingState::Debug)
+            ids(0xabc, 0xdef, SamplingState::Deny)
         );
         assert_eq!(
             parse("abc:def:0:09"),
@@ -561,12 +564,10 @@ mod tests {
             if encoded {
                 value = value.replace(':', "%3A");
             }
-            let state = if flags & FLAG_DEBUG != 0 {
-                SamplingState::Debug
-            } else if flags & FLAG_SAMPLED != 0 {
-                SamplingState::Accept
-            } else {
-                SamplingState::Deny
+            let state = match (flags & FLAG_SAMPLED != 0, flags & FLAG_DEBUG != 0) {
+                (true, true) => SamplingState::Debug,
+                (true, false) => SamplingState::Accept,
+                (false, _) => SamplingState::Deny,
             };
             prop_assert_eq!(parse(&value), ids(trace, span, state));
         }

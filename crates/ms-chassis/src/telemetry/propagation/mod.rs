@@ -360,6 +360,49 @@ fn note_ignored(raw: &dyn Extractor, name: &str) {
     }
 }
 
+/// Writes W3C `baggage`, percent-encoding every value byte except `A-Z a-z 0-9 - . _ ~`.
+///
+/// Stricter than the SDK's `BaggagePropagator`, which leaves `%` and `+` bare: the W3C spec
+/// requires `%` to be encoded, and the Python SDK decodes a bare `+` as a space. Entries
+/// that would take the header past [`MAX_BAGGAGE_HEADER_LEN`] are left out.
+fn inject_w3c_baggage(cx: &Context, injector: &mut dyn Injector) {
+    let mut header = String::new();
+    for (key, (value, metadata)) in cx.baggage() {
+        let key = key.as_str();
+        let token = !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            continue;
+        }
+        let mut entry = format!("{key}=");
+        for b in value.as_str().bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                entry.push(char::from(b));
+            } else {
+                entry.push_str(&format!("%{b:02X}"));
+            }
+        }
+        let metadata = metadata.as_str();
+        if !metadata.is_empty() {
+            entry.push(';');
+            entry.push_str(metadata);
+        }
+        let sep = usize::from(!header.is_empty());
+        if header.len() + sep + entry.len() > MAX_BAGGAGE_HEADER_LEN {
+            continue;
+        }
+        if sep == 1 {
+            header.push(',');
+        }
+        header.push_str(&entry);
+    }
+    if !header.is_empty() {
+        injector.set(BAGGAGE, header);
+    }
+}
+
 /// The process-wide propagation, set once by the chassis from `tracing.propagation`.
 static GLOBAL: OnceLock<Propagation> = OnceLock::new();
 
@@ -532,7 +575,7 @@ impl TextMapPropagator for Propagation {
                 PropagationFormat::TraceContext => {
                     TraceContextPropagator::new().inject_context(cx, injector);
                 }
-                PropagationFormat::Baggage => BaggagePropagator::new().inject_context(cx, injector),
+                PropagationFormat::Baggage => inject_w3c_baggage(cx, injector),
                 PropagationFormat::B3 => {
                     if let Some(out) = outgoing {
                         b3::inject_single(out, injector);
