@@ -15,12 +15,14 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-# Python peers for tracing interop (the real OpenTelemetry SDK and its propagators).
-if ! python3 -c "import opentelemetry.sdk, opentelemetry.propagators.b3, opentelemetry.propagators.jaeger, opentelemetry.exporter.otlp.proto.http" 2>/dev/null; then
-    echo "installing Python test peers (opentelemetry-sdk and propagators)"
+# Python peers: the real OpenTelemetry SDK and its propagators (tracing interop),
+# `cryptography` (Fernet interop of `enc_` config values, as PyMS uses it) and
+# `prometheus_client` (the reference OpenMetrics parser).
+if ! python3 -c "import opentelemetry.sdk, opentelemetry.propagators.b3, opentelemetry.propagators.jaeger, opentelemetry.exporter.otlp.proto.http, cryptography, prometheus_client.openmetrics.parser" 2>/dev/null; then
+    echo "installing Python test peers"
     python3 -m pip install --quiet --disable-pip-version-check \
         opentelemetry-sdk opentelemetry-propagator-b3 opentelemetry-propagator-jaeger \
-        opentelemetry-exporter-otlp-proto-http
+        opentelemetry-exporter-otlp-proto-http cryptography prometheus-client
 fi
 
 cargo test --workspace --locked "$@"

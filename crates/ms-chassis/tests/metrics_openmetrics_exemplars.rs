@@ -35,7 +35,12 @@ async fn openmetrics_carries_trace_exemplars_and_parses() {
 
     // Plain scrapes stay in text format 0.0.4, without exemplars.
     let plain = c.get(format!("{}/metrics", svc.url)).send().await.unwrap();
-    assert!(plain.headers()["content-type"].to_str().unwrap().contains("version=0.0.4"));
+    assert!(
+        plain.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("version=0.0.4")
+    );
     let plain = plain.text().await.unwrap();
     assert!(!plain.contains("# EOF") && !plain.contains("trace_id"));
 
@@ -64,7 +69,10 @@ async fn openmetrics_carries_trace_exemplars_and_parses() {
         "{bucket_with_exemplar}"
     );
     // Counters follow OpenMetrics naming: TYPE without _total, samples with it.
-    assert!(body.contains("# TYPE process_cpu_seconds counter"), "{body}");
+    assert!(
+        body.contains("# TYPE process_cpu_seconds counter"),
+        "{body}"
+    );
     assert!(body.contains("\nprocess_cpu_seconds_total "), "{body}");
 
     // The reference parser accepts the whole exposition and sees the exemplar.
@@ -87,7 +95,12 @@ print(",".join(sorted(set(found))))
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),

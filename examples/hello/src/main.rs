@@ -1,12 +1,23 @@
 //! The ms-chassis demo service. `cargo run -p hello` starts it on embedded defaults
 //! (127.0.0.1:8080); see the repository README for a tour of its endpoints.
+//!
+//! Tracing in the demo: every request gets a server span from the chassis; `/hello/{name}`
+//! adds a `compose_greeting` child span with a plain `tracing` macro; `/relay` calls another
+//! `hello` (`app.downstream`) inside a client span and passes the trace context on with
+//! [`inject_current_headers`], so one trace covers both services; `/demo/panic` shows a
+//! handler panic turned into a 500 problem+json (and an error span).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ms_chassis::axum::http::header;
+use ms_chassis::axum::response::{IntoResponse, Response};
 use ms_chassis::prelude::*;
-use serde::{Deserialize, Serialize};
+use ms_chassis::server::PROBLEM_JSON;
+use ms_chassis::telemetry::propagation::inject_current_headers;
+use serde::{Deserialize, Deserializer, Serialize};
+use tracing::Instrument as _;
 
 /// The `app:` section of config.yaml.
 #[derive(Deserialize)]
@@ -14,14 +25,34 @@ use serde::{Deserialize, Serialize};
 struct AppConfig {
     /// The word `/hello` greets with.
     greeting: String,
+    /// Base URL of the service `/relay` calls (another `hello`), such as
+    /// `http://127.0.0.1:8081`. Without it `/relay` answers 503.
+    #[serde(deserialize_with = "http_url")]
+    downstream: Option<reqwest::Url>,
 }
 
 impl Default for AppConfig {
     fn default() -> Self {
         Self {
             greeting: "hello".to_owned(),
+            downstream: None,
         }
     }
+}
+
+/// Reads an optional `http://` or `https://` URL, so a typo fails at startup, not per call.
+fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<reqwest::Url>, D::Error> {
+    let Some(raw) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let url = reqwest::Url::parse(&raw)
+        .map_err(|e| serde::de::Error::custom(format!("expected an http(s) URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(serde::de::Error::custom(format!(
+            "expected an http(s) URL with a host, found {raw:?}"
+        )));
+    }
+    Ok(Some(url))
 }
 
 /// Stands in for a database or downstream service, so the tour can show readiness going
@@ -29,10 +60,19 @@ impl Default for AppConfig {
 #[derive(Clone)]
 struct DemoDependency(Arc<AtomicBool>);
 
+/// The service `/relay` calls, with one HTTP client for all calls.
+#[derive(Clone)]
+struct Downstream {
+    client: reqwest::Client,
+    /// `{app.downstream}/hello/relay`.
+    url: reqwest::Url,
+}
+
 #[derive(Clone)]
 struct AppState {
     greeting: Arc<str>,
     dependency: DemoDependency,
+    downstream: Option<Downstream>,
 }
 
 #[derive(Serialize)]
@@ -42,6 +82,9 @@ struct Greeting {
 
 /// Longest sleep `/slow/{ms}` accepts.
 const MAX_SLOW: Duration = Duration::from_secs(10);
+
+/// Bound on a whole `/relay` downstream call: connect, request and response body.
+const DOWNSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() -> ms_chassis::Result<()> {
@@ -53,9 +96,22 @@ async fn main() -> ms_chassis::Result<()> {
         let up = probe.0.load(Ordering::Relaxed);
         async move { up }
     });
+    let downstream = match app.downstream {
+        Some(base) => Some(Downstream {
+            client: reqwest::Client::builder()
+                .timeout(DOWNSTREAM_TIMEOUT)
+                .build()
+                .map_err(std::io::Error::other)?,
+            url: format!("{}/hello/relay", base.as_str().trim_end_matches('/'))
+                .parse()
+                .map_err(std::io::Error::other)?,
+        }),
+        None => None,
+    };
     let state = AppState {
         greeting: app.greeting.into(),
         dependency,
+        downstream,
     };
     svc.serve(router(state)).await
 }
@@ -64,8 +120,10 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/hello", get(hello))
         .route("/hello/{name}", get(hello_name))
+        .route("/relay", get(relay))
         .route("/slow/{ms}", get(slow))
         .route("/demo/dependency/{state}", post(set_dependency))
+        .route("/demo/panic", get(demo_panic))
         .with_state(state)
 }
 
@@ -77,9 +135,110 @@ async fn hello(State(s): State<AppState>) -> Json<Greeting> {
 
 async fn hello_name(State(s): State<AppState>, Path(name): Path<String>) -> Json<Greeting> {
     tracing::info!(%name, "greeting someone by name");
-    Json(Greeting {
-        message: format!("{}, {name}", s.greeting),
-    })
+    // A child span of the request's server span, opened with a plain `tracing` macro.
+    let message = {
+        let _span = tracing::info_span!("compose_greeting").entered();
+        format!("{}, {name}", s.greeting)
+    };
+    Json(Greeting { message })
+}
+
+/// Calls `GET {app.downstream}/hello/relay` inside a client span, passing the trace
+/// context on in the configured formats (`tracing.propagation`), and returns the
+/// downstream JSON. 503 without `app.downstream`, 502 when the call fails or answers with
+/// an error, 504 when it takes longer than [`DOWNSTREAM_TIMEOUT`].
+async fn relay(State(s): State<AppState>) -> Response {
+    let Some(d) = s.downstream else {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no downstream configured: set app.downstream",
+        );
+    };
+    // The client span, by the HTTP semantic conventions. Integers go in as i64:
+    // tracing-opentelemetry exports u64 fields as strings.
+    let span = tracing::info_span!(
+        "GET",
+        otel.kind = "client",
+        otel.name = "GET",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = "GET",
+        server.address = d.url.host_str().unwrap_or_default(),
+        server.port = d.url.port_or_known_default().map(i64::from),
+        url.full = d.url.as_str(),
+        http.response.status_code = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
+    );
+    async move {
+        // Inside the client span: the headers name it as the downstream's parent.
+        let mut headers = reqwest::header::HeaderMap::new();
+        inject_current_headers(&mut headers);
+        tracing::info!("calling downstream");
+        let span = tracing::Span::current();
+        let fail = |error_type: &str| {
+            span.record("error.type", error_type);
+            span.record("otel.status_code", "error");
+        };
+        let res = match d.client.get(d.url.clone()).headers(headers).send().await {
+            Ok(res) => res,
+            Err(e) => {
+                let (status, error_type) = call_error(&e);
+                fail(error_type);
+                tracing::warn!(error = %e, "downstream call failed");
+                return problem(status, "the downstream call failed");
+            }
+        };
+        let status = res.status();
+        span.record("http.response.status_code", i64::from(status.as_u16()));
+        if !status.is_success() {
+            if status.is_server_error() {
+                fail(status.as_str());
+            }
+            tracing::warn!(
+                status = status.as_u16(),
+                "downstream answered with an error"
+            );
+            return problem(
+                StatusCode::BAD_GATEWAY,
+                "the downstream answered with an error",
+            );
+        }
+        match res.json::<serde_json::Value>().await {
+            Ok(body) => Json(body).into_response(),
+            Err(e) => {
+                let (status, error_type) = call_error(&e);
+                fail(error_type);
+                tracing::warn!(error = %e, "downstream answer unreadable");
+                problem(status, "the downstream answer could not be read as JSON")
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// What to answer, and the client span's `error.type`, when a downstream call fails.
+fn call_error(e: &reqwest::Error) -> (StatusCode, &'static str) {
+    if e.is_timeout() {
+        (StatusCode::GATEWAY_TIMEOUT, "timeout")
+    } else {
+        (StatusCode::BAD_GATEWAY, "_OTHER")
+    }
+}
+
+/// An RFC 7807 problem response, like the ones the chassis produces.
+fn problem(status: StatusCode, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, PROBLEM_JSON)],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn slow(Path(ms): Path<u64>) -> Json<serde_json::Value> {
@@ -99,4 +258,10 @@ async fn set_dependency(
     };
     s.dependency.0.store(up, Ordering::Relaxed);
     Ok(Json(serde_json::json!({ "demo_dependency_up": up })))
+}
+
+/// Panics, to show panic isolation: the chassis answers 500 problem+json, marks the
+/// request's span as an error, and keeps serving.
+async fn demo_panic() -> StatusCode {
+    panic!("demo panic: the chassis turns this into a 500 problem+json")
 }

@@ -13,12 +13,22 @@
 //! ```text
 //! config.yaml:3: server.port: expected an integer 0-65535, found "eighty"
 //! ```
+//!
+//! A key starting with `enc_` (any case, any depth, any layer) holds a Fernet token, as in
+//! PyMS: once the layers are merged it is decrypted with the key file (`MS_KEY_FILE`, else
+//! `./key.key`) and exposed without the prefix, so `app.db.enc_password` is read as
+//! `app.db.password`. See [`SecretKey`]. [`Config::redacted`] and [`Config::annotated_yaml`]
+//! show the effective config with those values, and any key named like a password, secret,
+//! token, key or credential, replaced by `<redacted>`.
 
 mod error;
+mod secrets;
 mod sections;
 mod source;
 mod values;
+mod view;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,6 +36,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use error::{ConfigDiagnostic, ConfigError};
+use secrets::Secrets;
+pub use secrets::{DEFAULT_KEY_FILE, KEY_FILE_VAR, SecretError, SecretKey, key_file_from_env};
 pub use sections::{
     ChassisConfig, HealthSection, LimitsSection, LogFormat, LoggingSection, ManagementSection,
     MetricsSection, OtlpProtocol, SamplerKind, SamplerSection, ServerSection, ServiceSection,
@@ -39,11 +51,25 @@ pub const CONFIG_FILE_VAR: &str = "MS_CONFIG_FILE";
 pub const PROFILE_VAR: &str = "MS_PROFILE";
 
 /// The loaded configuration: typed chassis sections plus the whole merged tree.
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows the [redacted](Config::redacted) tree, so logging a `Config` (or a
+/// `Service`) never shows a decrypted value.
+#[derive(Clone)]
 pub struct Config {
     chassis: Arc<ChassisConfig>,
     layered: Arc<Layered>,
+    secrets: Arc<Secrets>,
     profile: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("profile", &self.profile)
+            .field("secret_paths", &self.secrets.paths().collect::<Vec<_>>())
+            .field("effective", &self.redacted())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {
@@ -81,13 +107,51 @@ impl Config {
         }
         let empty = Value::Object(Default::default());
         let node = if node.is_null() { &empty } else { node };
-        deserialize_at(node, key, &self.layered)
+        deserialize_at(node, key, &self.layered).map_err(|e| {
+            let mut diagnostics = e.diagnostics().to_vec();
+            self.secrets.scrub(&mut diagnostics);
+            ConfigError::from_diagnostics(diagnostics)
+        })
     }
 
     /// Where the value at `key` came from: `config.yaml:12`, `environment variable …`,
-    /// `embedded defaults`.
+    /// `embedded defaults`. A decrypted value has the origin of its `enc_` key.
     pub fn origin_of(&self, key: &str) -> Option<String> {
         self.layered.origin_of(key).map(ToString::to_string)
+    }
+
+    /// The dotted paths of the values decrypted from `enc_` keys, without the prefix
+    /// (`app.db.password`), sorted.
+    pub fn secret_paths(&self) -> impl Iterator<Item = &str> {
+        self.secrets.paths()
+    }
+
+    /// The effective merged tree (defaults and every layer), with every decrypted value and
+    /// every non-null value under a key whose name contains password, secret, token, key or
+    /// credential (any case) replaced by `"<redacted>"`. A `null` stays `null`: it shows
+    /// that nothing is set, and hides nothing.
+    pub fn redacted(&self) -> Value {
+        secrets::redact(&self.layered.value, &self.secrets)
+    }
+
+    /// [`redacted`](Self::redacted) as block YAML, each value followed by a comment naming
+    /// the layer it came from:
+    ///
+    /// ```text
+    /// server:
+    ///   port: 9000            # environment variable MS__SERVER__PORT
+    /// app:
+    ///   db:
+    ///     password: "<redacted>"  # config.yaml:7
+    /// ```
+    pub fn annotated_yaml(&self) -> String {
+        view::annotated_yaml(&self.redacted(), &|p| self.origin_of(p))
+    }
+
+    /// The layer every value of [`redacted`](Self::redacted) came from, by dotted path. A
+    /// value is a scalar, an empty mapping, or a list of scalars (listed whole).
+    pub fn leaf_origins(&self) -> BTreeMap<String, String> {
+        view::leaf_origins(&self.redacted(), &|p| self.origin_of(p))
     }
 }
 
@@ -98,6 +162,7 @@ pub struct ConfigLoader {
     profile: Option<String>,
     inline: Vec<String>,
     env: Vec<(String, String)>,
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -118,7 +183,8 @@ impl ConfigLoader {
     }
 
     /// The loader `Service::from_env` uses: file from `MS_CONFIG_FILE` (else
-    /// `./config.yaml` if present), profile from `MS_PROFILE`, and `MS__*` overrides.
+    /// `./config.yaml` if present), profile from `MS_PROFILE`, `MS__*` overrides, and the
+    /// key file for `enc_` values from `MS_KEY_FILE` (else `./key.key`).
     pub fn from_env() -> Self {
         let file = match std::env::var_os(CONFIG_FILE_VAR) {
             Some(p) if !p.is_empty() => FileChoice::Explicit(p.into(), CONFIG_FILE_VAR),
@@ -129,6 +195,7 @@ impl ConfigLoader {
             profile: std::env::var(PROFILE_VAR).ok().filter(|p| !p.is_empty()),
             inline: Vec::new(),
             env: std::env::vars().collect(),
+            key_file: Some(secrets::key_file_from_env()),
         }
     }
 
@@ -164,7 +231,15 @@ impl ConfigLoader {
         self
     }
 
-    /// Loads, merges, types and validates every layer.
+    /// Decrypts `enc_` values with this key file instead of `./key.key` (what `MS_KEY_FILE`
+    /// sets for [`from_env`](Self::from_env)). It is read only if some `enc_` key exists.
+    pub fn key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.key_file = Some(path.into());
+        self
+    }
+
+    /// Loads, merges, decrypts, types and validates every layer. Every problem found is
+    /// reported, not just the first.
     pub fn load(self) -> Result<Config, ConfigError> {
         let defaults =
             serde_json::to_value(ChassisConfig::default()).expect("defaults always serialize");
@@ -197,26 +272,100 @@ impl ConfigLoader {
         layered.merge(source::otel_env_layer(&self.env)?);
         layered.merge(source::env_layer(self.env));
 
-        let chassis = match deserialize_at::<ChassisConfig>(&layered.value, "", &layered) {
-            Ok(chassis) => chassis,
-            Err(type_error) => {
-                // Report typos too, checked against the defaults' shape, so one run shows
-                // as much as possible.
-                let mut diagnostics = unknown_keys(&layered, &ChassisConfig::default());
-                diagnostics.extend(type_error.diagnostics().iter().cloned());
-                return Err(ConfigError::from_diagnostics(diagnostics));
-            }
-        };
-        let mut diagnostics = unknown_keys(&layered, &chassis);
-        diagnostics.extend(validate(&chassis, &layered));
+        let key_file = self
+            .key_file
+            .unwrap_or_else(|| PathBuf::from(secrets::DEFAULT_KEY_FILE));
+        let (secrets, mut diagnostics) = secrets::decrypt_in_place(&mut layered, &key_file);
+
+        // One run shows as much as possible: typos, every type error, and the rules that
+        // types cannot express.
+        let typed = type_collecting(&layered);
+        diagnostics.extend(unknown_keys(&layered, &typed.chassis));
+        diagnostics.extend(typed.errors.iter().cloned());
+        // A dropped value was typed as its default: rules about it would judge the default.
+        diagnostics.extend(
+            validate(&typed.chassis, &layered, &|k| typed.defaulted(k))
+                .into_iter()
+                .filter(|d| !typed.defaulted(d.key.as_deref().unwrap_or_default())),
+        );
         if !diagnostics.is_empty() {
+            secrets.scrub(&mut diagnostics);
             return Err(ConfigError::from_diagnostics(diagnostics));
         }
         Ok(Config {
-            chassis: Arc::new(chassis),
+            chassis: Arc::new(typed.chassis),
             layered: Arc::new(layered),
+            secrets: Arc::new(secrets),
             profile: self.profile,
         })
+    }
+}
+
+/// The chassis sections typed, with every type error rather than only serde's first.
+struct Typed {
+    chassis: ChassisConfig,
+    errors: Vec<ConfigDiagnostic>,
+    /// Keys dropped because of a type error, so typed as their defaults; `""` for all.
+    dropped: Vec<String>,
+}
+
+impl Typed {
+    /// Whether the value at `key` was typed as its default after a type error.
+    fn defaulted(&self, key: &str) -> bool {
+        self.dropped.iter().any(|p| {
+            key.strip_prefix(p.as_str())
+                .is_some_and(|rest| p.is_empty() || rest.is_empty() || rest.starts_with('.'))
+        })
+    }
+}
+
+/// Types the merged tree; on a type error, records it, drops the offending key (every
+/// chassis field has a default) and tries again, so each bad value is reported once.
+fn type_collecting(layered: &Layered) -> Typed {
+    const MAX_ERRORS: usize = 64;
+    let mut input = layered.value.clone();
+    let mut errors = Vec::new();
+    let mut dropped = Vec::new();
+    loop {
+        let error = match serde_path_to_error::deserialize::<_, ChassisConfig>(&input) {
+            Ok(chassis) => {
+                return Typed {
+                    chassis,
+                    errors,
+                    dropped,
+                };
+            }
+            Err(e) => e,
+        };
+        errors.push(located(&error, "", layered));
+        // Drop the mapping entry that holds the bad value: a whole list for a bad item.
+        let mut keys = Vec::new();
+        for segment in error.path().iter() {
+            match segment {
+                serde_path_to_error::Segment::Map { key } => keys.push(key.clone()),
+                _ => break,
+            }
+        }
+        let removed = keys.split_last().is_some_and(|(last, parents)| {
+            let mut node = &mut input;
+            for k in parents {
+                match node.get_mut(k.as_str()) {
+                    Some(child) => node = child,
+                    None => return false,
+                }
+            }
+            node.as_object_mut()
+                .is_some_and(|map| map.remove(last.as_str()).is_some())
+        });
+        if !removed || errors.len() >= MAX_ERRORS {
+            // Cannot narrow it down further: check the rest against the defaults.
+            return Typed {
+                chassis: ChassisConfig::default(),
+                errors,
+                dropped: vec![String::new()],
+            };
+        }
+        dropped.push(keys.join("."));
     }
 }
 
@@ -247,25 +396,35 @@ fn deserialize_at<T: DeserializeOwned>(
     prefix: &str,
     layered: &Layered,
 ) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let mut key = prefix.to_owned();
-        for seg in e.path().iter() {
-            use serde_path_to_error::Segment;
-            match seg {
-                Segment::Seq { index } => key.push_str(&format!("[{index}]")),
-                Segment::Map { key: k } | Segment::Enum { variant: k } => {
-                    if !key.is_empty() {
-                        key.push('.');
-                    }
-                    key.push_str(k);
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| ConfigError::from_diagnostics(vec![located(&e, prefix, layered)]))
+}
+
+/// A serde error with its key path (under `prefix`) and the line it came from.
+fn located(
+    e: &serde_path_to_error::Error<serde_json::Error>,
+    prefix: &str,
+    layered: &Layered,
+) -> ConfigDiagnostic {
+    let mut key = prefix.to_owned();
+    for seg in e.path().iter() {
+        use serde_path_to_error::Segment;
+        match seg {
+            Segment::Seq { index } => key.push_str(&format!("[{index}]")),
+            Segment::Map { key: k } | Segment::Enum { variant: k } => {
+                if !key.is_empty() {
+                    key.push('.');
                 }
-                Segment::Unknown => {}
+                key.push_str(k);
             }
+            Segment::Unknown => {}
         }
-        let location = layered.origin_of(&key).map(ToString::to_string);
-        let key = (!key.is_empty()).then_some(key);
-        ConfigError::new(location, key, reword(&e.inner().to_string()))
-    })
+    }
+    ConfigDiagnostic {
+        location: layered.origin_of(&key).map(ToString::to_string),
+        key: (!key.is_empty()).then_some(key),
+        message: reword(&e.inner().to_string()),
+    }
 }
 
 /// serde says "invalid type: string \"x\", expected a boolean"; we say what was expected first.
@@ -331,8 +490,13 @@ fn walk_unknown(
     }
 }
 
-/// Rules that types alone cannot express.
-fn validate(c: &ChassisConfig, layered: &Layered) -> Vec<ConfigDiagnostic> {
+/// Rules that types alone cannot express. A rule that reads a key besides its own skips when
+/// that key was `defaulted` after a type error.
+fn validate(
+    c: &ChassisConfig,
+    layered: &Layered,
+    defaulted: &dyn Fn(&str) -> bool,
+) -> Vec<ConfigDiagnostic> {
     let mut out = Vec::new();
     let mut fail = |key: &str, message: String| {
         out.push(ConfigDiagnostic {
@@ -363,6 +527,7 @@ fn validate(c: &ChassisConfig, layered: &Layered) -> Vec<ConfigDiagnostic> {
     if let Some(m) = &c.server.management
         && m.port != 0
         && m.port == c.server.port
+        && !defaulted("server.port")
     {
         fail(
             "server.management.port",
@@ -426,6 +591,46 @@ mod tests {
             reword("invalid type: string \"x\", expected a boolean"),
             "expected a boolean, found string \"x\""
         );
+    }
+
+    #[test]
+    fn every_type_error_is_reported_with_typos_and_rules() {
+        let e = ConfigLoader::new()
+            .yaml(
+                "server:\n  port: eighty\n  limits: { request_timeout: 30 parsecs, body_size: 0 }\n\
+                 logging: { access: maybe, level: loud }\ntracing: { propagation: [w3c], prot: 1 }\n",
+            )
+            .load()
+            .unwrap_err();
+        let keys: Vec<_> = e
+            .diagnostics()
+            .iter()
+            .map(|d| d.key.clone().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "tracing.prot",
+                "logging.access",
+                "server.limits.request_timeout",
+                "server.port",
+                "tracing.propagation[0]",
+                "logging.level",
+                "server.limits.body_size",
+            ],
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_rule_about_a_value_dropped_for_its_type_is_not_reported() {
+        // server.port is typed as its default (8080) after its type error; the management
+        // port rule must not then judge that default.
+        let e = ConfigLoader::new()
+            .yaml("server: { port: [1], management: { port: 8080 } }")
+            .load()
+            .unwrap_err();
+        assert_eq!(e.diagnostics().len(), 1, "{e}");
     }
 
     #[test]

@@ -80,6 +80,22 @@ impl Layered {
         self.origins.extend(other.origins);
     }
 
+    /// Whether the value at `path` is an embedded default that no layer has set.
+    pub(crate) fn is_default(&self, path: &str) -> bool {
+        self.origins
+            .get(path)
+            .is_some_and(|o| o.source == Source::Defaults)
+    }
+
+    /// Gives `to` the origin of `from` (a key renamed in place, such as a decrypted
+    /// `enc_` key), and forgets `from`.
+    pub(crate) fn move_origin(&mut self, from: &str, to: &str) {
+        if let Some(origin) = self.origin_of(from).cloned() {
+            self.origins.remove(from);
+            self.origins.insert(to.to_owned(), origin);
+        }
+    }
+
     /// Sets one dotted path, creating objects on the way.
     pub(crate) fn set_path(&mut self, path: &[String], value: Value, origin: Origin) {
         let mut node = &mut self.value;

@@ -67,13 +67,22 @@ pub(crate) mod byte_size {
         })
     }
 
+    /// Exact, so that it reads back as the same number: `2MiB`, `1536KiB`, `1000000`.
+    /// (A rounded `2.0M` would read back as 2,000,000 bytes.)
     pub(crate) fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
-        bytesize::ByteSize(*n)
-            .display()
-            .iec_short()
-            .to_string()
-            .replace(' ', "")
-            .serialize(s)
+        const UNITS: [(u64, &str); 4] = [
+            (1 << 40, "TiB"),
+            (1 << 30, "GiB"),
+            (1 << 20, "MiB"),
+            (1 << 10, "KiB"),
+        ];
+        match UNITS
+            .iter()
+            .find(|(size, _)| *n != 0 && n.is_multiple_of(*size))
+        {
+            Some((size, unit)) => format!("{}{unit}", n / size).serialize(s),
+            None => n.serialize(s),
+        }
     }
 }
 
@@ -154,6 +163,26 @@ mod tests {
     struct T {
         #[serde(with = "duration")]
         d: Duration,
+    }
+
+    #[derive(Serialize, Deserialize, Debug)]
+    struct B {
+        #[serde(with = "byte_size")]
+        b: u64,
+    }
+
+    #[test]
+    fn byte_sizes_round_trip_exactly() {
+        for (n, shown) in [
+            (2 * 1024 * 1024, json!("2MiB")),
+            (1536 * 1024, json!("1536KiB")),
+            (1_000_000, json!(1_000_000)),
+            (0, json!(0)),
+        ] {
+            let v = serde_json::to_value(B { b: n }).unwrap();
+            assert_eq!(v["b"], shown);
+            assert_eq!(serde_json::from_value::<B>(v).unwrap().b, n);
+        }
     }
 
     #[test]

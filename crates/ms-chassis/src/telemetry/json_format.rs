@@ -167,7 +167,12 @@ where
         }
         let mut own = FieldMap::default();
         event.record(&mut own);
-        let message = own.0.remove("message");
+        // Some libraries (the OpenTelemetry SDK among them) log events with a `name` field
+        // and no message; the name is then the most useful message.
+        let message = match own.0.remove("message") {
+            Some(Value::String(m)) if !m.is_empty() => Some(Value::String(m)),
+            _ => own.0.get("name").cloned(),
+        };
         fields.extend(own.0);
 
         writer.write_str("{\"timestamp\":\"")?;

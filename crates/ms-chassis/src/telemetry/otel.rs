@@ -232,12 +232,23 @@ fn build_exporter(cfg: &ChassisConfig) -> Result<opentelemetry_otlp::SpanExporte
 
 /// Exports the spans still queued, waiting at most `timeout`. A flush rather than a
 /// shutdown, because the provider is process-wide and may outlive this service (tests run
-/// several in one process). Runs off the async threads, because the SDK's flush blocks.
+/// several in one process). The SDK's flush blocks for up to its own fixed 5 s, so it runs
+/// on a detached thread: unlike `spawn_blocking`, that never holds the process open past
+/// the grace period when the collector hangs.
 pub(crate) async fn flush(timeout: Duration) {
     let Some(o) = OTEL.get() else { return };
     let provider = o.provider.clone();
-    let done = tokio::task::spawn_blocking(move || provider.force_flush());
-    match tokio::time::timeout(timeout, done).await {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("ms-chassis-trace-flush".into())
+        .spawn(move || {
+            let _ = tx.send(provider.force_flush());
+        });
+    if spawned.is_err() {
+        tracing::warn!("could not start the trace flush; pending spans dropped");
+        return;
+    }
+    match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(Ok(()))) => tracing::debug!("trace exporter flushed"),
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "trace export failed during shutdown"),
         _ => tracing::warn!("trace exporter did not flush in time; pending spans dropped"),

@@ -3,6 +3,8 @@
 //! deadlines, and send it signals.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod otlp;
+
 use std::future::Future;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
