@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Chassis vs bare axum: throughput, latency, memory and start-up time.
 
-Builds `hello` (the chassis demo, default config) and `bare-axum` (the same /hello handler on
-bare axum) in release mode, then for each, in alternating rounds:
-  * time from exec to the first 200 on /hello,
-  * idle RSS,
-  * wrk load on 127.0.0.1 (requests/s, p50, p99),
-  * RSS after load.
-Prints a table with the best round of each and the chassis / bare ratios.
-Usage: python3 bench/run.py [--duration 10] [--rounds 3] [--connections 32]
+Builds `hello` (the chassis demo) and `bare-axum` (the same /hello handler on bare axum,
+plus `otlp-sink`, a counting OTLP/gRPC receiver) in release mode, then runs each scenario in
+alternating rounds:
+  bare          bare axum
+  chassis       hello on its default config (tracing ids and propagation, nothing exported)
+  otlp-default  hello exporting to the local sink with the default sampler (parent ratio 0.1)
+  otlp-all      hello exporting every request to the local sink (sampling 1.0)
+  otlp-down     hello exporting to a closed port (the collector is down), default sampler
+For each: time from exec to the first 200 on /hello, idle RSS, wrk load on 127.0.0.1
+(requests/s, p50, p99), RSS after load. Prints a table of the best round of each with the
+ratio to bare.
+Usage: python3 bench/run.py [--duration 10] [--rounds 3] [--connections 32] [--only a,b]
 Needs: apt-get install -y wrk
 """
 import argparse, os, re, shutil, socket, subprocess, sys, time, urllib.request
@@ -30,10 +34,12 @@ def rss_kib(pid):
     return -1
 
 
-def start(binary, port):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MS_") and k != "RUST_LOG"}
+def start(binary, port, extra_env):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MS_", "OTEL_")) and k != "RUST_LOG"}
     env.update({"MS__SERVER__PORT": str(port), "BENCH_PORT": str(port),
                 "MS__SERVER__SHUTDOWN__DRAIN_DELAY": "0s"})
+    env.update(extra_env)
     t0 = time.perf_counter()
     proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/hello"
@@ -71,9 +77,9 @@ def wrk(port, duration, connections):
     return rps, p50, p99
 
 
-def measure(binary, duration, connections):
+def measure(binary, extra_env, duration, connections):
     port = free_port()
-    proc, startup_ms = start(binary, port)
+    proc, startup_ms = start(binary, port, extra_env)
     try:
         time.sleep(0.5)
         idle = rss_kib(proc.pid)
@@ -90,33 +96,56 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--only", default="", help="comma-separated scenario names")
     a = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is required: apt-get install -y wrk")
     subprocess.run(["cargo", "build", "--release", "-p", "hello", "-p", "bare-axum"], cwd=ROOT, check=True)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    bins = {"bare": os.path.join(target, "release", "bare-axum"),
-            "chassis": os.path.join(target, "release", "hello")}
-    results = {k: [] for k in bins}
-    for r in range(a.rounds):
-        for name, path in bins.items():
-            m = measure(path, a.duration, a.connections)
-            results[name].append(m)
-            print(f"round {r + 1} {name:8} {m['rps']:>10.0f} req/s  p50 {m['p50']:>7.0f} us  "
-                  f"p99 {m['p99']:>7.0f} us  start {m['startup_ms']:.1f} ms  "
-                  f"rss {m['idle_kib'] / 1024:.1f}/{m['loaded_kib'] / 1024:.1f} MiB", flush=True)
+    bare = os.path.join(target, "release", "bare-axum")
+    hello = os.path.join(target, "release", "hello")
+    sink_port = free_port()
+    sink = subprocess.Popen([os.path.join(target, "release", "otlp-sink")],
+                            env={**os.environ, "SINK_PORT": str(sink_port)},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    otlp = {"MS__TRACING__EXPORTER": "otlp",
+            "MS__TRACING__ENDPOINT": f"http://127.0.0.1:{sink_port}"}
+    scenarios = {
+        "bare": (bare, {}),
+        "chassis": (hello, {}),
+        "otlp-default": (hello, otlp),
+        "otlp-all": (hello, {**otlp, "MS__TRACING__SAMPLER__TYPE": "always_on"}),
+        "otlp-down": (hello, {"MS__TRACING__EXPORTER": "otlp",
+                              "MS__TRACING__ENDPOINT": f"http://127.0.0.1:{free_port()}"}),
+    }
+    if a.only:
+        keep = set(a.only.split(",")) | {"bare"}
+        scenarios = {k: v for k, v in scenarios.items() if k in keep}
+    results = {k: [] for k in scenarios}
+    try:
+        for r in range(a.rounds):
+            for name, (path, env) in scenarios.items():
+                m = measure(path, env, a.duration, a.connections)
+                results[name].append(m)
+                print(f"round {r + 1} {name:13} {m['rps']:>10.0f} req/s  p50 {m['p50']:>7.0f} us  "
+                      f"p99 {m['p99']:>7.0f} us  start {m['startup_ms']:.1f} ms  "
+                      f"rss {m['idle_kib'] / 1024:.1f}/{m['loaded_kib'] / 1024:.1f} MiB", flush=True)
+    finally:
+        sink.stdin.close()
+        spans = sink.stdout.read().strip()
+        sink.wait(timeout=30)
     best = {k: max(v, key=lambda m: m["rps"]) for k, v in results.items()}
     fastest_start = {k: min(m["startup_ms"] for m in v) for k, v in results.items()}
-    b, c = best["bare"], best["chassis"]
+    b = best["bare"]
     print()
-    print("| | bare axum | chassis (hello) | chassis / bare |")
-    print("|---|---:|---:|---:|")
-    print(f"| requests/s | {b['rps']:.0f} | {c['rps']:.0f} | {c['rps'] / b['rps']:.2f}x |")
-    print(f"| p50 | {b['p50']:.0f} us | {c['p50']:.0f} us | +{c['p50'] - b['p50']:.0f} us |")
-    print(f"| p99 | {b['p99']:.0f} us | {c['p99']:.0f} us | +{c['p99'] - b['p99']:.0f} us |")
-    print(f"| idle RSS | {b['idle_kib'] / 1024:.1f} MiB | {c['idle_kib'] / 1024:.1f} MiB | |")
-    print(f"| RSS after load | {b['loaded_kib'] / 1024:.1f} MiB | {c['loaded_kib'] / 1024:.1f} MiB | |")
-    print(f"| exec to first 200 | {fastest_start['bare']:.1f} ms | {fastest_start['chassis']:.1f} ms | |")
+    print("| scenario | requests/s | × bare | p50 | p99 | idle RSS | RSS after load | exec to first 200 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, m in best.items():
+        print(f"| {name} | {m['rps']:.0f} | {m['rps'] / b['rps']:.2f} | {m['p50']:.0f} us | "
+              f"{m['p99']:.0f} us | {m['idle_kib'] / 1024:.1f} MiB | {m['loaded_kib'] / 1024:.1f} MiB | "
+              f"{fastest_start[name]:.1f} ms |")
+    print()
+    print(f"otlp-sink: {spans}")
 
 
 if __name__ == "__main__":

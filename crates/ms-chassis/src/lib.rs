@@ -1,10 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod admin;
+mod build_info;
 pub mod config;
 mod error;
 pub mod health;
 pub mod metrics;
+mod reload;
+pub mod resilience;
 pub mod server;
 mod service;
 pub mod telemetry;

@@ -7,8 +7,13 @@
 //! in-flight requests get up to `server.shutdown.grace` to finish; then the management
 //! listener closes, and pending spans are flushed to the trace exporter within what is left
 //! of the grace period. A second signal exits at once.
+//!
+//! The same token stops the service's background tasks: the config file watcher and the
+//! timers of log level overrides.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,19 +21,37 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 pub use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigLoader};
+use crate::admin::{Admin, Exposure, Started};
+use crate::config::{Config, ConfigLoader, ConfigWatch};
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::reload::Reloader;
 use crate::server::{Dispatch, MakeDispatch, user_stack};
 use crate::{Error, Result};
 
 /// A configured service, ready to serve a router.
-#[derive(Debug)]
 pub struct Service {
     config: Config,
+    /// The loader the config came from, kept to reload from the same inputs.
+    loader: ConfigLoader,
+    watch: ConfigWatch,
     health: Health,
     metrics: Metrics,
     shutdown: CancellationToken,
+    started: Started,
+    /// `logging.access`, shared with the server stack so that a reload can flip it.
+    access_log: Arc<AtomicBool>,
+}
+
+/// Leaves out the loader, which holds the whole environment.
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("config", &self.config)
+            .field("health", &self.health)
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds a [`Service`] from config given in code or from files.
@@ -65,15 +88,19 @@ impl ServiceBuilder {
 
     /// Loads the config and sets up logging and metrics.
     pub fn build(self) -> Result<Service> {
-        let config = self.loader.load()?;
+        let config = self.loader.clone().load()?;
         crate::telemetry::init_telemetry(config.chassis(), config.profile())?;
         let metrics = Metrics::new(&config.chassis().service)?;
         let health = Health::new(&config.chassis().health);
         Ok(Service {
+            access_log: Arc::new(AtomicBool::new(config.chassis().logging.access)),
+            watch: ConfigWatch::new(config.clone()),
             config,
+            loader: self.loader,
             health,
             metrics,
             shutdown: CancellationToken::new(),
+            started: Started::now(),
         })
     }
 }
@@ -90,9 +117,37 @@ impl Service {
         ServiceBuilder::default()
     }
 
-    /// The loaded configuration.
+    /// The configuration loaded at startup.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The live configuration: the current config, and typed subscriptions that follow
+    /// every reload (a change to the config file, or `POST /admin/config/reload`).
+    ///
+    /// ```
+    /// use ms_chassis::prelude::*;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct AppConfig { greeting: String }
+    ///
+    /// # let svc = ms_chassis::Service::builder().yaml("app: { greeting: hi }").build()?;
+    /// let app = svc.config_watch().app::<AppConfig>()?;
+    /// let router: Router = Router::new().route(
+    ///     "/hello",
+    ///     get(move || {
+    ///         // The greeting as it is now, after any reload.
+    ///         let greeting = app.borrow().greeting.clone();
+    ///         async move { greeting }
+    ///     }),
+    /// );
+    /// # let _ = router;
+    /// # Ok::<(), ms_chassis::Error>(())
+    /// ```
+    ///
+    /// See [`ConfigWatch`] for what is validated and when subscribers are told.
+    pub fn config_watch(&self) -> &ConfigWatch {
+        &self.watch
     }
 
     /// Health checks: register liveness, readiness and startup checks here.
@@ -135,14 +190,38 @@ impl Service {
         let mut chassis = crate::health::routes(self.health.clone());
         let mut chassis_paths: Vec<String> = crate::health::PATHS
             .iter()
+            .chain(crate::admin::PATHS.iter())
             .map(ToString::to_string)
             .collect();
         if metrics_on {
             chassis = chassis.merge(self.metrics.routes(&cfg.metrics.path));
             chassis_paths.push(cfg.metrics.path.clone());
         }
+        let reloader = Arc::new(Reloader::new(
+            self.loader.clone(),
+            self.watch.clone(),
+            self.health.clone(),
+            self.access_log.clone(),
+            self.metrics.config_reloads(),
+        ));
+        let exposure = match &cfg.server.management {
+            Some(m) if m.host.is_loopback() => Exposure::LoopbackManagement,
+            _ => Exposure::Reachable,
+        };
+        chassis = chassis.merge(crate::admin::routes(Admin::new(
+            reloader.clone(),
+            self.config.clone(),
+            self.started,
+            exposure,
+            self.shutdown.clone(),
+        )));
         let chassis = Some((chassis, chassis_paths));
-        let user = Some(user_stack(router, cfg, metrics_on.then_some(&self.metrics)));
+        let user = Some(user_stack(
+            router,
+            cfg,
+            metrics_on.then_some(&self.metrics),
+            self.access_log.clone(),
+        ));
 
         let listener = bind(cfg.server.host, cfg.server.port, "server.host/server.port").await?;
         let local_addr = listener.local_addr()?;
@@ -177,6 +256,7 @@ impl Service {
             None => None,
         };
         self.health.set_serving();
+        crate::reload::watcher::spawn(reloader, self.shutdown.clone());
         tracing::info!(
             addr = %local_addr,
             management = management_addr.map(|a| a.to_string()),

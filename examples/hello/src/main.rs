@@ -6,6 +6,11 @@
 //! `hello` (`app.downstream`) inside a client span and passes the trace context on with
 //! [`inject_current_headers`], so one trace covers both services; `/demo/panic` shows a
 //! handler panic turned into a 500 problem+json (and an error span).
+//!
+//! Config in the demo: the `app:` section is followed live through
+//! `svc.config_watch().app()`, so editing `app.greeting` in the config file changes what
+//! `/hello` says without a restart, and an `app` section that does not read as
+//! [`AppConfig`] is rejected by the reload.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +22,7 @@ use ms_chassis::prelude::*;
 use ms_chassis::server::PROBLEM_JSON;
 use ms_chassis::telemetry::propagation::inject_current_headers;
 use serde::{Deserialize, Deserializer, Serialize};
+use tokio::sync::watch;
 use tracing::Instrument as _;
 
 /// The `app:` section of config.yaml.
@@ -60,19 +66,13 @@ fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<reqwest::Url>, D::
 #[derive(Clone)]
 struct DemoDependency(Arc<AtomicBool>);
 
-/// The service `/relay` calls, with one HTTP client for all calls.
-#[derive(Clone)]
-struct Downstream {
-    client: reqwest::Client,
-    /// `{app.downstream}/hello/relay`.
-    url: reqwest::Url,
-}
-
 #[derive(Clone)]
 struct AppState {
-    greeting: Arc<str>,
+    /// The `app:` section as it is now: it follows config reloads.
+    app: watch::Receiver<Arc<AppConfig>>,
     dependency: DemoDependency,
-    downstream: Option<Downstream>,
+    /// One HTTP client for every `/relay` call.
+    client: reqwest::Client,
 }
 
 #[derive(Serialize)]
@@ -89,29 +89,21 @@ const DOWNSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 #[tokio::main]
 async fn main() -> ms_chassis::Result<()> {
     let svc = Service::from_env()?;
-    let app: AppConfig = svc.config().app()?;
+    let app = svc.config_watch().app::<AppConfig>()?;
     let dependency = DemoDependency(Arc::new(AtomicBool::new(true)));
     let probe = dependency.clone();
     svc.health().readiness("demo-dependency", move || {
         let up = probe.0.load(Ordering::Relaxed);
         async move { up }
     });
-    let downstream = match app.downstream {
-        Some(base) => Some(Downstream {
-            client: reqwest::Client::builder()
-                .timeout(DOWNSTREAM_TIMEOUT)
-                .build()
-                .map_err(std::io::Error::other)?,
-            url: format!("{}/hello/relay", base.as_str().trim_end_matches('/'))
-                .parse()
-                .map_err(std::io::Error::other)?,
-        }),
-        None => None,
-    };
+    let client = reqwest::Client::builder()
+        .timeout(DOWNSTREAM_TIMEOUT)
+        .build()
+        .map_err(std::io::Error::other)?;
     let state = AppState {
-        greeting: app.greeting.into(),
+        app,
         dependency,
-        downstream,
+        client,
     };
     svc.serve(router(state)).await
 }
@@ -129,7 +121,7 @@ fn router(state: AppState) -> Router {
 
 async fn hello(State(s): State<AppState>) -> Json<Greeting> {
     Json(Greeting {
-        message: format!("{}, world", s.greeting),
+        message: format!("{}, world", s.app.borrow().greeting),
     })
 }
 
@@ -138,7 +130,7 @@ async fn hello_name(State(s): State<AppState>, Path(name): Path<String>) -> Json
     // A child span of the request's server span, opened with a plain `tracing` macro.
     let message = {
         let _span = tracing::info_span!("compose_greeting").entered();
-        format!("{}, {name}", s.greeting)
+        format!("{}, {name}", s.app.borrow().greeting)
     };
     Json(Greeting { message })
 }
@@ -148,10 +140,18 @@ async fn hello_name(State(s): State<AppState>, Path(name): Path<String>) -> Json
 /// downstream JSON. 503 without `app.downstream`, 502 when the call fails or answers with
 /// an error, 504 when it takes longer than [`DOWNSTREAM_TIMEOUT`].
 async fn relay(State(s): State<AppState>) -> Response {
-    let Some(d) = s.downstream else {
+    let Some(base) = s.app.borrow().downstream.clone() else {
         return problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "no downstream configured: set app.downstream",
+        );
+    };
+    let Ok(url) =
+        format!("{}/hello/relay", base.as_str().trim_end_matches('/')).parse::<reqwest::Url>()
+    else {
+        return problem(
+            StatusCode::BAD_GATEWAY,
+            "cannot build the downstream URL from app.downstream",
         );
     };
     // The client span, by the HTTP semantic conventions. Integers go in as i64:
@@ -162,9 +162,9 @@ async fn relay(State(s): State<AppState>) -> Response {
         otel.name = "GET",
         otel.status_code = tracing::field::Empty,
         http.request.method = "GET",
-        server.address = d.url.host_str().unwrap_or_default(),
-        server.port = d.url.port_or_known_default().map(i64::from),
-        url.full = d.url.as_str(),
+        server.address = url.host_str().unwrap_or_default(),
+        server.port = url.port_or_known_default().map(i64::from),
+        url.full = url.as_str(),
         http.response.status_code = tracing::field::Empty,
         "error.type" = tracing::field::Empty,
     );
@@ -178,7 +178,7 @@ async fn relay(State(s): State<AppState>) -> Response {
             span.record("error.type", error_type);
             span.record("otel.status_code", "error");
         };
-        let res = match d.client.get(d.url.clone()).headers(headers).send().await {
+        let res = match s.client.get(url.clone()).headers(headers).send().await {
             Ok(res) => res,
             Err(e) => {
                 let (status, error_type) = call_error(&e);

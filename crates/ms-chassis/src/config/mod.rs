@@ -21,12 +21,14 @@
 //! show the effective config with those values, and any key named like a password, secret,
 //! token, key or credential, replaced by `<redacted>`.
 
+mod diff;
 mod error;
 mod secrets;
 mod sections;
 mod source;
 mod values;
 mod view;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,15 +37,17 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub(crate) use diff::is_under;
 pub use error::{ConfigDiagnostic, ConfigError};
 use secrets::Secrets;
 pub use secrets::{DEFAULT_KEY_FILE, KEY_FILE_VAR, SecretError, SecretKey, key_file_from_env};
 pub use sections::{
-    ChassisConfig, HealthSection, LimitsSection, LogFormat, LoggingSection, ManagementSection,
-    MetricsSection, OtlpProtocol, SamplerKind, SamplerSection, ServerSection, ServiceSection,
-    ShutdownSection, TraceExporter, TracingSection,
+    AdminSection, ChassisConfig, HealthSection, LimitsSection, LogFormat, LoggingSection,
+    ManagementSection, MetricsSection, OtlpProtocol, SamplerKind, SamplerSection, ServerSection,
+    ServiceSection, ShutdownSection, TraceExporter, TracingSection,
 };
 use source::{Layered, Source};
+pub use watch::ConfigWatch;
 
 /// Env var naming the config file or directory.
 pub const CONFIG_FILE_VAR: &str = "MS_CONFIG_FILE";
@@ -153,6 +157,12 @@ impl Config {
     pub fn leaf_origins(&self) -> BTreeMap<String, String> {
         view::leaf_origins(&self.redacted(), &|p| self.origin_of(p))
     }
+
+    /// The dotted key paths whose effective values differ from `older`'s (paths only, so
+    /// that a changed secret can be reported without showing it), sorted.
+    pub(crate) fn changed_since(&self, older: &Config) -> Vec<String> {
+        diff::changed_keys(&older.layered.value, &self.layered.value)
+    }
 }
 
 /// Builds a [`Config`] from its layers.
@@ -236,6 +246,29 @@ impl ConfigLoader {
     pub fn key_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.key_file = Some(path.into());
         self
+    }
+
+    /// The files whose contents decide the config: the config file (both `config.yaml`
+    /// and `config.yml` where either may be read) and the profile file candidates beside
+    /// it. Reload watches these.
+    pub(crate) fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = match &self.file {
+            FileChoice::None => Vec::new(),
+            FileChoice::Default => vec!["config.yaml".into(), "config.yml".into()],
+            FileChoice::Explicit(path, _) if path.is_dir() => {
+                vec![path.join("config.yaml"), path.join("config.yml")]
+            }
+            FileChoice::Explicit(path, _) => vec![path.clone()],
+        };
+        if let Some(profile) = &self.profile {
+            let dir = files
+                .first()
+                .and_then(|f| f.parent())
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            files.extend(["yaml", "yml"].map(|ext| dir.join(format!("config.{profile}.{ext}"))));
+        }
+        files
     }
 
     /// Loads, merges, decrypts, types and validates every layer. Every problem found is
@@ -554,6 +587,16 @@ fn validate(
         fail(
             "tracing.queue_size",
             "expected a queue size above zero, such as 2048".to_owned(),
+        );
+    }
+    if c.admin
+        .token
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        fail(
+            "admin.token",
+            "expected a non-empty token, or null for none".to_owned(),
         );
     }
     if c.server.limits.body_size == 0 {

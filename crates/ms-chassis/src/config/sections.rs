@@ -36,8 +36,8 @@ pub struct ChassisConfig {
     pub discovery: Value,
     /// `openapi`: reserved; accepted as written.
     pub openapi: Value,
-    /// `admin`: reserved; accepted as written.
-    pub admin: Value,
+    /// `admin`: protection of the admin endpoints.
+    pub admin: AdminSection,
     /// `app`: the user's own section, typed by the user.
     pub app: Value,
 }
@@ -343,5 +343,28 @@ impl Default for TracingSection {
             resource: Default::default(),
             queue_size: 2048,
         }
+    }
+}
+
+/// `admin:` who may use the admin endpoints that change state or show config.
+///
+/// With a `token`, those endpoints require `Authorization: Bearer <token>`. Without one,
+/// they answer only on a management port bound to a loopback address
+/// (`server.management.host: 127.0.0.1`), and are off elsewhere. `/admin/info` is always
+/// public. The token may be stored encrypted, as `enc_token`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct AdminSection {
+    /// The bearer token; `null` (default) for none.
+    pub token: Option<String>,
+}
+
+/// Never shows the token.
+impl std::fmt::Debug for AdminSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSection")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }

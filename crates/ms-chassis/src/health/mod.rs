@@ -19,7 +19,7 @@ mod endpoint;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -134,7 +134,8 @@ pub enum Probe {
 struct Registered {
     name: String,
     probe: Probe,
-    timeout: Duration,
+    /// Its own timeout; `None` follows `health.timeout`, also across reloads.
+    timeout: Option<Duration>,
     check: Arc<dyn Check>,
     cache: Mutex<Option<(Instant, CheckOutcome)>>,
 }
@@ -152,8 +153,13 @@ pub struct Health {
 struct HealthInner {
     checks: RwLock<Vec<Arc<Registered>>>,
     lifecycle: AtomicU8,
-    default_timeout: Duration,
-    cache_ttl: Duration,
+    /// `health.timeout` and `health.cache_ttl` in nanoseconds; a config reload changes them.
+    default_timeout: AtomicU64,
+    cache_ttl: AtomicU64,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl std::fmt::Debug for Health {
@@ -168,10 +174,21 @@ impl Health {
             inner: Arc::new(HealthInner {
                 checks: RwLock::new(Vec::new()),
                 lifecycle: AtomicU8::new(STARTING),
-                default_timeout: cfg.timeout,
-                cache_ttl: cfg.cache_ttl,
+                default_timeout: AtomicU64::new(nanos(cfg.timeout)),
+                cache_ttl: AtomicU64::new(nanos(cfg.cache_ttl)),
             }),
         }
+    }
+
+    /// Takes a new `health.timeout` and `health.cache_ttl` (a config reload). Checks
+    /// registered with a timeout of their own keep it.
+    pub(crate) fn apply(&self, cfg: &crate::config::HealthSection) {
+        self.inner
+            .default_timeout
+            .store(nanos(cfg.timeout), Ordering::Relaxed);
+        self.inner
+            .cache_ttl
+            .store(nanos(cfg.cache_ttl), Ordering::Relaxed);
     }
 
     /// Registers a liveness check.
@@ -200,7 +217,7 @@ impl Health {
         let reg = Registered {
             name: name.into(),
             probe,
-            timeout: timeout.unwrap_or(self.inner.default_timeout),
+            timeout,
             check: Arc::new(check),
             cache: Mutex::new(None),
         };
@@ -262,8 +279,12 @@ impl Health {
             .filter(|c| probes.contains(&c.probe))
             .cloned()
             .collect();
-        let ttl = self.inner.cache_ttl;
-        let runs = selected.iter().map(|c| run_one(c, ttl));
+        let ttl = Duration::from_nanos(self.inner.cache_ttl.load(Ordering::Relaxed));
+        let default_timeout =
+            Duration::from_nanos(self.inner.default_timeout.load(Ordering::Relaxed));
+        let runs = selected
+            .iter()
+            .map(|c| run_one(c, c.timeout.unwrap_or(default_timeout), ttl));
         let mut checks: Vec<(String, CheckOutcome)> = Vec::new();
         // One lifecycle entry, from the strictest selected probe.
         let lifecycle = [Probe::Readiness, Probe::Startup]
@@ -284,18 +305,18 @@ impl Health {
     }
 }
 
-async fn run_one(c: &Registered, ttl: Duration) -> CheckOutcome {
+async fn run_one(c: &Registered, timeout: Duration, ttl: Duration) -> CheckOutcome {
     if !ttl.is_zero()
         && let Some((at, outcome)) = c.cache.lock().expect("health cache lock").as_ref()
         && at.elapsed() < ttl
     {
         return outcome.clone();
     }
-    let outcome = match tokio::time::timeout(c.timeout, c.check.check()).await {
+    let outcome = match tokio::time::timeout(timeout, c.check.check()).await {
         Ok(o) => o,
         Err(_) => CheckOutcome::down(format!(
             "timeout after {}",
-            humantime::format_duration(c.timeout)
+            humantime::format_duration(timeout)
         )),
     };
     if !ttl.is_zero() {
@@ -349,5 +370,22 @@ mod tests {
         );
         let r = h.evaluate(&[Probe::Liveness]).await;
         assert_eq!(r.checks[0].1, CheckOutcome::down("timeout after 50ms"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_changes_the_default_timeout_of_registered_checks() {
+        let h = health();
+        h.liveness("slow", || async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            true
+        });
+        // Default 2s: the 3s check times out.
+        let r = h.evaluate(&[Probe::Liveness]).await;
+        assert_eq!(r.checks[0].1, CheckOutcome::down("timeout after 2s"));
+        h.apply(&crate::config::HealthSection {
+            timeout: Duration::from_secs(5),
+            ..Default::default()
+        });
+        assert_eq!(h.evaluate(&[Probe::Liveness]).await.status, Status::Up);
     }
 }

@@ -38,9 +38,11 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 pub use prometheus;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use crate::build_info;
 
 pub(crate) use http::{HttpInstruments, InFlight, UNMATCHED_ROUTE};
 pub use openmetrics::OPENMETRICS_TYPE;
@@ -62,6 +64,7 @@ struct MetricsInner {
     http_duration: HistogramVec,
     http_active: IntGauge,
     exemplars: Arc<openmetrics::Exemplars>,
+    config_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -88,14 +91,39 @@ impl Metrics {
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "ms_chassis_build_info",
-                "Build information: chassis version, service name and version; always 1.",
+                "Build information: chassis version, service name and version, git commit \
+                 and compiler; always 1.",
             ),
-            &["version", "service", "service_version"],
+            &[
+                "version",
+                "service",
+                "service_version",
+                "git_commit",
+                "rustc",
+            ],
         )?;
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), &service.name, &service.version])
+            .with_label_values(&[
+                build_info::CHASSIS_VERSION,
+                &service.name,
+                &service.version,
+                build_info::GIT_COMMIT,
+                build_info::rustc_version(),
+            ])
             .set(1);
         registry.register(Box::new(build_info))?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "ms_chassis_config_reloads_total",
+                "Config reloads by result: success (the new config is in use) or error (it \
+                 was rejected and the old one kept).",
+            ),
+            &["result"],
+        )?;
+        for result in ["success", "error"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        registry.register(Box::new(config_reloads.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -106,6 +134,7 @@ impl Metrics {
                 http_duration,
                 http_active,
                 exemplars: Arc::default(),
+                config_reloads,
             }),
         })
     }
@@ -139,6 +168,11 @@ impl Metrics {
         let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
         self.inner.registry.register(Box::new(h.clone()))?;
         Ok(h)
+    }
+
+    /// `ms_chassis_config_reloads_total`, by `result`.
+    pub(crate) fn config_reloads(&self) -> IntCounterVec {
+        self.inner.config_reloads.clone()
     }
 
     pub(crate) fn http_instruments(&self) -> HttpInstruments {

@@ -5,7 +5,8 @@
 //! the router, where the route template is known — RED metrics and the access log, panic
 //! catcher, load shedding with a global concurrency limit, body size check and timeout, then
 //! the user's handler. The chassis endpoints (health, metrics) are dispatched *outside* this
-//! stack, so they answer even when the user's routes are saturated or timing out.
+//! stack, so they answer even when the user's routes are saturated or timing out; so are the
+//! admin endpoints.
 
 mod guard;
 mod problem;
@@ -17,6 +18,7 @@ use std::future::{Future, Ready, ready};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
 
 use axum::Router;
@@ -37,7 +39,7 @@ use opentelemetry::context::{FutureExt as _, WithContext};
 use opentelemetry::trace::TraceContextExt as _;
 
 pub use problem::PROBLEM_JSON;
-pub(crate) use problem::problem;
+pub(crate) use problem::{problem, problem_with};
 pub use request_id::{RequestId, X_REQUEST_ID};
 
 /// Wraps the user's router in the chassis stack.
@@ -45,13 +47,14 @@ pub(crate) fn user_stack(
     router: Router,
     cfg: &ChassisConfig,
     metrics: Option<&Metrics>,
+    access_log: Arc<AtomicBool>,
 ) -> ChassisStack {
     let limits = &cfg.server.limits;
     let body_limit = usize::try_from(limits.body_size).unwrap_or(usize::MAX);
     let shared = route::Shared {
         limits: guard::Limits::new(limits),
         metrics: metrics.map(Metrics::http_instruments),
-        access_log: cfg.logging.access,
+        access_log,
     };
     // One `Router::layer` call: each call adds a boxed service per route.
     let router = router.layer(

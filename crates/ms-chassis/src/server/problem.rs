@@ -2,19 +2,31 @@
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode, header};
+use serde_json::{Map, Value};
 
 /// Media type of RFC 7807 problem details.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Builds a problem response: `type` is `about:blank`, so `title` is the status phrase.
 pub(crate) fn problem(status: StatusCode, detail: &str) -> Response<Body> {
-    let body = serde_json::json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    let mut res = Response::new(Body::from(body.to_string()));
+    problem_with(status, detail, Map::new())
+}
+
+/// [`problem`] with extension members (`"field": "level"`) beside the standard ones.
+pub(crate) fn problem_with(
+    status: StatusCode,
+    detail: &str,
+    extensions: Map<String, Value>,
+) -> Response<Body> {
+    let mut body = extensions;
+    body.insert("type".into(), "about:blank".into());
+    body.insert(
+        "title".into(),
+        status.canonical_reason().unwrap_or("Error").into(),
+    );
+    body.insert("status".into(), status.as_u16().into());
+    body.insert("detail".into(), detail.into());
+    let mut res = Response::new(Body::from(Value::Object(body).to_string()));
     *res.status_mut() = status;
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -31,7 +32,8 @@ use crate::telemetry::RequestContext;
 pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) metrics: Option<HttpInstruments>,
-    pub(crate) access_log: bool,
+    /// `logging.access`, which a config reload may change.
+    pub(crate) access_log: Arc<AtomicBool>,
 }
 
 #[derive(Clone)]
@@ -83,15 +85,18 @@ where
             .metrics
             .as_ref()
             .map(|m| m.start(req.method(), start));
-        let access = shared.access_log.then(|| AccessRecord {
-            method: req.method().clone(),
-            request_id: RequestContext::with_current(|c| c.request_id().clone()),
-            peer: req
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0),
-            start,
-        });
+        let access = shared
+            .access_log
+            .load(Ordering::Relaxed)
+            .then(|| AccessRecord {
+                method: req.method().clone(),
+                request_id: RequestContext::with_current(|c| c.request_id().clone()),
+                peer: req
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0),
+                start,
+            });
         let (inner, holds_slot) = shared.limits.call(&mut self.inner, req, start.into());
         RouteFuture {
             inner,

@@ -4,6 +4,7 @@
 
 mod export_queue;
 mod json_format;
+pub(crate) mod levels;
 mod logs;
 pub(crate) mod otel;
 pub mod propagation;

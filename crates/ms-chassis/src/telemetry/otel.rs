@@ -9,7 +9,7 @@
 //! log lines carry its ids even when it is not sampled.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use opentelemetry::trace::{
@@ -26,13 +26,17 @@ use opentelemetry_sdk::trace::{
 use super::export_queue;
 use super::propagation::{self, Propagation, SamplingState};
 use super::stdout_exporter::StdoutExporter;
-use crate::config::{ChassisConfig, ConfigError, OtlpProtocol, SamplerKind, TraceExporter};
+use crate::config::{
+    ChassisConfig, ConfigError, OtlpProtocol, SamplerKind, SamplerSection, TraceExporter,
+};
 
 /// The process-wide tracing state. One per process, like the log subscriber.
 pub(crate) struct Otel {
     pub(crate) tracer: SdkTracer,
     pub(crate) propagation: &'static Propagation,
     provider: SdkTracerProvider,
+    /// The sampling rule in force, shared with the provider's sampler.
+    sampling: Arc<RwLock<SamplingRule>>,
 }
 
 static OTEL: OnceLock<Otel> = OnceLock::new();
@@ -46,10 +50,39 @@ pub(crate) fn get() -> Option<&'static Otel> {
 /// caller left the decision to us, so it is taken as for a new root trace, keeping the
 /// caller's trace id. A deny (`b3: 0`) or accept arrives as an unsampled or sampled parent,
 /// which the parent-based sampler follows.
+///
+/// The rule sits behind a lock so that a config reload can change `tracing.sampler` while
+/// the provider runs; a read of an uncontended lock per new span is the whole cost.
 #[derive(Debug, Clone)]
 struct ChassisSampler {
+    rule: Arc<RwLock<SamplingRule>>,
+}
+
+/// The samplers that `tracing.sampler` stands for.
+#[derive(Debug, Clone)]
+struct SamplingRule {
     root: Sampler,
     parent_based: Option<Sampler>,
+}
+
+impl SamplingRule {
+    fn new(s: &SamplerSection, profile: Option<&str>) -> Self {
+        let ratio = s
+            .ratio
+            .unwrap_or(if profile == Some("dev") { 1.0 } else { 0.1 });
+        let (root, parent_based) = match s.kind {
+            SamplerKind::ParentRatio => (Sampler::TraceIdRatioBased(ratio), true),
+            SamplerKind::Ratio => (Sampler::TraceIdRatioBased(ratio), false),
+            SamplerKind::ParentAlwaysOn => (Sampler::AlwaysOn, true),
+            SamplerKind::ParentAlwaysOff => (Sampler::AlwaysOff, true),
+            SamplerKind::AlwaysOn => (Sampler::AlwaysOn, false),
+            SamplerKind::AlwaysOff => (Sampler::AlwaysOff, false),
+        };
+        Self {
+            parent_based: parent_based.then(|| Sampler::ParentBased(Box::new(root.clone()))),
+            root,
+        }
+    }
 }
 
 impl ShouldSample for ChassisSampler {
@@ -62,13 +95,17 @@ impl ShouldSample for ChassisSampler {
         attributes: &[KeyValue],
         links: &[Link],
     ) -> SamplingResult {
+        let rule = self
+            .rule
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let deferred = parent.and_then(propagation::sampling_state) == Some(SamplingState::Defer);
-        match &self.parent_based {
+        match &rule.parent_based {
             Some(p) if !deferred => {
                 p.should_sample(parent, trace_id, name, kind, attributes, links)
             }
             _ => {
-                let mut r = self
+                let mut r = rule
                     .root
                     .should_sample(None, trace_id, name, kind, attributes, links);
                 if let Some(cx) = parent.filter(|c| c.has_active_span()) {
@@ -77,6 +114,15 @@ impl ShouldSample for ChassisSampler {
                 r
             }
         }
+    }
+}
+
+/// Makes `tracing.sampler` the sampling rule from now on (a config reload).
+pub(crate) fn set_sampler(s: &SamplerSection, profile: Option<&str>) {
+    if let Some(o) = OTEL.get() {
+        *o.sampling
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = SamplingRule::new(s, profile);
     }
 }
 
@@ -89,21 +135,9 @@ pub(crate) fn init(
         return Ok(o);
     }
     let t = &cfg.tracing;
-    let ratio = t
-        .sampler
-        .ratio
-        .unwrap_or(if profile == Some("dev") { 1.0 } else { 0.1 });
-    let (root, parent_based) = match t.sampler.kind {
-        SamplerKind::ParentRatio => (Sampler::TraceIdRatioBased(ratio), true),
-        SamplerKind::Ratio => (Sampler::TraceIdRatioBased(ratio), false),
-        SamplerKind::ParentAlwaysOn => (Sampler::AlwaysOn, true),
-        SamplerKind::ParentAlwaysOff => (Sampler::AlwaysOff, true),
-        SamplerKind::AlwaysOn => (Sampler::AlwaysOn, false),
-        SamplerKind::AlwaysOff => (Sampler::AlwaysOff, false),
-    };
+    let sampling = Arc::new(RwLock::new(SamplingRule::new(&t.sampler, profile)));
     let sampler = ChassisSampler {
-        parent_based: parent_based.then(|| Sampler::ParentBased(Box::new(root.clone()))),
-        root,
+        rule: sampling.clone(),
     };
     let mut resource = Resource::builder()
         .with_service_name(cfg.service.name.clone())
@@ -161,6 +195,7 @@ pub(crate) fn init(
         tracer,
         propagation: propagation::install(Propagation::new(&t.propagation)),
         provider,
+        sampling,
     };
     Ok(OTEL.get_or_init(|| otel))
 }

@@ -64,7 +64,13 @@ pub async fn spawn_hello(envs: &[(&str, &str)]) -> Hello {
         all.push(("MS__SERVER__PORT", "0"));
     }
     all.extend_from_slice(envs);
-    let mut hello = spawn_hello_unready(&all);
+    spawn_hello_as_configured(&all).await
+}
+
+/// Starts `hello` with exactly `envs` (no port override, so a config file can set it) and
+/// waits for its "listening" line to learn the port.
+pub async fn spawn_hello_as_configured(envs: &[(&str, &str)]) -> Hello {
+    let mut hello = spawn_hello_unready(envs);
     let addr = wait_for_listening(&mut hello).await;
     hello.port = addr
         .rsplit_once(':')

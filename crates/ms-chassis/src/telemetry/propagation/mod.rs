@@ -438,6 +438,25 @@ pub fn inject_current_headers(headers: &mut HeaderMap) {
     global().inject_current_headers(headers);
 }
 
+/// Whether any header a supported format reads is present.
+fn carries_propagation(headers: &HeaderMap) -> bool {
+    const NAMES: [&str; 9] = [
+        TRACEPARENT,
+        TRACESTATE,
+        BAGGAGE,
+        b3::B3,
+        b3::TRACE_ID,
+        b3::SPAN_ID,
+        b3::SAMPLED,
+        b3::FLAGS,
+        jaeger::UBER_TRACE_ID,
+    ];
+    NAMES.iter().any(|n| headers.contains_key(*n))
+        || headers
+            .keys()
+            .any(|k| k.as_str().starts_with(jaeger::BAGGAGE_PREFIX))
+}
+
 /// A propagator that extracts every supported format and injects the configured ones.
 ///
 /// It is an OpenTelemetry [`TextMapPropagator`], so it also works with any
@@ -500,6 +519,11 @@ impl Propagation {
 
     /// Like [`extract_headers`](Self::extract_headers), on top of `cx`.
     pub fn extract_headers_with_context(&self, cx: &Context, headers: &HeaderMap) -> Context {
+        // Most requests carry no trace context: skip the extractors entirely then. This runs
+        // on every request, so it only looks at header names.
+        if !carries_propagation(headers) {
+            return cx.clone();
+        }
         self.extract_with_context(cx, &HeaderExtractor::new(headers))
     }
 
@@ -775,6 +799,25 @@ mod tests {
             true,
             TraceState::default(),
         ))
+    }
+
+    #[test]
+    fn requests_without_trace_headers_take_the_fast_path() {
+        let mut h = HeaderMap::new();
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        assert!(!carries_propagation(&h));
+        for name in [
+            "traceparent",
+            "b3",
+            "x-b3-sampled",
+            "uber-trace-id",
+            "uberctx-k",
+            "baggage",
+        ] {
+            let mut with = h.clone();
+            with.insert(HeaderName::from_static(name), HeaderValue::from_static("x"));
+            assert!(carries_propagation(&with), "{name}");
+        }
     }
 
     #[test]

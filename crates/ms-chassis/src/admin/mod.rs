@@ -1,0 +1,137 @@
+//! The admin endpoints: what is running, the effective config, log levels, and reload.
+//!
+//! | endpoint                    | what it does                                   | who may call |
+//! |-----------------------------|------------------------------------------------|--------------|
+//! | `GET /admin/info`           | service, build, profile, start time, uptime    | anyone       |
+//! | `GET /admin/config`         | the effective config, secrets redacted         | protected    |
+//! | `GET /admin/loggers`        | the log filter: root and per-target levels     | protected    |
+//! | `POST /admin/loggers`       | change a level, optionally for a while         | protected    |
+//! | `POST /admin/config/reload` | reload the config now                          | protected    |
+//!
+//! "Protected" is the rule in [`access`]: open on a loopback management port, else a
+//! bearer `admin.token`, else off. They are chassis endpoints: dispatched by exact path
+//! outside the user's stack (no timeouts, limits or user middleware), and on the
+//! management listener when `server.management` is set.
+
+mod access;
+mod info;
+mod loggers;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Response, StatusCode};
+use axum::middleware::Next;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use access::Exposure;
+pub(crate) use info::Started;
+
+use crate::config::Config;
+use crate::reload::Reloader;
+use crate::server::problem_with;
+
+/// Every path [`routes`] serves, for exact-match dispatch.
+pub(crate) const PATHS: [&str; 4] = [
+    "/admin/info",
+    "/admin/config",
+    "/admin/loggers",
+    "/admin/config/reload",
+];
+
+/// What the admin handlers share. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Admin {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    reloader: Arc<Reloader>,
+    /// The config the service started with (its name and version).
+    started_config: Config,
+    started: Started,
+    exposure: Exposure,
+    /// Stops the timers of log level overrides.
+    shutdown: CancellationToken,
+}
+
+impl Admin {
+    pub(crate) fn new(
+        reloader: Arc<Reloader>,
+        started_config: Config,
+        started: Started,
+        exposure: Exposure,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                reloader,
+                started_config,
+                started,
+                exposure,
+                shutdown,
+            }),
+        }
+    }
+
+    fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+}
+
+/// The admin routes.
+pub(crate) fn routes(admin: Admin) -> Router {
+    let protected = Router::new()
+        .route("/admin/config", get(config))
+        .route("/admin/loggers", get(loggers::get).post(loggers::post))
+        .route("/admin/config/reload", post(reload))
+        .route_layer(axum::middleware::from_fn_with_state(admin.clone(), guard));
+    Router::new()
+        .route("/admin/info", get(info))
+        .merge(protected)
+        .with_state(admin)
+}
+
+async fn guard(State(admin): State<Admin>, req: Request, next: Next) -> Response<Body> {
+    let inner = &admin.inner;
+    match access::authorize(inner.exposure, inner.reloader.watch(), req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(res) => *res,
+    }
+}
+
+async fn info(State(admin): State<Admin>) -> Response<Body> {
+    let inner = &admin.inner;
+    axum::Json(info::Info::new(&inner.started_config, inner.started)).into_response()
+}
+
+async fn config(State(admin): State<Admin>) -> Response<Body> {
+    axum::Json(admin.inner.reloader.watch().current().redacted()).into_response()
+}
+
+async fn reload(State(admin): State<Admin>) -> Response<Body> {
+    let report = admin
+        .inner
+        .reloader
+        .reload(crate::reload::Trigger::Endpoint)
+        .await;
+    if report.is_success() {
+        return axum::Json(report).into_response();
+    }
+    let Ok(Value::Object(mut members)) = serde_json::to_value(&report) else {
+        unreachable!("a report serializes to an object");
+    };
+    for empty in ["changed", "applied", "restart_required"] {
+        members.remove(empty);
+    }
+    problem_with(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the new config is invalid; the current config stays",
+        members,
+    )
+}

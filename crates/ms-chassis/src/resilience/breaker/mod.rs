@@ -1,0 +1,737 @@
+//! A circuit breaker with Resilience4j's semantics, plus a trip on consecutive failures.
+//!
+//! When a dependency is failing, calling it anyway wastes the caller's threads, sockets and
+//! latency budget and keeps the dependency from recovering. The breaker watches outcomes in
+//! a sliding window and, past a failure-rate or slow-call-rate threshold, *opens*: calls
+//! then fail at once with [`ResilienceError::CircuitOpen`](crate::resilience::ResilienceError)
+//! without touching the network and without waiting. After `wait_in_open` it lets
+//! `permitted_calls_in_half_open` probes through; their outcomes close it again or re-open
+//! it (for longer, if `wait_in_open_multiplier` > 1).
+//!
+//! The states are Resilience4j's: CLOSED, OPEN, HALF_OPEN, plus FORCED_OPEN and DISABLED,
+//! which only an operator sets through the [`CircuitBreakerHandle`]. The window is
+//! count-based (the last N calls) or time-based (the last N seconds, in one-second
+//! buckets). Resilience4j refuses to add a trip on N consecutive failures (its issues #6
+//! and #785); `consecutive_failure_threshold` adds one, which catches a dead dependency
+//! before `minimum_calls` have been seen.
+//!
+//! The state machine lives in `state.rs`, pure and clock-free, and is property-tested
+//! against a reference model. The service asks it for a permit in `poll_ready` (so a
+//! rejection never waits for the inner service to become ready) and reports the outcome,
+//! as judged by a [`Classify`](crate::resilience::Classify), when the response future
+//! completes; a future dropped before that gives its permit back. The call's duration is
+//! measured up to the response head, not the body.
+//!
+//! ```
+//! use ms_chassis::resilience::{
+//!     CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, ResilienceError,
+//!     ResilienceMetrics,
+//! };
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let mut config = CircuitBreakerConfig::default();
+//! config.consecutive_failure_threshold = Some(2);
+//! let layer =
+//!     CircuitBreakerLayer::new("books", config, &ResilienceMetrics::unregistered()).unwrap();
+//! let handle = layer.handle();
+//! let svc = ServiceBuilder::new().layer(layer).service_fn(|_: ()| async {
+//!     Ok::<_, std::io::Error>(http::Response::builder().status(503).body(()).unwrap())
+//! });
+//!
+//! for _ in 0..2 {
+//!     svc.clone().oneshot(()).await.unwrap(); // two 503s in a row...
+//! }
+//! assert_eq!(handle.state(), CircuitState::Open); // ...open the breaker
+//! let err = svc.clone().oneshot(()).await.unwrap_err();
+//! assert!(matches!(err, ResilienceError::CircuitOpen { .. }));
+//! # }
+//! ```
+
+mod config;
+mod future;
+mod layer;
+mod state;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use config::{CircuitBreakerConfig, SlidingWindowType};
+pub use future::ResponseFuture;
+pub use layer::{CircuitBreaker, CircuitBreakerLayer};
+pub use state::{CircuitBreakerMetrics, CircuitState};
+
+use super::metrics::BreakerInstruments;
+use super::{Outcome, ResilienceConfigError, now};
+use state::{Machine, Permit};
+
+/// What the breaker is shared between: every service the layer built, and every handle.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    name: Arc<str>,
+    inner: Mutex<Inner>,
+    instruments: BreakerInstruments,
+}
+
+#[derive(Debug)]
+struct Inner {
+    machine: Machine,
+    /// The state the gauges show.
+    shown: CircuitState,
+}
+
+impl Shared {
+    fn new(
+        name: &str,
+        config: CircuitBreakerConfig,
+        instruments: BreakerInstruments,
+    ) -> Result<Self, ResilienceConfigError> {
+        config.validate(name)?;
+        let shared = Shared {
+            name: name.into(),
+            inner: Mutex::new(Inner {
+                machine: Machine::new(config, now()),
+                shown: CircuitState::Closed,
+            }),
+            instruments,
+        };
+        for (i, gauge) in shared.instruments.state.iter().enumerate() {
+            gauge.set(i64::from(i == CircuitState::Closed.index()));
+        }
+        shared.instruments.failure_ratio.set(-1.0);
+        shared.instruments.slow_ratio.set(-1.0);
+        shared.instruments.buffered.set(0);
+        Ok(shared)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the machine, then brings the gauges up to date.
+    fn with<R>(&self, f: impl FnOnce(&mut Machine, Instant) -> R) -> R {
+        let now = now();
+        let mut inner = self.lock();
+        let r = f(&mut inner.machine, now);
+        let state = inner.machine.state(now);
+        if state != inner.shown {
+            let from = std::mem::replace(&mut inner.shown, state);
+            self.instruments.state[from.index()].set(0);
+            self.instruments.state[state.index()].set(1);
+            if state == CircuitState::Open {
+                let wait = inner.machine.open_until().saturating_duration_since(now);
+                tracing::warn!(
+                    breaker = %self.name,
+                    %from,
+                    to = %state,
+                    wait = %humantime::format_duration(round_ms(wait)),
+                    "circuit breaker opened"
+                );
+            } else {
+                tracing::info!(breaker = %self.name, %from, to = %state, "circuit breaker state changed");
+            }
+        }
+        let m = inner.machine.metrics(now);
+        self.instruments
+            .failure_ratio
+            .set(m.failure_rate.map_or(-1.0, |r| r / 100.0));
+        self.instruments
+            .slow_ratio
+            .set(m.slow_call_rate.map_or(-1.0, |r| r / 100.0));
+        self.instruments.buffered.set(i64::from(m.buffered_calls));
+        r
+    }
+
+    /// Asks for a permit; a rejection is counted.
+    pub(crate) fn admit(self: &Arc<Self>) -> Option<CallPermit> {
+        match self.with(|m, now| m.try_acquire(now)) {
+            Some(permit) => Some(CallPermit {
+                shared: Arc::clone(self),
+                permit: Some(permit),
+            }),
+            None => {
+                self.instruments.not_permitted.inc();
+                None
+            }
+        }
+    }
+
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX))
+}
+
+/// Leave to make one call; given back on drop unless its outcome was recorded.
+#[derive(Debug)]
+pub(crate) struct CallPermit {
+    shared: Arc<Shared>,
+    permit: Option<Permit>,
+}
+
+impl CallPermit {
+    /// Records the outcome of the call, which took `elapsed`.
+    pub(crate) fn record(&mut self, outcome: Outcome, elapsed: Duration) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let i = &self.shared.instruments;
+        let slow = self.shared.with(|m, now| {
+            m.record(permit, outcome, elapsed, now);
+            elapsed > m.config().slow_call_duration
+        });
+        match outcome {
+            Outcome::Success if slow => i.slow.inc(),
+            Outcome::Success => i.successful.inc(),
+            Outcome::Failure => i.failed.inc(),
+            Outcome::Ignored => i.ignored.inc(),
+        }
+    }
+}
+
+impl Drop for CallPermit {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.shared.with(|m, now| m.release(permit, now));
+        }
+    }
+}
+
+/// A breaker's name, state and window, as `/admin/breakers` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct CircuitBreakerSnapshot {
+    /// The breaker's name.
+    pub name: String,
+    /// Its state now.
+    pub state: CircuitState,
+    /// Its current window.
+    pub metrics: CircuitBreakerMetrics,
+}
+
+/// Reads and steers one breaker: its state, its window, and the operator's overrides.
+/// Cheap to clone; every clone sees the same breaker as the services the layer built.
+#[derive(Clone, Debug)]
+pub struct CircuitBreakerHandle {
+    shared: Arc<Shared>,
+}
+
+impl CircuitBreakerHandle {
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The state now. An OPEN breaker whose wait is over reports (and becomes) HALF_OPEN.
+    pub fn state(&self) -> CircuitState {
+        self.shared.with(|m, now| m.state(now))
+    }
+
+    /// The current window's counts and rates.
+    pub fn metrics(&self) -> CircuitBreakerMetrics {
+        self.shared.with(|m, now| m.metrics(now))
+    }
+
+    /// Name, state and metrics at one instant.
+    pub fn snapshot(&self) -> CircuitBreakerSnapshot {
+        self.shared.with(|m, now| CircuitBreakerSnapshot {
+            name: self.shared.name.to_string(),
+            state: m.state(now),
+            metrics: m.metrics(now),
+        })
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> CircuitBreakerConfig {
+        self.shared.lock().machine.config().clone()
+    }
+
+    /// FORCED_OPEN: reject every call until another override.
+    pub fn force_open(&self) {
+        self.shared.with(|m, _| m.force_open());
+    }
+
+    /// CLOSED, with an empty window: calls flow and are judged again.
+    pub fn force_closed(&self) {
+        self.shared.with(|m, now| m.force_closed(now));
+    }
+
+    /// DISABLED: let every call through and record nothing.
+    pub fn disable(&self) {
+        self.shared.with(|m, _| m.disable());
+    }
+
+    /// CLOSED, as if new: empty window, the OPEN wait back to `wait_in_open`, the count of
+    /// rejected calls back to zero.
+    pub fn reset(&self) {
+        self.shared.with(|m, now| m.reset(now));
+    }
+
+    /// Applies new settings (a config reload). The breaker restarts CLOSED with an empty
+    /// window; invalid settings leave it untouched.
+    pub fn reconfigure(&self, config: CircuitBreakerConfig) -> Result<(), ResilienceConfigError> {
+        config.validate(&self.shared.name)?;
+        self.shared.with(|m, now| m.reconfigure(config, now));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    use http::Response;
+    use prometheus::{Encoder, Registry, TextEncoder};
+    use tokio::sync::Notify;
+    use tokio::time::Instant as TokioInstant;
+    use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::resilience::{ResilienceError, ResilienceMetrics, TimeoutLayer};
+
+    /// What the fake downstream does with the next calls.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Mode {
+        Ok,
+        Fail,
+        Slow(Duration),
+        Hold,
+    }
+
+    #[derive(Clone)]
+    struct Downstream {
+        calls: Arc<AtomicUsize>,
+        mode: Arc<Mutex<Mode>>,
+        release: Arc<Notify>,
+    }
+
+    impl Downstream {
+        fn new() -> Self {
+            Downstream {
+                calls: Arc::new(AtomicUsize::new(0)),
+                mode: Arc::new(Mutex::new(Mode::Ok)),
+                release: Arc::new(Notify::new()),
+            }
+        }
+
+        fn set(&self, mode: Mode) {
+            *self.mode.lock().unwrap() = mode;
+        }
+
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+
+        fn service(
+            &self,
+        ) -> impl Service<
+            (),
+            Response = Response<()>,
+            Error = std::io::Error,
+            Future = impl Future<Output = Result<Response<()>, std::io::Error>> + Send,
+        > + Clone
+        + Send
+        + 'static {
+            let d = self.clone();
+            service_fn(move |()| {
+                let d = d.clone();
+                async move {
+                    d.calls.fetch_add(1, Ordering::SeqCst);
+                    let mode = *d.mode.lock().unwrap();
+                    let status = match mode {
+                        Mode::Ok => 200,
+                        Mode::Fail => 500,
+                        Mode::Slow(by) => {
+                            tokio::time::sleep(by).await;
+                            200
+                        }
+                        Mode::Hold => {
+                            d.release.notified().await;
+                            200
+                        }
+                    };
+                    Ok(Response::builder().status(status).body(()).unwrap())
+                }
+            })
+        }
+    }
+
+    fn config() -> CircuitBreakerConfig {
+        CircuitBreakerConfig {
+            minimum_calls: 4,
+            sliding_window_size: 10,
+            failure_rate_threshold: 50.0,
+            wait_in_open: Duration::from_secs(5),
+            permitted_calls_in_half_open: 2,
+            slow_call_duration: Duration::from_millis(100),
+            slow_call_rate_threshold: 75.0,
+            ..CircuitBreakerConfig::default()
+        }
+    }
+
+    fn breaker(cfg: CircuitBreakerConfig) -> CircuitBreakerLayer {
+        CircuitBreakerLayer::new("b", cfg, &ResilienceMetrics::unregistered()).unwrap()
+    }
+
+    async fn calls<S>(svc: &S, n: usize) -> Vec<Result<u16, ResilienceError>>
+    where
+        S: Service<(), Response = Response<()>, Error = ResilienceError> + Clone,
+    {
+        let mut out = vec![];
+        for _ in 0..n {
+            out.push(svc.clone().oneshot(()).await.map(|r| r.status().as_u16()));
+        }
+        out
+    }
+
+    fn is_open(r: &Result<u16, ResilienceError>) -> bool {
+        matches!(r, Err(ResilienceError::CircuitOpen { name }) if &**name == "b")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_the_configured_failures_and_then_rejects_without_calling() {
+        let down = Downstream::new();
+        let layer = breaker(config());
+        let handle = layer.handle();
+        let svc = ServiceBuilder::new().layer(layer).service(down.service());
+
+        down.set(Mode::Fail);
+        let first = calls(&svc, 3).await;
+        assert!(first.iter().all(|r| matches!(r, Ok(500))));
+        assert_eq!(
+            handle.state(),
+            CircuitState::Closed,
+            "3 calls < minimum_calls 4"
+        );
+        calls(&svc, 1).await;
+        assert_eq!(handle.state(), CircuitState::Open);
+        assert_eq!(handle.metrics().failure_rate, Some(100.0));
+
+        let before = down.calls();
+        let start = TokioInstant::now();
+        let rejected = calls(&svc, 20).await;
+        assert!(rejected.iter().all(is_open), "{rejected:?}");
+        assert_eq!(down.calls(), before, "no call reached the downstream");
+        assert_eq!(start.elapsed(), Duration::ZERO, "rejections do not wait");
+        assert_eq!(handle.metrics().not_permitted_calls, 20);
+    }
+
+    /// An open breaker answers `poll_ready` at once even if the inner service would
+    /// never become ready.
+    #[tokio::test(start_paused = true)]
+    async fn rejection_does_not_wait_for_inner_readiness() {
+        #[derive(Clone)]
+        struct NeverReady;
+        impl Service<()> for NeverReady {
+            type Response = Response<()>;
+            type Error = std::io::Error;
+            type Future = std::future::Ready<Result<Response<()>, std::io::Error>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+                Poll::Pending
+            }
+            fn call(&mut self, _: ()) -> Self::Future {
+                unreachable!("never ready, never called")
+            }
+        }
+        let layer = breaker(config());
+        layer.handle().force_open();
+        let svc = ServiceBuilder::new().layer(layer).service(NeverReady);
+        let r = tokio::time::timeout(Duration::from_secs(1), svc.oneshot(()))
+            .await
+            .expect("answered without waiting for the inner service");
+        assert!(matches!(r, Err(ResilienceError::CircuitOpen { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_lets_exactly_the_permitted_probes_through() {
+        let down = Downstream::new();
+        let layer = breaker(config());
+        let handle = layer.handle();
+        let svc = ServiceBuilder::new().layer(layer).service(down.service());
+        down.set(Mode::Fail);
+        calls(&svc, 4).await;
+        assert_eq!(handle.state(), CircuitState::Open);
+
+        tokio::time::sleep(Duration::from_millis(4999)).await;
+        assert_eq!(handle.state(), CircuitState::Open);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(handle.state(), CircuitState::HalfOpen);
+
+        // Five callers at once: two probes reach the (held) downstream, three are rejected.
+        down.set(Mode::Hold);
+        let before = down.calls();
+        let callers: Vec<_> = (0..5)
+            .map(|_| tokio::spawn(svc.clone().oneshot(())))
+            .collect();
+        while down.calls() < before + 2 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(down.calls(), before + 2);
+        down.release.notify_waiters();
+        let mut outcomes = vec![];
+        for c in callers {
+            outcomes.push(c.await.unwrap().map(|r| r.status().as_u16()));
+        }
+        assert_eq!(outcomes.iter().filter(|r| matches!(r, Ok(200))).count(), 2);
+        assert_eq!(outcomes.iter().filter(|r| is_open(r)).count(), 3);
+        assert_eq!(
+            handle.state(),
+            CircuitState::Closed,
+            "both probes succeeded"
+        );
+        down.set(Mode::Ok);
+        assert!(calls(&svc, 3).await.iter().all(|r| matches!(r, Ok(200))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_probe_reopens_for_a_growing_wait() {
+        let down = Downstream::new();
+        let layer = breaker(CircuitBreakerConfig {
+            wait_in_open_multiplier: 2.0,
+            max_wait_in_open: Some(Duration::from_secs(15)),
+            ..config()
+        });
+        let handle = layer.handle();
+        let svc = ServiceBuilder::new().layer(layer).service(down.service());
+        down.set(Mode::Fail);
+        calls(&svc, 4).await;
+        let mut opened = TokioInstant::now();
+        for wait in [5, 10, 15, 15] {
+            assert_eq!(handle.state(), CircuitState::Open);
+            tokio::time::sleep_until(opened + Duration::from_secs(wait) - Duration::from_millis(1))
+                .await;
+            assert_eq!(
+                handle.state(),
+                CircuitState::Open,
+                "still open before {wait} s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            assert_eq!(
+                handle.state(),
+                CircuitState::HalfOpen,
+                "half-open after {wait} s"
+            );
+            opened = TokioInstant::now();
+            let probes = calls(&svc, 2).await;
+            assert!(probes.iter().all(|r| matches!(r, Ok(500))));
+        }
+        assert_eq!(handle.state(), CircuitState::Open);
+        // Success closes it and the wait starts over.
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        down.set(Mode::Ok);
+        calls(&svc, 2).await;
+        assert_eq!(handle.state(), CircuitState::Closed);
+        down.set(Mode::Fail);
+        calls(&svc, 4).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            handle.state(),
+            CircuitState::HalfOpen,
+            "back to wait_in_open"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_calls_trip_the_breaker() {
+        let down = Downstream::new();
+        let layer = breaker(config());
+        let handle = layer.handle();
+        let svc = ServiceBuilder::new().layer(layer).service(down.service());
+        let slow = Mode::Slow(Duration::from_millis(150));
+        // Slow-call rate after each call: 1/1, 2/2, 2/3, 2/4 (judged from here), 3/5,
+        // 4/6, 5/7, 6/8 = 75%, the threshold.
+        for (i, mode) in [slow, slow, Mode::Ok, Mode::Ok, slow, slow, slow]
+            .into_iter()
+            .enumerate()
+        {
+            down.set(mode);
+            let r = calls(&svc, 1).await;
+            assert!(matches!(r[0], Ok(200)), "slow, but successful");
+            assert_eq!(handle.state(), CircuitState::Closed, "after call {}", i + 1);
+        }
+        down.set(slow);
+        calls(&svc, 1).await;
+        assert_eq!(handle.state(), CircuitState::Open, "6 of 8 slow = 75%");
+        let m = handle.metrics();
+        assert_eq!(m.slow_call_rate, Some(75.0));
+        assert_eq!(m.failure_rate, Some(0.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn consecutive_failures_trip_before_the_window_judges() {
+        let down = Downstream::new();
+        let layer = breaker(CircuitBreakerConfig {
+            minimum_calls: 100,
+            sliding_window_size: 100,
+            consecutive_failure_threshold: Some(3),
+            ..config()
+        });
+        let handle = layer.handle();
+        let svc = ServiceBuilder::new().layer(layer).service(down.service());
+        for mode in [Mode::Fail, Mode::Fail, Mode::Ok, Mode::Fail, Mode::Fail] {
+            down.set(mode);
+            calls(&svc, 1).await;
+        }
+        assert_eq!(
+            handle.state(),
+            CircuitState::Closed,
+            "the success broke the run"
+        );
+        down.set(Mode::Fail);
+        calls(&svc, 1).await;
+        assert_eq!(handle.state(), CircuitState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeouts_inside_the_breaker_count_as_failures() {
+        let down = Downstream::new();
+        let layer = breaker(config());
+        let handle = layer.handle();
+        let svc = ServiceBuilder::new()
+            .layer(layer)
+            .layer(TimeoutLayer::per_attempt(
+                "b",
+                Duration::from_millis(50),
+                &ResilienceMetrics::unregistered(),
+            ))
+            .service(down.service());
+        down.set(Mode::Hold);
+        let r = calls(&svc, 4).await;
+        assert!(
+            r.iter()
+                .all(|r| matches!(r, Err(ResilienceError::Timeout { .. })))
+        );
+        assert_eq!(handle.state(), CircuitState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_probe_gives_its_place_back() {
+        let down = Downstream::new();
+        let layer = breaker(CircuitBreakerConfig {
+            permitted_calls_in_half_open: 1,
+            ..config()
+        });
+        let handle = layer.handle();
+        let svc = ServiceBuilder::new().layer(layer).service(down.service());
+        down.set(Mode::Fail);
+        calls(&svc, 4).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        down.set(Mode::Hold);
+        let probe = tokio::spawn(svc.clone().oneshot(()));
+        while down.calls() < 5 {
+            tokio::task::yield_now().await;
+        }
+        assert!(is_open(&calls(&svc, 1).await[0]), "the one probe is out");
+        probe.abort();
+        assert!(probe.await.unwrap_err().is_cancelled());
+        down.set(Mode::Ok);
+        assert!(
+            matches!(calls(&svc, 1).await[0], Ok(200)),
+            "its place is free again"
+        );
+        assert_eq!(handle.state(), CircuitState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn forced_states_and_metrics() {
+        let registry = Registry::new();
+        let metrics = ResilienceMetrics::new(&registry).unwrap();
+        let down = Downstream::new();
+        let layer = CircuitBreakerLayer::new("books", config(), &metrics).unwrap();
+        let handle = layer.handle();
+        let svc = ServiceBuilder::new().layer(layer).service(down.service());
+        let scrape = || {
+            let mut out = Vec::new();
+            TextEncoder::new()
+                .encode(&registry.gather(), &mut out)
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+
+        calls(&svc, 2).await;
+        handle.force_open();
+        assert_eq!(handle.state(), CircuitState::ForcedOpen);
+        let before = down.calls();
+        let r = calls(&svc, 3).await;
+        assert!(
+            r.iter()
+                .all(|r| matches!(r, Err(ResilienceError::CircuitOpen { .. })))
+        );
+        assert_eq!(down.calls(), before);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(
+            handle.state(),
+            CircuitState::ForcedOpen,
+            "no timer ends a forced state"
+        );
+
+        let text = scrape();
+        for line in [
+            "ms_chassis_circuit_breaker_state{name=\"books\",state=\"forced_open\"} 1",
+            "ms_chassis_circuit_breaker_state{name=\"books\",state=\"closed\"} 0",
+            "ms_chassis_circuit_breaker_calls_total{kind=\"not_permitted\",name=\"books\"} 3",
+            "ms_chassis_circuit_breaker_calls_total{kind=\"successful\",name=\"books\"} 2",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in\n{text}");
+        }
+
+        handle.disable();
+        down.set(Mode::Fail);
+        let r = calls(&svc, 50).await;
+        assert!(r.iter().all(|r| matches!(r, Ok(500))));
+        assert_eq!(
+            handle.state(),
+            CircuitState::Disabled,
+            "never opens while disabled"
+        );
+
+        handle.force_closed();
+        assert_eq!(handle.state(), CircuitState::Closed);
+        assert_eq!(handle.metrics().buffered_calls, 0);
+        calls(&svc, 4).await;
+        assert_eq!(handle.state(), CircuitState::Open);
+        let text = scrape();
+        assert!(text.contains("ms_chassis_circuit_breaker_state{name=\"books\",state=\"open\"} 1"));
+        assert!(text.contains("ms_chassis_circuit_breaker_failure_ratio{name=\"books\"} 1"));
+
+        handle.reset();
+        let snap = handle.snapshot();
+        assert_eq!(snap.state, CircuitState::Closed);
+        assert_eq!(snap.metrics.not_permitted_calls, 0);
+        let json = serde_json::to_value(&snap).unwrap();
+        assert_eq!(json["name"], "books");
+        assert_eq!(json["state"], "CLOSED");
+        assert_eq!(json["metrics"]["failure_rate"], serde_json::Value::Null);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reconfigure_applies_new_settings() {
+        let down = Downstream::new();
+        let layer = breaker(config());
+        let handle = layer.handle();
+        let svc = ServiceBuilder::new().layer(layer).service(down.service());
+        let mut bad = config();
+        bad.minimum_calls = 0;
+        assert!(handle.reconfigure(bad).is_err());
+        assert_eq!(handle.config(), config(), "invalid settings change nothing");
+        handle
+            .reconfigure(CircuitBreakerConfig {
+                consecutive_failure_threshold: Some(1),
+                ..config()
+            })
+            .unwrap();
+        down.set(Mode::Fail);
+        calls(&svc, 1).await;
+        assert_eq!(handle.state(), CircuitState::Open);
+    }
+}

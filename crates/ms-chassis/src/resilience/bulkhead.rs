@@ -1,0 +1,426 @@
+//! A bulkhead: a bound on concurrent calls, with a bounded wait for a free slot.
+//!
+//! One slow dependency must not take every connection, task and buffer of the caller with
+//! it. The bulkhead admits at most `max_concurrent` calls at once; a call beyond that waits
+//! up to `max_wait` for a slot (FIFO) and then fails with
+//! [`ResilienceError::BulkheadFull`] without being attempted. `max_wait: 0` rejects at once.
+//! A slot is held until the response head arrives (or the call is dropped), not while the
+//! body streams. Unlike tower's `ConcurrencyLimit`, which waits in `poll_ready` for as long
+//! as it takes, the wait is per call and bounded, and the rejection is an error that says so.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use ms_chassis::resilience::{BulkheadConfig, BulkheadLayer, ResilienceMetrics};
+//! use tower::ServiceBuilder;
+//!
+//! let mut config = BulkheadConfig::default();
+//! config.max_concurrent = 10;
+//! config.max_wait = Duration::from_millis(50);
+//! let layer = BulkheadLayer::new("books", config, &ResilienceMetrics::unregistered()).unwrap();
+//! let svc = ServiceBuilder::new()
+//!     .layer(layer)
+//!     .service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) });
+//! # drop(svc);
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use prometheus::{IntCounter, IntGauge};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::{Layer, Service};
+
+use super::{BoxError, ResilienceConfigError, ResilienceError, ResilienceMetrics, durations};
+
+/// A bulkhead's settings.
+///
+/// ```yaml
+/// bulkhead: { max_concurrent: 25, max_wait: 0s }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct BulkheadConfig {
+    /// Calls admitted at once. Default 25 (Resilience4j's).
+    pub max_concurrent: usize,
+    /// How long a call beyond the limit waits for a slot; `0` (the default) rejects at once.
+    #[serde(with = "durations")]
+    pub max_wait: Duration,
+}
+
+impl Default for BulkheadConfig {
+    fn default() -> Self {
+        BulkheadConfig {
+            max_concurrent: 25,
+            max_wait: Duration::ZERO,
+        }
+    }
+}
+
+impl BulkheadConfig {
+    /// Checks the settings; the error names the key.
+    pub fn validate(&self, name: &str) -> Result<(), ResilienceConfigError> {
+        if self.max_concurrent == 0 || self.max_concurrent > Semaphore::MAX_PERMITS {
+            return Err(ResilienceConfigError::new(
+                "bulkhead",
+                name,
+                "max_concurrent",
+                "expected at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Wraps services in one shared bulkhead: every service the layer builds, and their
+/// clones, draw from the same `max_concurrent` slots.
+#[derive(Clone, Debug)]
+pub struct BulkheadLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    name: Arc<str>,
+    slots: Arc<Semaphore>,
+    max_wait: Duration,
+    active: IntGauge,
+    rejected: IntCounter,
+}
+
+impl BulkheadLayer {
+    /// A bulkhead named `name`. Fails if `max_concurrent` is 0 or absurdly large.
+    pub fn new(
+        name: &str,
+        config: BulkheadConfig,
+        metrics: &ResilienceMetrics,
+    ) -> Result<Self, ResilienceConfigError> {
+        config.validate(name)?;
+        let (active, rejected) = metrics.bulkhead(name);
+        Ok(BulkheadLayer {
+            shared: Arc::new(Shared {
+                name: name.into(),
+                slots: Arc::new(Semaphore::new(config.max_concurrent)),
+                max_wait: config.max_wait,
+                active,
+                rejected,
+            }),
+        })
+    }
+
+    /// Free slots right now.
+    pub fn available(&self) -> usize {
+        self.shared.slots.available_permits()
+    }
+}
+
+impl<S> Layer<S> for BulkheadLayer {
+    type Service = Bulkhead<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Bulkhead {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The bulkhead's service: see the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct Bulkhead<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+/// A held slot, shown in `ms_chassis_bulkhead_active_calls` while it lives.
+#[derive(Debug)]
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    active: IntGauge,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, active: &IntGauge) -> Self {
+        active.inc();
+        Slot {
+            _permit: permit,
+            active: active.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.active.dec();
+    }
+}
+
+type WaitForSlot<F> = Pin<Box<dyn Future<Output = Result<(F, Slot), ResilienceError>> + Send>>;
+
+impl<S, Req> Service<Req> for Bulkhead<S>
+where
+    S: Service<Req> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    Req: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = ResilienceError;
+    type Future = BulkheadResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(ResilienceError::from_inner)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let shared = &self.shared;
+        if let Ok(permit) = Arc::clone(&shared.slots).try_acquire_owned() {
+            let slot = Slot::new(permit, &shared.active);
+            return BulkheadResponseFuture::running(self.inner.call(req), slot);
+        }
+        if shared.max_wait.is_zero() {
+            shared.rejected.inc();
+            return BulkheadResponseFuture::rejected(Arc::clone(&shared.name));
+        }
+        // Wait for a slot with the service that `poll_ready` made ready; keep a clone.
+        let clone = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(shared);
+        BulkheadResponseFuture::waiting(Box::pin(async move {
+            let acquire = Arc::clone(&shared.slots).acquire_owned();
+            match tokio::time::timeout(shared.max_wait, acquire).await {
+                Ok(Ok(permit)) => {
+                    let slot = Slot::new(permit, &shared.active);
+                    Ok((ready.call(req), slot))
+                }
+                _ => {
+                    shared.rejected.inc();
+                    Err(ResilienceError::BulkheadFull {
+                        name: Arc::clone(&shared.name),
+                    })
+                }
+            }
+        }))
+    }
+}
+
+pin_project! {
+    /// The response future of [`Bulkhead`].
+    pub struct BulkheadResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Running { #[pin] future: F, slot: Option<Slot> },
+        Waiting { wait: WaitForSlot<F> },
+        Rejected { name: Option<Arc<str>> },
+    }
+}
+
+impl<F> BulkheadResponseFuture<F> {
+    fn running(future: F, slot: Slot) -> Self {
+        BulkheadResponseFuture {
+            kind: Kind::Running {
+                future,
+                slot: Some(slot),
+            },
+        }
+    }
+
+    fn waiting(wait: WaitForSlot<F>) -> Self {
+        BulkheadResponseFuture {
+            kind: Kind::Waiting { wait },
+        }
+    }
+
+    fn rejected(name: Arc<str>) -> Self {
+        BulkheadResponseFuture {
+            kind: Kind::Rejected { name: Some(name) },
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for BulkheadResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkheadResponseFuture")
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, T, E> Future for BulkheadResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, ResilienceError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut kind = self.project().kind;
+        loop {
+            match kind.as_mut().project() {
+                KindProj::Running { future, slot } => {
+                    let result = ready!(future.poll(cx));
+                    drop(slot.take());
+                    return Poll::Ready(result.map_err(ResilienceError::from_inner));
+                }
+                KindProj::Waiting { wait } => match ready!(wait.as_mut().poll(cx)) {
+                    Ok((future, slot)) => kind.set(Kind::Running {
+                        future,
+                        slot: Some(slot),
+                    }),
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
+                KindProj::Rejected { name } => {
+                    return Poll::Ready(Err(ResilienceError::BulkheadFull {
+                        name: name
+                            .take()
+                            .expect("BulkheadResponseFuture polled after completion"),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::sync::Notify;
+    use tokio::time::Instant;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+
+    /// A fake downstream that holds every call until released, counting arrivals.
+    fn held(
+        arrived: Arc<AtomicUsize>,
+        release: Arc<Notify>,
+    ) -> impl Service<
+        (),
+        Response = &'static str,
+        Error = std::io::Error,
+        Future = impl Future<Output = Result<&'static str, std::io::Error>> + Send,
+    > + Clone
+    + Send
+    + 'static {
+        service_fn(move |()| {
+            let arrived = Arc::clone(&arrived);
+            let release = Arc::clone(&release);
+            async move {
+                arrived.fetch_add(1, Ordering::SeqCst);
+                release.notified().await;
+                Ok("done")
+            }
+        })
+    }
+
+    fn layer(max_concurrent: usize, max_wait: Duration) -> BulkheadLayer {
+        let config = BulkheadConfig {
+            max_concurrent,
+            max_wait,
+        };
+        BulkheadLayer::new("b", config, &ResilienceMetrics::unregistered()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn beyond_the_limit_calls_are_rejected_at_once_without_reaching_the_service() {
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Notify::new());
+        let layer = layer(2, Duration::ZERO);
+        let svc = ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(held(Arc::clone(&arrived), Arc::clone(&release)));
+
+        let a = tokio::spawn(svc.clone().oneshot(()));
+        let b = tokio::spawn(svc.clone().oneshot(()));
+        while arrived.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(layer.available(), 0);
+        let start = Instant::now();
+        let err = svc.clone().oneshot(()).await.unwrap_err();
+        assert!(matches!(err, ResilienceError::BulkheadFull { ref name } if &**name == "b"));
+        assert_eq!(start.elapsed(), Duration::ZERO, "rejected without waiting");
+        assert_eq!(arrived.load(Ordering::SeqCst), 2, "the third never arrived");
+        assert_eq!(layer.shared.rejected.get(), 1);
+        assert_eq!(layer.shared.active.get(), 2);
+
+        release.notify_waiters();
+        assert_eq!(a.await.unwrap().unwrap(), "done");
+        assert_eq!(b.await.unwrap().unwrap(), "done");
+        assert_eq!(layer.available(), 2, "slots come back");
+        assert_eq!(layer.shared.active.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_waits_up_to_max_wait_for_a_slot() {
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Notify::new());
+        let layer = layer(1, Duration::from_millis(500));
+        let svc = ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(held(Arc::clone(&arrived), Arc::clone(&release)));
+
+        let first = tokio::spawn(svc.clone().oneshot(()));
+        while arrived.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        // Times out: the slot is not freed within 500 ms.
+        let start = Instant::now();
+        let err = svc.clone().oneshot(()).await.unwrap_err();
+        assert!(matches!(err, ResilienceError::BulkheadFull { .. }));
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(500) && waited <= Duration::from_millis(502),
+            "{waited:?}"
+        );
+        assert_eq!(arrived.load(Ordering::SeqCst), 1);
+
+        // Succeeds: the slot is freed after 200 ms.
+        let second = tokio::spawn(svc.clone().oneshot(()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            arrived.load(Ordering::SeqCst),
+            1,
+            "still waiting for the slot"
+        );
+        release.notify_waiters();
+        assert_eq!(first.await.unwrap().unwrap(), "done");
+        while arrived.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        release.notify_waiters();
+        assert_eq!(second.await.unwrap().unwrap(), "done");
+        assert_eq!(layer.shared.rejected.get(), 1);
+    }
+
+    #[test]
+    fn zero_slots_is_a_config_error() {
+        let e = BulkheadLayer::new(
+            "b",
+            BulkheadConfig {
+                max_concurrent: 0,
+                max_wait: Duration::ZERO,
+            },
+            &ResilienceMetrics::unregistered(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "bulkhead `b`: max_concurrent: expected at least 1"
+        );
+    }
+}

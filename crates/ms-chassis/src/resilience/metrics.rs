@@ -1,0 +1,307 @@
+//! The Prometheus families every resilience layer reports into.
+//!
+//! One [`ResilienceMetrics`] registers each family once on a registry; every layer built
+//! with it adds its own `name` label values. The per-layer children are looked up once, at
+//! construction, so the hot path only touches atomics.
+
+use std::sync::{Arc, OnceLock};
+
+use prometheus::{
+    Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use super::breaker::CircuitState;
+use super::timeout::TimeoutScope;
+
+/// The resilience metric families, registered on one [`prometheus::Registry`]. Cheap to
+/// clone; build it once per registry and pass it to every layer.
+///
+/// | metric | type | labels |
+/// | --- | --- | --- |
+/// | `ms_chassis_circuit_breaker_state` | gauge, 1 for the current state | `name`, `state` |
+/// | `ms_chassis_circuit_breaker_calls_total` | counter | `name`, `kind` = `successful`, `slow`, `failed`, `ignored`, `not_permitted` |
+/// | `ms_chassis_circuit_breaker_failure_ratio` | gauge, 0-1; -1 below `minimum_calls` | `name` |
+/// | `ms_chassis_circuit_breaker_slow_call_ratio` | gauge, 0-1; -1 below `minimum_calls` | `name` |
+/// | `ms_chassis_circuit_breaker_buffered_calls` | gauge | `name` |
+/// | `ms_chassis_retries_total` | counter | `name`, `outcome` = `retried`, `attempts_exhausted`, `budget_exhausted`, `retry_after_too_long`, `not_retryable` |
+/// | `ms_chassis_timeouts_total` | counter | `name`, `scope` = `attempt`, `overall` |
+/// | `ms_chassis_bulkhead_active_calls` | gauge | `name` |
+/// | `ms_chassis_bulkhead_rejected_total` | counter | `name` |
+/// | `ms_chassis_rate_limited_total` | counter | `name` |
+///
+/// The breaker's call kinds do not overlap: `slow` are successful calls slower than
+/// `slow_call_duration`, `successful` the fast ones; every failure is `failed`. Names must
+/// be unique per registry: two layers of one kind with the same name share their series.
+#[derive(Clone, Debug)]
+pub struct ResilienceMetrics {
+    families: Arc<Families>,
+}
+
+#[derive(Debug)]
+struct Families {
+    breaker_state: IntGaugeVec,
+    breaker_calls: IntCounterVec,
+    breaker_failure_ratio: GaugeVec,
+    breaker_slow_ratio: GaugeVec,
+    breaker_buffered: IntGaugeVec,
+    retries: IntCounterVec,
+    timeouts: IntCounterVec,
+    bulkhead_active: IntGaugeVec,
+    bulkhead_rejected: IntCounterVec,
+    rate_limited: IntCounterVec,
+}
+
+impl ResilienceMetrics {
+    /// Creates the families and registers them on `registry`. Fails if they are already
+    /// registered there: build one `ResilienceMetrics` per registry and clone it.
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self::unregistered();
+        let f = &m.families;
+        registry.register(Box::new(f.breaker_state.clone()))?;
+        registry.register(Box::new(f.breaker_calls.clone()))?;
+        registry.register(Box::new(f.breaker_failure_ratio.clone()))?;
+        registry.register(Box::new(f.breaker_slow_ratio.clone()))?;
+        registry.register(Box::new(f.breaker_buffered.clone()))?;
+        registry.register(Box::new(f.retries.clone()))?;
+        registry.register(Box::new(f.timeouts.clone()))?;
+        registry.register(Box::new(f.bulkhead_active.clone()))?;
+        registry.register(Box::new(f.bulkhead_rejected.clone()))?;
+        registry.register(Box::new(f.rate_limited.clone()))?;
+        Ok(m)
+    }
+
+    /// The families on [`prometheus::default_registry`], registered on first use. The
+    /// service's `/metrics` exposes the default registry too.
+    pub fn global() -> Self {
+        static GLOBAL: OnceLock<ResilienceMetrics> = OnceLock::new();
+        GLOBAL
+            .get_or_init(|| {
+                Self::new(prometheus::default_registry()).unwrap_or_else(|e| {
+                    tracing::warn!(
+                        error = %e,
+                        "resilience metrics could not be registered on the default registry; \
+                         they will not be exported"
+                    );
+                    Self::unregistered()
+                })
+            })
+            .clone()
+    }
+
+    /// Families registered nowhere: the layers count, nothing exports. For tests and
+    /// benchmarks.
+    pub fn unregistered() -> Self {
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let ratio_vec = |name: &str, help: &str| {
+            GaugeVec::new(Opts::new(name, help), &["name"]).expect("valid metric")
+        };
+        ResilienceMetrics {
+            families: Arc::new(Families {
+                breaker_state: gauge_vec(
+                    "ms_chassis_circuit_breaker_state",
+                    "Circuit breaker state: 1 for the current state, 0 for the others.",
+                    &["name", "state"],
+                ),
+                breaker_calls: counter_vec(
+                    "ms_chassis_circuit_breaker_calls_total",
+                    "Calls seen by a circuit breaker, by kind.",
+                    &["name", "kind"],
+                ),
+                breaker_failure_ratio: ratio_vec(
+                    "ms_chassis_circuit_breaker_failure_ratio",
+                    "Failed calls in the breaker's window, 0-1; -1 below minimum_calls.",
+                ),
+                breaker_slow_ratio: ratio_vec(
+                    "ms_chassis_circuit_breaker_slow_call_ratio",
+                    "Slow calls in the breaker's window, 0-1; -1 below minimum_calls.",
+                ),
+                breaker_buffered: gauge_vec(
+                    "ms_chassis_circuit_breaker_buffered_calls",
+                    "Calls recorded in the breaker's current window.",
+                    &["name"],
+                ),
+                retries: counter_vec(
+                    "ms_chassis_retries_total",
+                    "Retry decisions after a failed attempt, by outcome.",
+                    &["name", "outcome"],
+                ),
+                timeouts: counter_vec(
+                    "ms_chassis_timeouts_total",
+                    "Calls or attempts that timed out.",
+                    &["name", "scope"],
+                ),
+                bulkhead_active: gauge_vec(
+                    "ms_chassis_bulkhead_active_calls",
+                    "Calls holding a bulkhead slot.",
+                    &["name"],
+                ),
+                bulkhead_rejected: counter_vec(
+                    "ms_chassis_bulkhead_rejected_total",
+                    "Calls rejected because the bulkhead was full.",
+                    &["name"],
+                ),
+                rate_limited: counter_vec(
+                    "ms_chassis_rate_limited_total",
+                    "Calls rejected by a rate limiter.",
+                    &["name"],
+                ),
+            }),
+        }
+    }
+
+    pub(crate) fn breaker(&self, name: &str) -> BreakerInstruments {
+        let f = &self.families;
+        let kind = |k: &str| f.breaker_calls.with_label_values(&[name, k]);
+        BreakerInstruments {
+            state: CircuitState::ALL.map(|s| f.breaker_state.with_label_values(&[name, s.label()])),
+            successful: kind("successful"),
+            slow: kind("slow"),
+            failed: kind("failed"),
+            ignored: kind("ignored"),
+            not_permitted: kind("not_permitted"),
+            failure_ratio: f.breaker_failure_ratio.with_label_values(&[name]),
+            slow_ratio: f.breaker_slow_ratio.with_label_values(&[name]),
+            buffered: f.breaker_buffered.with_label_values(&[name]),
+        }
+    }
+
+    pub(crate) fn retry(&self, name: &str) -> RetryInstruments {
+        let outcome = |o: &str| self.families.retries.with_label_values(&[name, o]);
+        RetryInstruments {
+            retried: outcome("retried"),
+            attempts_exhausted: outcome("attempts_exhausted"),
+            budget_exhausted: outcome("budget_exhausted"),
+            retry_after_too_long: outcome("retry_after_too_long"),
+            not_retryable: outcome("not_retryable"),
+        }
+    }
+
+    pub(crate) fn timeouts(&self, name: &str, scope: TimeoutScope) -> IntCounter {
+        self.families
+            .timeouts
+            .with_label_values(&[name, scope.label()])
+    }
+
+    pub(crate) fn bulkhead(&self, name: &str) -> (IntGauge, IntCounter) {
+        (
+            self.families.bulkhead_active.with_label_values(&[name]),
+            self.families.bulkhead_rejected.with_label_values(&[name]),
+        )
+    }
+
+    pub(crate) fn rate_limited(&self, name: &str) -> IntCounter {
+        self.families.rate_limited.with_label_values(&[name])
+    }
+}
+
+/// A breaker's own series.
+#[derive(Debug, Clone)]
+pub(crate) struct BreakerInstruments {
+    pub(crate) state: [IntGauge; 5],
+    pub(crate) successful: IntCounter,
+    pub(crate) slow: IntCounter,
+    pub(crate) failed: IntCounter,
+    pub(crate) ignored: IntCounter,
+    pub(crate) not_permitted: IntCounter,
+    pub(crate) failure_ratio: Gauge,
+    pub(crate) slow_ratio: Gauge,
+    pub(crate) buffered: IntGauge,
+}
+
+/// A retry layer's own series.
+#[derive(Debug, Clone)]
+pub(crate) struct RetryInstruments {
+    pub(crate) retried: IntCounter,
+    pub(crate) attempts_exhausted: IntCounter,
+    pub(crate) budget_exhausted: IntCounter,
+    pub(crate) retry_after_too_long: IntCounter,
+    pub(crate) not_retryable: IntCounter,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use prometheus::{Encoder, TextEncoder};
+
+    use super::*;
+    use crate::resilience::{CircuitBreakerConfig, CircuitBreakerLayer, TimeoutLayer};
+
+    #[test]
+    fn registering_twice_on_one_registry_fails_loudly() {
+        let registry = Registry::new();
+        ResilienceMetrics::new(&registry).unwrap();
+        assert!(ResilienceMetrics::new(&registry).is_err());
+    }
+
+    /// Every family, with series, passes `promtool check metrics`.
+    #[test]
+    fn exposition_passes_promtool() {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let promtool = std::env::split_paths(&path)
+            .map(|d| d.join("promtool"))
+            .find(|p| p.is_file())
+            .expect(
+                "promtool is required by this test; install it with: apt-get install -y prometheus",
+            );
+
+        let registry = Registry::new();
+        let m = ResilienceMetrics::new(&registry).unwrap();
+        let _breaker =
+            CircuitBreakerLayer::new("books", CircuitBreakerConfig::default(), &m).unwrap();
+        let _timeout = TimeoutLayer::per_attempt("books", Duration::from_secs(1), &m);
+        let r = m.retry("books");
+        r.retried.inc();
+        r.budget_exhausted.inc();
+        let (active, rejected) = m.bulkhead("books");
+        active.set(1);
+        rejected.inc();
+        m.rate_limited("books").inc();
+
+        let mut text = Vec::new();
+        TextEncoder::new()
+            .encode(&registry.gather(), &mut text)
+            .unwrap();
+        let text = String::from_utf8(text).unwrap();
+        for family in [
+            "ms_chassis_circuit_breaker_state{name=\"books\",state=\"closed\"} 1",
+            "ms_chassis_circuit_breaker_state{name=\"books\",state=\"open\"} 0",
+            "ms_chassis_retries_total{name=\"books\",outcome=\"retried\"} 1",
+            "ms_chassis_bulkhead_rejected_total{name=\"books\"} 1",
+            "ms_chassis_rate_limited_total{name=\"books\"} 1",
+            "ms_chassis_timeouts_total{name=\"books\",scope=\"attempt\"} 0",
+            "ms_chassis_circuit_breaker_failure_ratio{name=\"books\"} -1",
+        ] {
+            assert!(text.contains(family), "missing `{family}` in\n{text}");
+        }
+
+        let mut child = Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+            "promtool check metrics: {}\n{}\n{}\n--- input ---\n{text}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

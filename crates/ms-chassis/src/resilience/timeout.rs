@@ -1,0 +1,294 @@
+//! Per-attempt and overall timeouts that fail with [`ResilienceError::Timeout`].
+//!
+//! tower's own `Timeout` fails with an opaque `Elapsed`; this one says how long it waited,
+//! counts in `ms_chassis_timeouts_total{name,scope}`, and passes the other layers' errors
+//! through flat. Put a [`TimeoutLayer::per_attempt`] innermost, so a hung call frees its
+//! bulkhead slot and counts as a failure for the breaker, and optionally a
+//! [`TimeoutLayer::overall`] outermost, so retries and their backoff stay within one
+//! deadline. There is no "zero means off": a zero timeout fails every call that is not
+//! ready at once; leaving the layer out is how to have no timeout.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use ms_chassis::resilience::{ResilienceError, ResilienceMetrics, TimeoutLayer};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let metrics = ResilienceMetrics::unregistered();
+//! let hangs = ServiceBuilder::new()
+//!     .layer(TimeoutLayer::per_attempt("books", Duration::from_millis(10), &metrics))
+//!     .service_fn(|_: ()| std::future::pending::<Result<(), std::io::Error>>());
+//! let err = hangs.oneshot(()).await.unwrap_err();
+//! assert!(matches!(err, ResilienceError::Timeout { after } if after.as_millis() == 10));
+//! # }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use prometheus::IntCounter;
+use tokio::time::Sleep;
+use tower::{Layer, Service};
+
+use super::{BoxError, ResilienceError, ResilienceMetrics};
+
+/// Which deadline a [`TimeoutLayer`] enforces: the `scope` label of its metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutScope {
+    /// One attempt (inside retry).
+    Attempt,
+    /// The whole call, retries and backoff included.
+    Overall,
+}
+
+impl TimeoutScope {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            TimeoutScope::Attempt => "attempt",
+            TimeoutScope::Overall => "overall",
+        }
+    }
+}
+
+/// Bounds each call of the wrapped service by a duration.
+#[derive(Clone, Debug)]
+pub struct TimeoutLayer {
+    after: Duration,
+    scope: TimeoutScope,
+    name: Arc<str>,
+    timeouts: IntCounter,
+}
+
+impl TimeoutLayer {
+    /// A timeout for one attempt, to sit inside retry.
+    pub fn per_attempt(name: &str, after: Duration, metrics: &ResilienceMetrics) -> Self {
+        Self::new(name, after, TimeoutScope::Attempt, metrics)
+    }
+
+    /// A timeout for the whole call, to sit outside retry.
+    pub fn overall(name: &str, after: Duration, metrics: &ResilienceMetrics) -> Self {
+        Self::new(name, after, TimeoutScope::Overall, metrics)
+    }
+
+    fn new(name: &str, after: Duration, scope: TimeoutScope, metrics: &ResilienceMetrics) -> Self {
+        TimeoutLayer {
+            after,
+            scope,
+            name: name.into(),
+            timeouts: metrics.timeouts(name, scope),
+        }
+    }
+
+    /// The duration it enforces.
+    pub fn duration(&self) -> Duration {
+        self.after
+    }
+
+    /// Which deadline it enforces.
+    pub fn scope(&self) -> TimeoutScope {
+        self.scope
+    }
+
+    /// The name it was built with (the `name` label of its metric).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = Timeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Timeout {
+            inner,
+            after: self.after,
+            timeouts: self.timeouts.clone(),
+        }
+    }
+}
+
+/// The timeout's service: see the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct Timeout<S> {
+    inner: S,
+    after: Duration,
+    timeouts: IntCounter,
+}
+
+impl<S, Req> Service<Req> for Timeout<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = ResilienceError;
+    type Future = TimeoutResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(ResilienceError::from_inner)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        TimeoutResponseFuture {
+            inner: self.inner.call(req),
+            sleep: tokio::time::sleep(self.after),
+            after: self.after,
+            timeouts: self.timeouts.clone(),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Timeout`].
+    pub struct TimeoutResponseFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: Sleep,
+        after: Duration,
+        timeouts: IntCounter,
+    }
+}
+
+impl<F> std::fmt::Debug for TimeoutResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeoutResponseFuture")
+            .field("after", &self.after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, T, E> Future for TimeoutResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, ResilienceError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            return Poll::Ready(result.map_err(ResilienceError::from_inner));
+        }
+        match this.sleep.poll(cx) {
+            Poll::Ready(()) => {
+                this.timeouts.inc();
+                Poll::Ready(Err(ResilienceError::Timeout { after: *this.after }))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use tokio::time::Instant;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::resilience::{RetryConfig, RetryLayer};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_call_fails_at_the_deadline_and_a_quick_one_passes() {
+        let metrics = ResilienceMetrics::unregistered();
+        let layer = TimeoutLayer::per_attempt("t", Duration::from_millis(250), &metrics);
+        let svc = ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(service_fn(|hang: bool| async move {
+                if hang {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok::<_, std::io::Error>("done")
+            }));
+        let start = Instant::now();
+        let err = svc.clone().oneshot(true).await.unwrap_err();
+        assert!(
+            matches!(err, ResilienceError::Timeout { after } if after == Duration::from_millis(250))
+        );
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250) && waited <= Duration::from_millis(252),
+            "{waited:?}"
+        );
+        assert_eq!(svc.clone().oneshot(false).await.unwrap(), "done");
+        assert_eq!(layer.timeouts.get(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn inner_errors_pass_through_flat() {
+        let metrics = ResilienceMetrics::unregistered();
+        let svc = ServiceBuilder::new()
+            .layer(TimeoutLayer::overall("t", Duration::from_secs(1), &metrics))
+            .layer(TimeoutLayer::per_attempt(
+                "t",
+                Duration::from_millis(10),
+                &metrics,
+            ))
+            .service(service_fn(|()| {
+                std::future::pending::<Result<(), std::io::Error>>()
+            }));
+        let err = svc.oneshot(()).await.unwrap_err();
+        assert!(
+            matches!(err, ResilienceError::Timeout { after } if after == Duration::from_millis(10)),
+            "the inner timeout's error, not nested: {err:?}"
+        );
+    }
+
+    /// Per-attempt timeouts inside retry, an overall one outside: every attempt is cut at
+    /// its deadline and the whole call at the overall one.
+    #[tokio::test(start_paused = true)]
+    async fn overall_timeout_bounds_retries_of_hanging_attempts() {
+        let metrics = ResilienceMetrics::unregistered();
+        let attempts = Arc::new(AtomicU32::new(0));
+        let seen = Arc::clone(&attempts);
+        let retry = RetryConfig {
+            max_attempts: 100,
+            budget: None,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+            ..RetryConfig::default()
+        };
+        let svc = ServiceBuilder::new()
+            .layer(TimeoutLayer::overall(
+                "t",
+                Duration::from_millis(1000),
+                &metrics,
+            ))
+            .layer(RetryLayer::new("t", retry, &metrics).unwrap())
+            .layer(TimeoutLayer::per_attempt(
+                "t",
+                Duration::from_millis(300),
+                &metrics,
+            ))
+            .service(service_fn(move |_: http::Request<String>| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                std::future::pending::<Result<http::Response<()>, std::io::Error>>()
+            }));
+        let start = Instant::now();
+        let err = svc
+            .oneshot(http::Request::new(String::new()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ResilienceError::Timeout { after } if after == Duration::from_secs(1))
+        );
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_secs(1) && waited <= Duration::from_millis(1002),
+            "{waited:?}"
+        );
+        // 300 ms each plus under 1 ms of backoff: the fourth attempt is cut by the overall.
+        assert_eq!(attempts.load(Ordering::SeqCst), 4);
+    }
+}
