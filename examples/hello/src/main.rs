@@ -66,8 +66,10 @@ fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<reqwest::Url>, D::
 #[derive(Clone)]
 struct DemoDependency(Arc<AtomicBool>);
 
-#[derive(Clone)]
-struct AppState {
+/// Shared by every request; one `Arc` so that a request clones one pointer, not each field.
+type AppState = Arc<App>;
+
+struct App {
     /// The `app:` section as it is now: it follows config reloads.
     app: watch::Receiver<Arc<AppConfig>>,
     dependency: DemoDependency,
@@ -100,11 +102,11 @@ async fn main() -> ms_chassis::Result<()> {
         .timeout(DOWNSTREAM_TIMEOUT)
         .build()
         .map_err(std::io::Error::other)?;
-    let state = AppState {
+    let state = Arc::new(App {
         app,
         dependency,
         client,
-    };
+    });
     svc.serve(router(state)).await
 }
 

@@ -300,7 +300,7 @@ pub(crate) fn server_span(
     let method = req.method().as_str();
     let span = o
         .tracer
-        .span_builder(method.to_owned())
+        .span_builder(static_method(req.method()))
         .with_kind(SpanKind::Server)
         .start_with_context(&o.tracer, parent);
     let cx = parent.with_span(span);
@@ -335,6 +335,21 @@ pub(crate) fn server_span(
         span.set_attributes(attrs);
     }
     cx
+}
+
+/// The span name before routing: the method, without allocating for the common ones.
+fn static_method(m: &axum::http::Method) -> std::borrow::Cow<'static, str> {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET".into(),
+        Method::POST => "POST".into(),
+        Method::PUT => "PUT".into(),
+        Method::DELETE => "DELETE".into(),
+        Method::PATCH => "PATCH".into(),
+        Method::HEAD => "HEAD".into(),
+        Method::OPTIONS => "OPTIONS".into(),
+        _ => m.as_str().to_owned().into(),
+    }
 }
 
 /// Names the current server span after the route template: `GET /books/{id}`.

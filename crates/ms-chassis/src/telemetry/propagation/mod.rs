@@ -440,18 +440,22 @@ pub fn inject_current_headers(headers: &mut HeaderMap) {
 
 /// Whether any header a supported format reads is present.
 fn carries_propagation(headers: &HeaderMap) -> bool {
-    const NAMES: [&str; 9] = [
-        TRACEPARENT,
-        TRACESTATE,
-        BAGGAGE,
-        b3::B3,
-        b3::TRACE_ID,
-        b3::SPAN_ID,
-        b3::SAMPLED,
-        b3::FLAGS,
-        jaeger::UBER_TRACE_ID,
+    // `HeaderName`s, not `&str`s: a string key is parsed and validated on every lookup.
+    const NAMES: [HeaderName; 9] = [
+        HeaderName::from_static(TRACEPARENT),
+        HeaderName::from_static(TRACESTATE),
+        HeaderName::from_static(BAGGAGE),
+        HeaderName::from_static(b3::B3),
+        HeaderName::from_static(b3::TRACE_ID),
+        HeaderName::from_static(b3::SPAN_ID),
+        HeaderName::from_static(b3::SAMPLED),
+        HeaderName::from_static(b3::FLAGS),
+        HeaderName::from_static(jaeger::UBER_TRACE_ID),
     ];
-    NAMES.iter().any(|n| headers.contains_key(*n))
+    if headers.is_empty() {
+        return false;
+    }
+    NAMES.iter().any(|n| headers.contains_key(n))
         || headers
             .keys()
             .any(|k| k.as_str().starts_with(jaeger::BAGGAGE_PREFIX))
