@@ -73,8 +73,9 @@ struct App {
     /// The `app:` section as it is now: it follows config reloads.
     app: watch::Receiver<Arc<AppConfig>>,
     dependency: DemoDependency,
-    /// One HTTP client for every `/relay` call.
-    client: reqwest::Client,
+    /// One HTTP client for every `/relay` call, built on the first one: loading the TLS
+    /// roots takes longer than the rest of start-up.
+    client: std::sync::OnceLock<reqwest::Client>,
 }
 
 #[derive(Serialize)]
@@ -98,14 +99,10 @@ async fn main() -> ms_chassis::Result<()> {
         let up = probe.0.load(Ordering::Relaxed);
         async move { up }
     });
-    let client = reqwest::Client::builder()
-        .timeout(DOWNSTREAM_TIMEOUT)
-        .build()
-        .map_err(std::io::Error::other)?;
     let state = Arc::new(App {
         app,
         dependency,
-        client,
+        client: std::sync::OnceLock::new(),
     });
     svc.serve(router(state)).await
 }
@@ -180,7 +177,13 @@ async fn relay(State(s): State<AppState>) -> Response {
             span.record("error.type", error_type);
             span.record("otel.status_code", "error");
         };
-        let res = match s.client.get(url.clone()).headers(headers).send().await {
+        let client = s.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(DOWNSTREAM_TIMEOUT)
+                .build()
+                .expect("a client with only a timeout set always builds")
+        });
+        let res = match client.get(url.clone()).headers(headers).send().await {
             Ok(res) => res,
             Err(e) => {
                 let (status, error_type) = call_error(&e);
