@@ -276,8 +276,10 @@ async fn breaker_opens_rejects_without_network_then_probes_close_or_reopen_it() 
     for _ in 0..20 {
         let started = Instant::now();
         assert!(is_open(&get(&svc, &down.url).await));
+        // Generous: a rejection does no I/O (the counter below proves it), so only a
+        // badly stalled machine could take long; this only catches waiting on the downstream.
         assert!(
-            started.elapsed() < Duration::from_secs(1),
+            started.elapsed() < Duration::from_secs(5),
             "rejections are immediate"
         );
     }
@@ -657,7 +659,7 @@ async fn bulkhead_rejects_or_waits_beyond_its_limit() {
             matches!(r, Err(ResilienceError::BulkheadFull { .. })),
             "{r:?}"
         );
-        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
     assert_eq!(down.hits(), 2);
     down.release();
