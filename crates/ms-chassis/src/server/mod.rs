@@ -1,12 +1,11 @@
 //! The chassis server stack around the user's router, and the listeners.
 //!
 //! Outermost first: request id, trace context extraction and the server span, the request
-//! context (for logs), then routing, then — inside
-//! the router, where the route template is known — RED metrics and the access log, panic
-//! catcher, load shedding with a global concurrency limit, body size check and timeout, then
-//! the user's handler. The chassis endpoints (health, metrics) are dispatched *outside* this
-//! stack, so they answer even when the user's routes are saturated or timing out; so are the
-//! admin endpoints.
+//! context (for logs), then routing, then — inside the router, where the route template is
+//! known — RED metrics and the access log, panic catcher, load shedding with a global
+//! concurrency limit, body size check and timeout, then the user's handler. The chassis
+//! endpoints (health, metrics, admin) are dispatched *outside* this stack, so they answer
+//! even when the user's routes are saturated or timing out.
 
 mod guard;
 mod problem;
@@ -28,6 +27,8 @@ use axum::http::{Request, Response};
 use axum::routing::future::RouteFuture;
 use axum::serve::IncomingStream;
 use futures_util::future::Either;
+use opentelemetry::context::{FutureExt as _, WithContext};
+use opentelemetry::trace::TraceContextExt as _;
 use tokio::net::TcpListener;
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Service, ServiceBuilder};
@@ -35,8 +36,6 @@ use tower::{Service, ServiceBuilder};
 use crate::config::ChassisConfig;
 use crate::metrics::Metrics;
 use crate::telemetry::{RequestContext, otel};
-use opentelemetry::context::{FutureExt as _, WithContext};
-use opentelemetry::trace::TraceContextExt as _;
 
 pub use problem::PROBLEM_JSON;
 pub(crate) use problem::{problem, problem_with};
