@@ -354,20 +354,23 @@ fn static_method(m: &axum::http::Method) -> std::borrow::Cow<'static, str> {
 
 /// Names the current server span after the route template: `GET /books/{id}`.
 pub(crate) fn record_route(method: &str, route: &str) {
-    let cx = Context::current();
-    let span = cx.span();
-    if span.is_recording() {
-        span.update_name(format!("{method} {route}"));
-        span.set_attribute(KeyValue::new("http.route", route.to_owned()));
-    }
+    // `map_current` borrows the current context; `current()` would clone it per request.
+    Context::map_current(|cx| {
+        let span = cx.span();
+        if span.is_recording() {
+            span.update_name(format!("{method} {route}"));
+            span.set_attribute(KeyValue::new("http.route", route.to_owned()));
+        }
+    });
 }
 
 /// The trace id of the current span, if it is sampled (for metric exemplars).
 pub(crate) fn sampled_trace_id() -> Option<String> {
-    let cx = Context::current();
-    let span = cx.span();
-    let sc = span.span_context();
-    sc.is_sampled().then(|| sc.trace_id().to_string())
+    Context::map_current(|cx| {
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_sampled().then(|| sc.trace_id().to_string())
+    })
 }
 
 /// Ends the server span with the response status.
