@@ -240,22 +240,15 @@ pub(super) fn inject_multi(out: Outgoing, injector: &mut dyn Injector) {
 mod tests {
     use std::collections::HashMap;
 
-    use http::{HeaderMap, HeaderName, HeaderValue};
+    use http::{HeaderMap, HeaderValue};
     use opentelemetry::Context;
     use opentelemetry::propagation::TextMapPropagator;
-    use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
+    use opentelemetry::trace::{TraceContextExt, TraceFlags};
     use proptest::prelude::*;
 
     use super::super::{Propagation, PropagationFormat, sampling_state};
     use super::*;
-
-    fn ids(trace: u128, span: u64, state: SamplingState) -> Option<Parsed> {
-        Some(Parsed::Ids {
-            trace_id: TraceId::from(trace),
-            span_id: SpanId::from(span),
-            state,
-        })
-    }
+    use crate::telemetry::propagation::test_support::*;
 
     fn multi<'a>(pairs: &[(&str, &'a str)]) -> MultiHeaders<'a> {
         let mut h = MultiHeaders::default();
@@ -271,31 +264,6 @@ mod tests {
             }
         }
         h
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
-
-    fn extract(pairs: &[(&str, &str)]) -> Context {
-        Propagation::new(&[]).extract_headers(&headers(pairs))
-    }
-
-    fn context(trace: u128, span: u64, flags: TraceFlags) -> Context {
-        Context::new().with_remote_span_context(SpanContext::new(
-            TraceId::from(trace),
-            SpanId::from(span),
-            flags,
-            true,
-            TraceState::default(),
-        ))
     }
 
     const T128: u128 = 0x80f1_98ee_5634_3ba8_64fe_8b2a_57d3_eff7;

@@ -218,47 +218,15 @@ pub(super) fn inject_baggage(cx: &Context, injector: &mut dyn Injector) {
 mod tests {
     use std::collections::HashMap;
 
-    use http::{HeaderMap, HeaderName, HeaderValue};
+    use http::{HeaderMap, HeaderValue};
     use opentelemetry::propagation::TextMapPropagator;
-    use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
+    use opentelemetry::trace::{TraceContextExt, TraceFlags};
     use opentelemetry::{KeyValue, StringValue};
     use proptest::prelude::*;
 
     use super::super::{Propagation, PropagationFormat, sampling_state};
     use super::*;
-
-    fn ids(trace: u128, span: u64, state: SamplingState) -> Option<Parsed> {
-        Some(Parsed::Ids {
-            trace_id: TraceId::from(trace),
-            span_id: SpanId::from(span),
-            state,
-        })
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
-
-    fn extract(pairs: &[(&str, &str)]) -> Context {
-        Propagation::new(&[]).extract_headers(&headers(pairs))
-    }
-
-    fn context(trace: u128, span: u64, flags: TraceFlags) -> Context {
-        Context::new().with_remote_span_context(SpanContext::new(
-            TraceId::from(trace),
-            SpanId::from(span),
-            flags,
-            true,
-            TraceState::default(),
-        ))
-    }
+    use crate::telemetry::propagation::test_support::*;
 
     #[test]
     fn spec_and_reference_examples() {

@@ -55,6 +55,8 @@
 
 mod b3;
 mod jaeger;
+#[cfg(test)]
+mod test_support;
 
 use std::fmt;
 use std::str::FromStr;
@@ -770,39 +772,15 @@ mod tests {
     use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
     use proptest::prelude::*;
 
+    use super::test_support::*;
     use super::*;
 
     const TRACEPARENT_EXAMPLE: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     const W3C_TRACE: u128 = 0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c;
     const W3C_SPAN: u64 = 0xb7ad_6b71_6920_3331;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
-
-    fn extract(pairs: &[(&str, &str)]) -> Context {
-        Propagation::default().extract_headers(&headers(pairs))
-    }
-
     fn sc(cx: &Context) -> SpanContext {
         cx.span().span_context().clone()
-    }
-
-    fn context(trace: u128, span: u64, flags: TraceFlags) -> Context {
-        Context::new().with_remote_span_context(SpanContext::new(
-            TraceId::from(trace),
-            SpanId::from(span),
-            flags,
-            true,
-            TraceState::default(),
-        ))
     }
 
     #[test]

@@ -1,0 +1,44 @@
+//! Helpers shared by the propagator tests.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::Context;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+
+use super::{Parsed, Propagation, SamplingState};
+
+/// What a B3 or Jaeger parser returns for valid ids.
+pub(super) fn ids(trace: u128, span: u64, state: SamplingState) -> Option<Parsed> {
+    Some(Parsed::Ids {
+        trace_id: TraceId::from(trace),
+        span_id: SpanId::from(span),
+        state,
+    })
+}
+
+/// A header map from name/value pairs, repeated names appended.
+pub(super) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in pairs {
+        map.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    map
+}
+
+/// Extraction reads every format whatever is configured for injection.
+pub(super) fn extract(pairs: &[(&str, &str)]) -> Context {
+    Propagation::default().extract_headers(&headers(pairs))
+}
+
+/// A context whose remote parent has these ids and flags.
+pub(super) fn context(trace: u128, span: u64, flags: TraceFlags) -> Context {
+    Context::new().with_remote_span_context(SpanContext::new(
+        TraceId::from(trace),
+        SpanId::from(span),
+        flags,
+        true,
+        TraceState::default(),
+    ))
+}
