@@ -221,7 +221,7 @@ impl Service {
             cfg,
             metrics_on.then_some(&self.metrics),
             self.access_log.clone(),
-        ));
+        )?);
 
         let listener = bind(cfg.server.host, cfg.server.port, "server.host/server.port").await?;
         let local_addr = listener.local_addr()?;

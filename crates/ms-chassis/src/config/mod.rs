@@ -37,6 +37,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::resilience::LoadSheddingConfig;
+
 pub(crate) use diff::is_under;
 pub use error::{ConfigDiagnostic, ConfigError};
 use secrets::Secrets;
@@ -589,6 +591,16 @@ fn validate(
             "expected a queue size above zero, such as 2048".to_owned(),
         );
     }
+    if let Err(e) = c.resilience.load_shedding.validate("server") {
+        // The limit rules compare three keys: none may stand for a dropped value.
+        let compared = LoadSheddingConfig::LIMIT_FIELDS.contains(&e.field);
+        let dropped = LoadSheddingConfig::LIMIT_FIELDS
+            .iter()
+            .any(|f| defaulted(&format!("resilience.load_shedding.{f}")));
+        if !(compared && dropped) {
+            fail(&format!("resilience.load_shedding.{}", e.field), e.message);
+        }
+    }
     if c.admin
         .token
         .as_deref()
@@ -674,6 +686,67 @@ mod tests {
             .load()
             .unwrap_err();
         assert_eq!(e.diagnostics().len(), 1, "{e}");
+    }
+
+    #[test]
+    fn load_shedding_rules_name_their_key() {
+        let e = ConfigLoader::new()
+            .yaml(
+                "resilience:\n  load_shedding: { min_limit: 50, smoothing: 2 }\n\
+                 \n  load_shedings: {}\n",
+            )
+            .load()
+            .unwrap_err();
+        let found: Vec<_> = e
+            .diagnostics()
+            .iter()
+            .map(|d| (d.key.clone().unwrap(), d.location.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "resilience.load_shedings".to_owned(),
+                    Some("inline config:4".to_owned())
+                ),
+                (
+                    "resilience.load_shedding.initial_limit".to_owned(),
+                    Some("embedded defaults".to_owned())
+                ),
+            ],
+            "{e}"
+        );
+        assert!(
+            e.diagnostics()[1].message.contains("min_limit (50)"),
+            "{e}"
+        );
+        let e = ConfigLoader::new()
+            .yaml("resilience: { load_shedding: { smoothing: 2, wndow: 1s } }")
+            .load()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string().lines().collect::<Vec<_>>(),
+            [
+                "inline config:1: resilience.load_shedding.wndow: unknown key in \
+                 `resilience.load_shedding`; did you mean `window`? (valid: enabled, \
+                 initial_limit, max_limit, min_limit, retry_after, smoothing, tolerance, window)",
+                "inline config:1: resilience.load_shedding.smoothing: expected a number in (0, 1]",
+            ]
+        );
+        // A limit dropped for its type is not also judged against the others.
+        let e = ConfigLoader::new()
+            .yaml("resilience: { load_shedding: { max_limit: lots, min_limit: 2000 } }")
+            .load()
+            .unwrap_err();
+        assert_eq!(e.diagnostics().len(), 1, "{e}");
+        assert!(ConfigLoader::new()
+            .yaml("resilience: { load_shedding: { enabled: true, min_limit: 1, initial_limit: 4 } }")
+            .load()
+            .unwrap()
+            .chassis()
+            .resilience
+            .load_shedding
+            .enabled);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::values::{byte_size, duration, ip, port};
+use crate::resilience::ResilienceSection;
 use crate::telemetry::propagation::PropagationFormat;
 
 /// Every chassis-owned section. The user's own `app` section is read with
@@ -28,8 +29,8 @@ pub struct ChassisConfig {
     pub health: HealthSection,
     /// `tracing`: OpenTelemetry export, sampling and propagation.
     pub tracing: TracingSection,
-    /// `resilience`: reserved; accepted as written.
-    pub resilience: Value,
+    /// `resilience`: the service's own resilience: adaptive load shedding.
+    pub resilience: ResilienceSection,
     /// `clients`: reserved; accepted as written.
     pub clients: Value,
     /// `discovery`: reserved; accepted as written.

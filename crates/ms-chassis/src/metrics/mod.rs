@@ -30,7 +30,7 @@
 mod http;
 mod openmetrics;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::http::header;
@@ -43,6 +43,7 @@ use prometheus::{
 };
 
 use crate::build_info;
+use crate::resilience::ResilienceMetrics;
 
 pub(crate) use http::{HttpInstruments, InFlight, UNMATCHED_ROUTE};
 pub use openmetrics::OPENMETRICS_TYPE;
@@ -65,6 +66,7 @@ struct MetricsInner {
     http_active: IntGauge,
     exemplars: Arc<openmetrics::Exemplars>,
     config_reloads: IntCounterVec,
+    resilience: OnceLock<ResilienceMetrics>,
 }
 
 impl Metrics {
@@ -135,6 +137,7 @@ impl Metrics {
                 http_active,
                 exemplars: Arc::default(),
                 config_reloads,
+                resilience: OnceLock::new(),
             }),
         })
     }
@@ -168,6 +171,37 @@ impl Metrics {
         let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
         self.inner.registry.register(Box::new(h.clone()))?;
         Ok(h)
+    }
+
+    /// The resilience metric families on this registry, registered on first use: pass it to
+    /// the resilience layers of this service (the server's load shedder uses it too).
+    ///
+    /// ```
+    /// use ms_chassis::resilience::{BulkheadConfig, BulkheadLayer};
+    /// # let svc = ms_chassis::Service::builder().build()?;
+    /// let metrics = svc.metrics().resilience();
+    /// let bulkhead = BulkheadLayer::new("books", BulkheadConfig::default(), &metrics)?;
+    /// # drop(bulkhead);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// If the families were already registered here by hand
+    /// (`ResilienceMetrics::new(svc.metrics().registry())`), this logs a warning and
+    /// returns families that are not exported: use one or the other.
+    pub fn resilience(&self) -> ResilienceMetrics {
+        self.inner
+            .resilience
+            .get_or_init(|| {
+                ResilienceMetrics::new(&self.inner.registry).unwrap_or_else(|e| {
+                    tracing::warn!(
+                        error = %e,
+                        "resilience metrics could not be registered on the service's registry; \
+                         they will not be exported"
+                    );
+                    ResilienceMetrics::unregistered()
+                })
+            })
+            .clone()
     }
 
     /// `ms_chassis_config_reloads_total`, by `result`.

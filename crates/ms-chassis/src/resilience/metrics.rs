@@ -28,6 +28,9 @@ use super::timeout::TimeoutScope;
 /// | `ms_chassis_bulkhead_active_calls` | gauge | `name` |
 /// | `ms_chassis_bulkhead_rejected_total` | counter | `name` |
 /// | `ms_chassis_rate_limited_total` | counter | `name` |
+/// | `ms_chassis_load_shedding_limit` | gauge, the current adaptive concurrency limit | `name` |
+/// | `ms_chassis_load_shed_total` | counter of calls shed at that limit | `name` |
+/// | `ms_chassis_load_shedding_latency_seconds` | gauge, the shedder's latency estimates | `name`, `estimate` = `short`, `long` |
 ///
 /// The breaker's call kinds do not overlap: `slow` are successful calls slower than
 /// `slow_call_duration`, `successful` the fast ones; every failure is `failed`. Names must
@@ -49,6 +52,9 @@ struct Families {
     bulkhead_active: IntGaugeVec,
     bulkhead_rejected: IntCounterVec,
     rate_limited: IntCounterVec,
+    shedding_limit: IntGaugeVec,
+    shed: IntCounterVec,
+    shedding_latency: GaugeVec,
 }
 
 impl ResilienceMetrics {
@@ -67,6 +73,9 @@ impl ResilienceMetrics {
         registry.register(Box::new(f.bulkhead_active.clone()))?;
         registry.register(Box::new(f.bulkhead_rejected.clone()))?;
         registry.register(Box::new(f.rate_limited.clone()))?;
+        registry.register(Box::new(f.shedding_limit.clone()))?;
+        registry.register(Box::new(f.shed.clone()))?;
+        registry.register(Box::new(f.shedding_latency.clone()))?;
         Ok(m)
     }
 
@@ -97,8 +106,8 @@ impl ResilienceMetrics {
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
         };
-        let ratio_vec = |name: &str, help: &str| {
-            GaugeVec::new(Opts::new(name, help), &["name"]).expect("valid metric")
+        let float_vec = |name: &str, help: &str, labels: &[&str]| {
+            GaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
         };
         ResilienceMetrics {
             families: Arc::new(Families {
@@ -112,13 +121,15 @@ impl ResilienceMetrics {
                     "Calls seen by a circuit breaker, by kind.",
                     &["name", "kind"],
                 ),
-                breaker_failure_ratio: ratio_vec(
+                breaker_failure_ratio: float_vec(
                     "ms_chassis_circuit_breaker_failure_ratio",
                     "Failed calls in the breaker's window, 0-1; -1 below minimum_calls.",
+                    &["name"],
                 ),
-                breaker_slow_ratio: ratio_vec(
+                breaker_slow_ratio: float_vec(
                     "ms_chassis_circuit_breaker_slow_call_ratio",
                     "Slow calls in the breaker's window, 0-1; -1 below minimum_calls.",
+                    &["name"],
                 ),
                 breaker_buffered: gauge_vec(
                     "ms_chassis_circuit_breaker_buffered_calls",
@@ -149,6 +160,22 @@ impl ResilienceMetrics {
                     "ms_chassis_rate_limited_total",
                     "Calls rejected by a rate limiter.",
                     &["name"],
+                ),
+                shedding_limit: gauge_vec(
+                    "ms_chassis_load_shedding_limit",
+                    "The load shedder's adaptive concurrency limit: calls admitted at once.",
+                    &["name"],
+                ),
+                shed: counter_vec(
+                    "ms_chassis_load_shed_total",
+                    "Calls shed because the adaptive concurrency limit was reached.",
+                    &["name"],
+                ),
+                shedding_latency: float_vec(
+                    "ms_chassis_load_shedding_latency_seconds",
+                    "The load shedder's latency estimates: short-term, and the long-term \
+                     baseline.",
+                    &["name", "estimate"],
                 ),
             }),
         }
@@ -197,6 +224,26 @@ impl ResilienceMetrics {
     pub(crate) fn rate_limited(&self, name: &str) -> IntCounter {
         self.families.rate_limited.with_label_values(&[name])
     }
+
+    pub(crate) fn load_shedding(&self, name: &str) -> SheddingInstruments {
+        let f = &self.families;
+        let latency = |estimate: &str| f.shedding_latency.with_label_values(&[name, estimate]);
+        SheddingInstruments {
+            limit: f.shedding_limit.with_label_values(&[name]),
+            shed: f.shed.with_label_values(&[name]),
+            short_latency: latency("short"),
+            long_latency: latency("long"),
+        }
+    }
+}
+
+/// A load shedder's own series.
+#[derive(Debug, Clone)]
+pub(crate) struct SheddingInstruments {
+    pub(crate) limit: IntGauge,
+    pub(crate) shed: IntCounter,
+    pub(crate) short_latency: Gauge,
+    pub(crate) long_latency: Gauge,
 }
 
 /// A breaker's own series.
@@ -264,6 +311,11 @@ mod tests {
         active.set(1);
         rejected.inc();
         m.rate_limited("books").inc();
+        let shedding = m.load_shedding("server");
+        shedding.limit.set(20);
+        shedding.shed.inc();
+        shedding.short_latency.set(0.025);
+        shedding.long_latency.set(0.02);
 
         let mut text = Vec::new();
         TextEncoder::new()
@@ -278,6 +330,9 @@ mod tests {
             "ms_chassis_rate_limited_total{name=\"books\"} 1",
             "ms_chassis_timeouts_total{name=\"books\",scope=\"attempt\"} 0",
             "ms_chassis_circuit_breaker_failure_ratio{name=\"books\"} -1",
+            "ms_chassis_load_shedding_limit{name=\"server\"} 20",
+            "ms_chassis_load_shed_total{name=\"server\"} 1",
+            "ms_chassis_load_shedding_latency_seconds{estimate=\"long\",name=\"server\"} 0.02",
         ] {
             assert!(text.contains(family), "missing `{family}` in\n{text}");
         }

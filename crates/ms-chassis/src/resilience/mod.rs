@@ -1,4 +1,5 @@
-//! Resilience as tower layers: circuit breaker, retry, timeout, bulkhead and rate limit.
+//! Resilience as tower layers: circuit breaker, retry, timeout, bulkhead, rate limit and
+//! adaptive load shedding.
 //!
 //! Calls between services fail, and one slow dependency left unchecked takes the whole
 //! fleet down with it. Each piece here is a plain [`tower::Layer`], so the same code guards
@@ -67,6 +68,7 @@ pub mod breaker;
 pub mod bulkhead;
 pub mod rate_limit;
 pub mod retry;
+pub mod shedding;
 pub mod timeout;
 
 mod durations;
@@ -77,6 +79,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
+use serde::{Deserialize, Serialize};
 
 pub use breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
@@ -86,6 +89,10 @@ pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadLayer, BulkheadResponseFutu
 pub use metrics::ResilienceMetrics;
 pub use rate_limit::{RateLimit, RateLimitConfig, RateLimitLayer, RateLimitResponseFuture};
 pub use retry::{ReplayBody, Retry, RetryBudgetConfig, RetryConfig, RetryLayer};
+pub use shedding::{
+    AdaptiveLimit, AdaptivePermit, LoadShed, LoadShedLayer, LoadShedResponseFuture,
+    LoadSheddingConfig,
+};
 pub use timeout::{Timeout, TimeoutLayer, TimeoutResponseFuture, TimeoutScope};
 
 /// A boxed error of a wrapped service, as tower passes them around.
@@ -125,6 +132,13 @@ pub enum ResilienceError {
         /// The rate limiter's name.
         name: Arc<str>,
     },
+    /// The load shedder's adaptive concurrency limit was reached: the service is overloaded
+    /// and the call was shed without being attempted.
+    #[error("load shedder `{name}` is at its concurrency limit: call shed")]
+    Shed {
+        /// The load shedder's name.
+        name: Arc<str>,
+    },
     /// The wrapped service failed: a connect error, a reset, a protocol error.
     #[error(transparent)]
     Inner(BoxError),
@@ -141,25 +155,28 @@ impl ResilienceError {
     }
 
     /// A short, stable name for the variant: `timeout`, `circuit_open`, `bulkhead_full`,
-    /// `rate_limited` or `inner`. Suitable for metric labels and problem types.
+    /// `rate_limited`, `shed` or `inner`. Suitable for metric labels and problem types.
     pub fn kind(&self) -> &'static str {
         match self {
             ResilienceError::Timeout { .. } => "timeout",
             ResilienceError::CircuitOpen { .. } => "circuit_open",
             ResilienceError::BulkheadFull { .. } => "bulkhead_full",
             ResilienceError::RateLimited { .. } => "rate_limited",
+            ResilienceError::Shed { .. } => "shed",
             ResilienceError::Inner(_) => "inner",
         }
     }
 
     /// True when a resilience layer refused the call without attempting it (open breaker,
-    /// full bulkhead, exhausted rate limit). Such calls never reached the dependency.
+    /// full bulkhead, exhausted rate limit, shed load). Such calls never reached the
+    /// dependency.
     pub fn is_rejection(&self) -> bool {
         matches!(
             self,
             ResilienceError::CircuitOpen { .. }
                 | ResilienceError::BulkheadFull { .. }
                 | ResilienceError::RateLimited { .. }
+                | ResilienceError::Shed { .. }
         )
     }
 
@@ -198,14 +215,14 @@ impl ResilienceError {
     }
 
     /// The status a server answers with when this error ends a request it was serving:
-    /// 504 for a timeout, 503 for an open breaker or a full bulkhead, 429 when rate
-    /// limited, 502 when the wrapped service failed.
+    /// 504 for a timeout, 503 for an open breaker, a full bulkhead or shed load, 429 when
+    /// rate limited, 502 when the wrapped service failed.
     pub fn status_hint(&self) -> StatusCode {
         match self {
             ResilienceError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ResilienceError::CircuitOpen { .. } | ResilienceError::BulkheadFull { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ResilienceError::CircuitOpen { .. }
+            | ResilienceError::BulkheadFull { .. }
+            | ResilienceError::Shed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ResilienceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ResilienceError::Inner(_) => StatusCode::BAD_GATEWAY,
         }
@@ -332,11 +349,27 @@ impl<B> Classify<http::Response<B>> for HttpClassifier {
     }
 }
 
+/// `resilience:` the service's own resilience settings (the clients' are under
+/// `clients.<name>`).
+///
+/// ```yaml
+/// resilience:
+///   load_shedding: { enabled: false, ... }   # see LoadSheddingConfig
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ResilienceSection {
+    /// `resilience.load_shedding`: adaptive load shedding of the user's routes. Off by
+    /// default; see [`LoadSheddingConfig`].
+    pub load_shedding: LoadSheddingConfig,
+}
+
 /// A resilience layer's settings were invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{layer} `{name}`: {field}: {message}")]
 pub struct ResilienceConfigError {
-    /// Which layer: `circuit breaker`, `retry`, `bulkhead`, `rate limit`.
+    /// Which layer: `circuit breaker`, `retry`, `bulkhead`, `rate limit`, `load shedding`.
     pub layer: &'static str,
     /// The layer's name.
     pub name: String,

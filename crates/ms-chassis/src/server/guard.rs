@@ -1,4 +1,4 @@
-//! The request guard: panic catcher, concurrency limit with load shedding, body-size check
+//! The request guard: panic catcher, concurrency limits with load shedding, body-size check
 //! and timeout — steps 4 to 6 of the server stack, in that order, as one future.
 //!
 //! They are one future rather than a chain of tower-http and tower layers because this runs
@@ -7,6 +7,11 @@
 //! future and converts errors back and forth, which cost about a tenth of bare axum's
 //! throughput in `bench/`. Here it is one state machine with no allocation. The in-flight
 //! counter is shared by every route, so the concurrency limit is service-wide.
+//!
+//! With `resilience.load_shedding` on, the same in-flight count is also held against an
+//! [`AdaptiveLimit`], and admitted requests report their latency to it when their response
+//! is ready (see [`Limits::finish`]): one relaxed load more per admission, a clock read and
+//! one atomic add more per completion. With it off, neither happens.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -23,41 +28,70 @@ use tower::Service;
 
 use super::problem::problem;
 use crate::config::LimitsSection;
+use crate::resilience::AdaptiveLimit;
 
-/// The limits from `server.limits`, shared by every route.
+/// The limits from `server.limits` and `resilience.load_shedding`, shared by every route.
 #[derive(Debug)]
 pub(crate) struct Limits {
     /// Requests admitted and not yet finished. A plain counter rather than a semaphore:
     /// nothing ever waits for a slot (the excess is shed), so a semaphore's queue is not
     /// needed, and one atomic add is cheaper than its acquire and release.
     in_flight: AtomicUsize,
-    /// 0 when `server.limits.concurrency` is 0: no limit.
+    /// Whether `in_flight` is kept: there is a fixed or an adaptive limit.
+    counted: bool,
+    /// `server.limits.concurrency`; `usize::MAX` when that is 0 (no fixed limit).
     max_in_flight: usize,
+    /// `resilience.load_shedding`, when enabled.
+    adaptive: Option<Shedder>,
     body_size: u64,
     /// `None` when `server.limits.request_timeout` is 0.
     timeout: Option<Duration>,
 }
 
+/// The adaptive limit and the `Retry-After` of its 503s.
+#[derive(Debug)]
+pub(crate) struct Shedder {
+    pub(crate) limit: AdaptiveLimit,
+    pub(crate) retry_after: HeaderValue,
+}
+
 impl Limits {
-    pub(crate) fn new(cfg: &LimitsSection) -> Self {
+    pub(crate) fn new(cfg: &LimitsSection, adaptive: Option<Shedder>) -> Self {
         Self {
             in_flight: AtomicUsize::new(0),
-            max_in_flight: cfg.concurrency,
+            counted: cfg.concurrency > 0 || adaptive.is_some(),
+            max_in_flight: if cfg.concurrency == 0 {
+                usize::MAX
+            } else {
+                cfg.concurrency
+            },
+            adaptive,
             body_size: cfg.body_size,
             timeout: (!cfg.request_timeout.is_zero()).then_some(cfg.request_timeout),
         }
     }
 
-    /// Gives back the slot of an admitted request (see [`Limits::call`]).
+    /// Gives back the slot of an admitted request that did not finish (see [`Limits::call`]).
     pub(crate) fn release(&self) {
-        if self.max_in_flight > 0 {
+        if self.counted {
             self.in_flight.fetch_sub(1, Ordering::Release);
+        }
+    }
+
+    /// Gives back the slot of an admitted request whose response is ready, and reports the
+    /// request's latency (since `start`) to the adaptive limit.
+    pub(crate) fn finish(&self, start: std::time::Instant) {
+        self.release();
+        if let Some(a) = &self.adaptive {
+            let now = std::time::Instant::now();
+            a.limit.observe(now.saturating_duration_since(start), now);
         }
     }
 
     /// Calls `inner` under the limits; an over-limit request is answered without calling it.
     /// When the second value is true the request holds a slot, which the caller must give
-    /// back with [`Limits::release`] when the request ends, however it ends.
+    /// back when the request ends, however it ends: with [`Limits::finish`] when its
+    /// response is ready, with [`Limits::release`] when it is dropped before that.
     pub(crate) fn call<S>(
         &self,
         inner: &mut S,
@@ -79,15 +113,27 @@ impl Limits {
             );
             return (GuardFuture::done(res), false);
         }
-        let counted = self.max_in_flight > 0;
-        if counted && self.in_flight.fetch_add(1, Ordering::Acquire) >= self.max_in_flight {
-            self.release();
-            return (GuardFuture::done(shed()), false);
+        if self.counted {
+            let before = self.in_flight.fetch_add(1, Ordering::Acquire);
+            if before >= self.max_in_flight {
+                self.release();
+                return (GuardFuture::done(at_fixed_limit()), false);
+            }
+            if let Some(a) = &self.adaptive
+                && !a.limit.admits(before)
+            {
+                self.release();
+                a.limit.count_shed();
+                return (GuardFuture::done(a.overloaded()), false);
+            }
         }
         let inner = match std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req))) {
             Ok(f) => f,
             Err(payload) => {
-                return (GuardFuture::done(panic_response(payload.as_ref())), counted);
+                return (
+                    GuardFuture::done(panic_response(payload.as_ref())),
+                    self.counted,
+                );
             }
         };
         let future = GuardFuture {
@@ -98,7 +144,18 @@ impl Limits {
                 .map(|t| (Instant::from_std(start.into_std() + t), t)),
             early: None,
         };
-        (future, counted)
+        (future, self.counted)
+    }
+}
+
+impl Shedder {
+    /// The answer to a request shed at the adaptive limit.
+    fn overloaded(&self) -> Response<Body> {
+        shed(
+            "the service is overloaded: the request was shed at its adaptive concurrency limit \
+             (resilience.load_shedding); retry later",
+            self.retry_after.clone(),
+        )
     }
 }
 
@@ -111,13 +168,17 @@ fn content_length<B>(req: &Request<B>) -> Option<u64> {
         .ok()
 }
 
-fn shed() -> Response<Body> {
-    let mut res = problem(
-        StatusCode::SERVICE_UNAVAILABLE,
+fn at_fixed_limit() -> Response<Body> {
+    shed(
         "the service is at its concurrency limit (server.limits.concurrency); retry later",
-    );
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        HeaderValue::from_static("1"),
+    )
+}
+
+/// 503 problem+json with `Retry-After`.
+fn shed(detail: &str, retry_after: HeaderValue) -> Response<Body> {
+    let mut res = problem(StatusCode::SERVICE_UNAVAILABLE, detail);
+    res.headers_mut().insert(header::RETRY_AFTER, retry_after);
     res
 }
 

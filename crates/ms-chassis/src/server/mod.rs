@@ -2,8 +2,9 @@
 //!
 //! Outermost first: request id, trace context extraction and the server span, the request
 //! context (for logs), then routing, then — inside the router, where the route template is
-//! known — RED metrics and the access log, panic catcher, load shedding with a global
-//! concurrency limit, body size check and timeout, then the user's handler. The chassis
+//! known — RED metrics and the access log, panic catcher, load shedding at a global
+//! concurrency limit (fixed, and adaptive when `resilience.load_shedding` is on), body size
+//! check and timeout, then the user's handler. The chassis
 //! endpoints (health, metrics, admin) are dispatched *outside* this stack, so they answer
 //! even when the user's routes are saturated or timing out.
 
@@ -23,7 +24,7 @@ use std::task::{Context, Poll};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
-use axum::http::{Request, Response};
+use axum::http::{HeaderValue, Request, Response};
 use axum::routing::future::RouteFuture;
 use axum::serve::IncomingStream;
 use futures_util::future::Either;
@@ -33,8 +34,9 @@ use tokio::net::TcpListener;
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Service, ServiceBuilder};
 
-use crate::config::ChassisConfig;
+use crate::config::{ChassisConfig, ConfigError};
 use crate::metrics::Metrics;
+use crate::resilience::{AdaptiveLimit, ResilienceMetrics};
 use crate::telemetry::{RequestContext, otel};
 
 pub use problem::PROBLEM_JSON;
@@ -47,11 +49,11 @@ pub(crate) fn user_stack(
     cfg: &ChassisConfig,
     metrics: Option<&Metrics>,
     access_log: Arc<AtomicBool>,
-) -> ChassisStack {
+) -> Result<ChassisStack, ConfigError> {
     let limits = &cfg.server.limits;
     let body_limit = usize::try_from(limits.body_size).unwrap_or(usize::MAX);
     let shared = route::Shared {
-        limits: guard::Limits::new(limits),
+        limits: guard::Limits::new(limits, shedder(cfg, metrics)?),
         metrics: metrics.map(Metrics::http_instruments),
         access_log,
     };
@@ -61,7 +63,31 @@ pub(crate) fn user_stack(
             .layer(route::RouteLayer(Arc::new(shared)))
             .layer(DefaultBodyLimit::max(body_limit)),
     );
-    ChassisStack { router }
+    Ok(ChassisStack { router })
+}
+
+/// The server's adaptive limit, named `server`, when `resilience.load_shedding` is on.
+fn shedder(
+    cfg: &ChassisConfig,
+    metrics: Option<&Metrics>,
+) -> Result<Option<guard::Shedder>, ConfigError> {
+    let config = &cfg.resilience.load_shedding;
+    if !config.enabled {
+        return Ok(None);
+    }
+    let metrics = metrics.map_or_else(ResilienceMetrics::unregistered, Metrics::resilience);
+    // Validated when the config was loaded; this only fails for a config built by hand.
+    let limit = AdaptiveLimit::new("server", config, &metrics).map_err(|e| {
+        ConfigError::new(
+            None,
+            Some(format!("resilience.load_shedding.{}", e.field)),
+            e.message,
+        )
+    })?;
+    Ok(Some(guard::Shedder {
+        limit,
+        retry_after: HeaderValue::from(config.retry_after_secs()),
+    }))
 }
 
 /// The outer, route-independent part of the stack: the request id and the request context

@@ -1,7 +1,7 @@
 //! The route-aware part of the stack, applied inside the user's router with one
 //! `Router::layer` call so that it runs after routing and knows the matched route template
 //! (`/books/{id}`): RED metrics, the access log line, the request guard (panic catcher,
-//! concurrency limit, body size, timeout), and problem+json for axum's empty 404 — which
+//! concurrency limits, body size, timeout), and problem+json for axum's empty 404 — which
 //! is only recognisable here, where a miss is known to be a routing miss.
 //!
 //! Every route gets a clone of this layer, but all clones share one [`Shared`], so the
@@ -101,7 +101,7 @@ where
         RouteFuture {
             inner,
             shared: shared.clone(),
-            holds_slot,
+            slot: holds_slot.then_some(start),
             route,
             in_flight,
             access,
@@ -114,7 +114,8 @@ pin_project! {
         #[pin]
         inner: GuardFuture<F>,
         shared: Arc<Shared>,
-        holds_slot: bool,
+        // When the request started, while it holds a concurrency slot.
+        slot: Option<Instant>,
         route: Option<MatchedPath>,
         in_flight: Option<InFlight>,
         access: Option<AccessRecord>,
@@ -123,7 +124,7 @@ pin_project! {
     impl<F> PinnedDrop for RouteFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if std::mem::take(this.holds_slot) {
+            if this.slot.take().is_some() {
                 this.shared.limits.release();
             }
             if let (Some(f), Some(m)) = (this.in_flight.take(), &this.shared.metrics) {
@@ -142,8 +143,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(mut res) = std::task::ready!(this.inner.poll(cx));
-        if std::mem::take(this.holds_slot) {
-            this.shared.limits.release();
+        if let Some(start) = this.slot.take() {
+            this.shared.limits.finish(start);
         }
         let route = this.route.as_ref().map(MatchedPath::as_str);
         if route.is_none()

@@ -1,0 +1,238 @@
+//! [`LoadShedLayer`]: an [`AdaptiveLimit`] in front of any tower service.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use super::{AdaptiveLimit, AdaptivePermit, LoadSheddingConfig};
+use crate::resilience::{BoxError, ResilienceConfigError, ResilienceError, ResilienceMetrics};
+
+/// Sheds calls beyond an adaptive concurrency limit, failing them at once with
+/// [`ResilienceError::Shed`]. Every service the layer builds, and their clones, share one
+/// [`AdaptiveLimit`]. See the [module docs](super).
+#[derive(Clone, Debug)]
+pub struct LoadShedLayer {
+    limit: AdaptiveLimit,
+}
+
+impl LoadShedLayer {
+    /// A load shedder named `name`. Fails if the settings are invalid; `enabled` is not
+    /// read (the layer is on where it is used).
+    pub fn new(
+        name: &str,
+        config: LoadSheddingConfig,
+        metrics: &ResilienceMetrics,
+    ) -> Result<Self, ResilienceConfigError> {
+        AdaptiveLimit::new(name, &config, metrics).map(Self::with_limit)
+    }
+
+    /// A layer over an existing limit, shared with whatever else uses it.
+    pub fn with_limit(limit: AdaptiveLimit) -> Self {
+        LoadShedLayer { limit }
+    }
+
+    /// The limit, to read its current value.
+    pub fn limit(&self) -> &AdaptiveLimit {
+        &self.limit
+    }
+}
+
+impl<S> Layer<S> for LoadShedLayer {
+    type Service = LoadShed<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        LoadShed {
+            inner,
+            limit: self.limit.clone(),
+        }
+    }
+}
+
+/// The load shedder's service: see [`LoadShedLayer`].
+#[derive(Clone, Debug)]
+pub struct LoadShed<S> {
+    inner: S,
+    limit: AdaptiveLimit,
+}
+
+impl<S, Req> Service<Req> for LoadShed<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = ResilienceError;
+    type Future = LoadShedResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(ResilienceError::from_inner)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let kind = match self.limit.try_acquire() {
+            Some(permit) => Kind::Running {
+                future: self.inner.call(req),
+                permit: Some(permit),
+            },
+            None => Kind::Shed {
+                name: Some(self.limit.name_arc()),
+            },
+        };
+        LoadShedResponseFuture { kind }
+    }
+}
+
+pin_project! {
+    /// The response future of [`LoadShed`].
+    pub struct LoadShedResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Running { #[pin] future: F, permit: Option<AdaptivePermit> },
+        Shed { name: Option<Arc<str>> },
+    }
+}
+
+impl<F> std::fmt::Debug for LoadShedResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadShedResponseFuture")
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, T, E> Future for LoadShedResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, ResilienceError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Running { future, permit } => {
+                let result = ready!(future.poll(cx)).map_err(ResilienceError::from_inner);
+                let permit = permit
+                    .take()
+                    .expect("LoadShedResponseFuture polled after completion");
+                // A rejection by an inner layer did no work: its latency says nothing.
+                match &result {
+                    Err(e) if e.is_rejection() => drop(permit),
+                    _ => permit.complete(),
+                }
+                Poll::Ready(result)
+            }
+            KindProj::Shed { name } => Poll::Ready(Err(ResilienceError::Shed {
+                name: name
+                    .take()
+                    .expect("LoadShedResponseFuture polled after completion"),
+            })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tokio::sync::Notify;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+
+    fn layer(initial_limit: usize) -> LoadShedLayer {
+        let config = LoadSheddingConfig {
+            initial_limit,
+            min_limit: 1,
+            ..LoadSheddingConfig::default()
+        };
+        LoadShedLayer::new("s", config, &ResilienceMetrics::unregistered()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn beyond_the_limit_calls_are_shed_at_once_without_reaching_the_service() {
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Notify::new());
+        let layer = layer(2);
+        let (a, r) = (Arc::clone(&arrived), Arc::clone(&release));
+        let svc = ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(service_fn(move |()| {
+                let (a, r) = (Arc::clone(&a), Arc::clone(&r));
+                async move {
+                    a.fetch_add(1, Ordering::SeqCst);
+                    r.notified().await;
+                    Ok::<_, std::io::Error>("done")
+                }
+            }));
+
+        let first = tokio::spawn(svc.clone().oneshot(()));
+        let second = tokio::spawn(svc.clone().oneshot(()));
+        while arrived.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        let err = svc.clone().oneshot(()).await.unwrap_err();
+        assert!(matches!(err, ResilienceError::Shed { ref name } if &**name == "s"));
+        assert_eq!(err.kind(), "shed");
+        assert_eq!(err.status_hint(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(err.is_rejection());
+        assert_eq!(arrived.load(Ordering::SeqCst), 2, "the third never arrived");
+        assert_eq!(layer.limit().in_flight(), 2);
+
+        release.notify_waiters();
+        assert_eq!(first.await.unwrap().unwrap(), "done");
+        assert_eq!(second.await.unwrap().unwrap(), "done");
+        assert_eq!(layer.limit().in_flight(), 0, "slots come back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latencies_of_a_busy_service_raise_the_limit() {
+        let layer = layer(4);
+        let svc = ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(service_fn(|()| async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok::<_, std::io::Error>(())
+            }));
+        // Four callers in a loop for two seconds: the whole limit in use at a steady
+        // latency, so it grows.
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                let svc = svc.clone();
+                tokio::spawn(async move {
+                    for _ in 0..200 {
+                        svc.clone().oneshot(()).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for c in callers {
+            c.await.unwrap();
+        }
+        assert!(layer.limit().limit() > 4, "{}", layer.limit().limit());
+    }
+
+    #[tokio::test]
+    async fn a_rejection_from_an_inner_layer_is_not_a_latency_sample() {
+        let layer = layer(2);
+        let svc = ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(service_fn(|()| async {
+                Err::<(), _>(ResilienceError::RateLimited { name: "r".into() })
+            }));
+        let err = svc.oneshot(()).await.unwrap_err();
+        assert_eq!(err.kind(), "rate_limited", "passed through, not nested");
+        assert_eq!(layer.limit().in_flight(), 0);
+    }
+}
