@@ -1,6 +1,6 @@
 //! `/metrics` over a real socket: RED metrics labelled by route template, the fixed
 //! `unmatched` label, standard process metrics, build info, user metrics, the disabled
-//! switch, and a clean `promtool check metrics`.
+//! switch, and a clean `promtool check metrics` (load shedding's families included).
 
 mod support;
 
@@ -500,14 +500,21 @@ async fn disabled_metrics_have_no_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrape_passes_promtool_check_metrics() {
     let promtool = support::require_tool("promtool", "apt-get install -y prometheus");
-    let svc = support::start("", router()).await;
+    // With load shedding on, so that its families are linted too.
+    let svc = support::start("resilience: { load_shedding: { enabled: true } }", router()).await;
     let client = support::client();
     send_traffic(&client, &svc.url).await;
     let (_, body) = scrape(&client, &svc.url).await;
-    assert!(
-        body.contains("http_server_request_duration_seconds_bucket"),
-        "scrape should contain request histograms before linting\n--- body ---\n{body}"
-    );
+    for family in [
+        "http_server_request_duration_seconds_bucket",
+        "ms_chassis_load_shedding_limit{name=\"server\"} 20",
+        "ms_chassis_load_shedding_latency_seconds{estimate=\"short\",name=\"server\"}",
+    ] {
+        assert!(
+            body.contains(family),
+            "scrape should contain {family} before linting\n--- body ---\n{body}"
+        );
+    }
 
     let mut child = tokio::process::Command::new(&promtool)
         .args(["check", "metrics"])

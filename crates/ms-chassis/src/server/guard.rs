@@ -20,13 +20,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
-use super::problem::problem;
+use super::problem::{problem, problem_body, problem_response};
 use crate::config::LimitsSection;
 use crate::resilience::AdaptiveLimit;
 
@@ -48,11 +48,12 @@ pub(crate) struct Limits {
     timeout: Option<Duration>,
 }
 
-/// The adaptive limit and the `Retry-After` of its 503s.
+/// The adaptive limit, and its 503 answer rendered once.
 #[derive(Debug)]
 pub(crate) struct Shedder {
-    pub(crate) limit: AdaptiveLimit,
-    pub(crate) retry_after: HeaderValue,
+    limit: AdaptiveLimit,
+    body: Bytes,
+    retry_after: HeaderValue,
 }
 
 impl Limits {
@@ -117,7 +118,7 @@ impl Limits {
             let before = self.in_flight.fetch_add(1, Ordering::Acquire);
             if before >= self.max_in_flight {
                 self.release();
-                return (GuardFuture::done(at_fixed_limit()), false);
+                return (GuardFuture::done(shed()), false);
             }
             if let Some(a) = &self.adaptive
                 && !a.limit.admits(before)
@@ -149,13 +150,26 @@ impl Limits {
 }
 
 impl Shedder {
-    /// The answer to a request shed at the adaptive limit.
-    fn overloaded(&self) -> Response<Body> {
-        shed(
+    pub(crate) fn new(limit: AdaptiveLimit, retry_after_secs: u64) -> Self {
+        let body = problem_body(
+            StatusCode::SERVICE_UNAVAILABLE,
             "the service is overloaded: the request was shed at its adaptive concurrency limit \
              (resilience.load_shedding); retry later",
-            self.retry_after.clone(),
-        )
+            Default::default(),
+        );
+        Self {
+            limit,
+            body,
+            retry_after: HeaderValue::from(retry_after_secs),
+        }
+    }
+
+    /// The answer to a request shed at the adaptive limit.
+    fn overloaded(&self) -> Response<Body> {
+        let mut res = problem_response(StatusCode::SERVICE_UNAVAILABLE, self.body.clone());
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, self.retry_after.clone());
+        res
     }
 }
 
@@ -168,17 +182,13 @@ fn content_length<B>(req: &Request<B>) -> Option<u64> {
         .ok()
 }
 
-fn at_fixed_limit() -> Response<Body> {
-    shed(
+fn shed() -> Response<Body> {
+    let mut res = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
         "the service is at its concurrency limit (server.limits.concurrency); retry later",
-        HeaderValue::from_static("1"),
-    )
-}
-
-/// 503 problem+json with `Retry-After`.
-fn shed(detail: &str, retry_after: HeaderValue) -> Response<Body> {
-    let mut res = problem(StatusCode::SERVICE_UNAVAILABLE, detail);
-    res.headers_mut().insert(header::RETRY_AFTER, retry_after);
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     res
 }
 

@@ -24,7 +24,7 @@ use std::task::{Context, Poll};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
-use axum::http::{HeaderValue, Request, Response};
+use axum::http::{Request, Response};
 use axum::routing::future::RouteFuture;
 use axum::serve::IncomingStream;
 use futures_util::future::Either;
@@ -84,10 +84,7 @@ fn shedder(
             e.message,
         )
     })?;
-    Ok(Some(guard::Shedder {
-        limit,
-        retry_after: HeaderValue::from(config.retry_after_secs()),
-    }))
+    Ok(Some(guard::Shedder::new(limit, config.retry_after_secs())))
 }
 
 /// The outer, route-independent part of the stack: the request id and the request context

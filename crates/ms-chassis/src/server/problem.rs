@@ -1,6 +1,6 @@
 //! RFC 7807 `application/problem+json` bodies for the errors the chassis itself produces.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Map, Value};
 
@@ -18,6 +18,15 @@ pub(crate) fn problem_with(
     detail: &str,
     extensions: Map<String, Value>,
 ) -> Response<Body> {
+    problem_response(status, problem_body(status, detail, extensions))
+}
+
+/// The JSON body of a problem response.
+pub(crate) fn problem_body(
+    status: StatusCode,
+    detail: &str,
+    extensions: Map<String, Value>,
+) -> Bytes {
     let mut body = extensions;
     body.insert("type".into(), "about:blank".into());
     body.insert(
@@ -26,7 +35,13 @@ pub(crate) fn problem_with(
     );
     body.insert("status".into(), status.as_u16().into());
     body.insert("detail".into(), detail.into());
-    let mut res = Response::new(Body::from(Value::Object(body).to_string()));
+    Value::Object(body).to_string().into()
+}
+
+/// A problem response around a body from [`problem_body`]: for an answer given so often
+/// under load (a shed request) that rendering its body once pays.
+pub(crate) fn problem_response(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut res = Response::new(Body::from(body));
     *res.status_mut() = status;
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

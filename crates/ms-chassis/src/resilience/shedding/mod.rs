@@ -42,6 +42,11 @@
 //! recovers, the gradient is 1 and the limit grows by `√limit × smoothing` per window, as
 //! long as the service uses it.
 //!
+//! The baseline follows lasting changes at the pace of its ≈ 600 windows (a minute with the
+//! default `window`). That is what lets a service whose latency really changed (a slower
+//! dependency, a heavier release) stop shedding after a while; the price is that during an
+//! overload that lasts many minutes, the latency the limit is held to creeps up with it.
+//!
 //! # Cost
 //!
 //! The request path takes no lock and allocates nothing. Admission is one atomic add and one
@@ -67,7 +72,7 @@
 //!     min_limit: 10
 //!     max_limit: 1000
 //!     tolerance: 1.5
-//!     smoothing: 0.2
+//!     smoothing: 0.5
 //!     window: 100ms
 //!     retry_after: 1s
 //! ```
@@ -125,7 +130,7 @@ use super::{ResilienceConfigError, durations};
 ///   min_limit: 10
 ///   max_limit: 1000
 ///   tolerance: 1.5
-///   smoothing: 0.2
+///   smoothing: 0.5
 ///   window: 100ms
 ///   retry_after: 1s
 /// ```
@@ -152,8 +157,10 @@ pub struct LoadSheddingConfig {
     /// shrinks: 1.5 (the default, Netflix's) tolerates 50% more. At least 1; raise it for a
     /// service with noisy latency.
     pub tolerance: f64,
-    /// How much of each recalculated limit is taken, in (0, 1]: 0.2 (the default) moves the
-    /// limit a fifth of the way per window, which rides out one odd window.
+    /// How much of each recalculated limit is taken, in (0, 1]. The default, 0.5, moves the
+    /// limit half way per window: a surge is caught within a few windows, and one odd window
+    /// moves the limit by at most a quarter. (Netflix's 0.2 is applied per request; here
+    /// each window already averages at least 10 of them.)
     pub smoothing: f64,
     /// How often the limit is recalculated (each time from at least 10 latency samples).
     /// Default `100ms`: fast enough to catch a surge within a second, long enough to hold a
@@ -173,7 +180,7 @@ impl Default for LoadSheddingConfig {
             min_limit: 10,
             max_limit: 1000,
             tolerance: 1.5,
-            smoothing: 0.2,
+            smoothing: 0.5,
             window: Duration::from_millis(100),
             retry_after: Duration::from_secs(1),
         }
