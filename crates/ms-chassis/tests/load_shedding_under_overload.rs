@@ -135,7 +135,10 @@ async fn drive(client: &reqwest::Client, url: &str, callers: usize, length: Dura
 /// overload. Returns what the overload saw.
 async fn warm_up_then_overload(client: &reqwest::Client, url: &str) -> Outcomes {
     let warm = drive(client, url, CAPACITY, Duration::from_secs(1)).await;
-    assert!(warm.shed.is_empty(), "nothing is shed at capacity: {warm:?}");
+    assert!(
+        warm.shed.is_empty(),
+        "nothing is shed at capacity: {warm:?}"
+    );
     drive(client, url, OVERLOAD_CALLERS, OVERLOAD_FOR).await
 }
 
@@ -212,11 +215,15 @@ async fn overload_is_shed_fast_accepted_requests_stay_fast_and_the_service_recov
 
     // The load has stopped: requests are served again, at a limit above its floor.
     let url = format!("{}/work", on.url);
-    support::eventually(Duration::from_secs(30), "the service to recover", || async {
-        let ok = client.get(&url).send().await.ok()?.status() == 200;
-        let limit = server_series(&client, &on.url, "ms_chassis_load_shedding_limit").await?;
-        (ok && limit > 2.0).then_some(())
-    })
+    support::eventually(
+        Duration::from_secs(30),
+        "the service to recover",
+        || async {
+            let ok = client.get(&url).send().await.ok()?.status() == 200;
+            let limit = server_series(&client, &on.url, "ms_chassis_load_shedding_limit").await?;
+            (ok && limit > 2.0).then_some(())
+        },
+    )
     .await;
     for _ in 0..20 {
         let res = client.get(&url).send().await.unwrap();

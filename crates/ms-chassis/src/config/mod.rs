@@ -716,10 +716,7 @@ mod tests {
             ],
             "{e}"
         );
-        assert!(
-            e.diagnostics()[1].message.contains("min_limit (50)"),
-            "{e}"
-        );
+        assert!(e.diagnostics()[1].message.contains("min_limit (50)"), "{e}");
         let e = ConfigLoader::new()
             .yaml("resilience: { load_shedding: { smoothing: 2, wndow: 1s } }")
             .load()

@@ -248,11 +248,7 @@ impl AdaptivePermit {
 
 impl Drop for AdaptivePermit {
     fn drop(&mut self) {
-        self.limit
-            .inner
-            .in_flight
-            .0
-            .fetch_sub(1, Ordering::Release);
+        self.limit.inner.in_flight.0.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -375,7 +371,11 @@ mod tests {
         let gradient = 1.5 * long / (20.0 * MS);
         let target = 20.0 * gradient + 20f64.sqrt();
         let expected = 20.0 * 0.8 + target * 0.2;
-        assert!((e.limit - expected).abs() < 1e-9, "{} vs {expected}", e.limit);
+        assert!(
+            (e.limit - expected).abs() < 1e-9,
+            "{} vs {expected}",
+            e.limit
+        );
     }
 
     #[test]
