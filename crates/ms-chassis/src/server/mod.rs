@@ -4,9 +4,9 @@
 //! context (for logs), then routing, then — inside the router, where the route template is
 //! known — RED metrics and the access log, panic catcher, load shedding at a global
 //! concurrency limit (fixed, and adaptive when `resilience.load_shedding` is on), body size
-//! check and timeout, then the user's handler. The chassis
-//! endpoints (health, metrics, admin) are dispatched *outside* this stack, so they answer
-//! even when the user's routes are saturated or timing out.
+//! check and timeout, then the user's handler. The chassis endpoints (health, metrics,
+//! admin) are dispatched *outside* this stack, so they answer even when the user's routes
+//! are saturated or timing out.
 
 mod guard;
 mod problem;

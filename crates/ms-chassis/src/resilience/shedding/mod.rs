@@ -49,9 +49,10 @@
 //!
 //! # Cost
 //!
-//! The request path takes no lock and allocates nothing. Admission is one atomic add and one
-//! relaxed load; completion is a clock read and one atomic add (the window's latency sum and
-//! sample count share one word). The recalculation runs once per window, in whichever
+//! The limit takes no lock and allocates nothing on the request path. Admission is one
+//! atomic add (on the server, the in-flight count it keeps anyway) and one relaxed load;
+//! completion is a clock read and one atomic add (the window's latency sum and sample count
+//! share one word). The recalculation runs once per window, in whichever
 //! completing call wins a `try_lock` (a compare-and-swap; the losers skip it, nobody waits).
 //!
 //! # On the server
@@ -86,25 +87,26 @@
 //! use ms_chassis::resilience::{
 //!     LoadShedLayer, LoadSheddingConfig, ResilienceError, ResilienceMetrics,
 //! };
-//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let mut config = LoadSheddingConfig::default();
-//! config.initial_limit = 50;
+//! (config.min_limit, config.initial_limit) = (1, 1); // to show a shed call
 //! let layer = LoadShedLayer::new("books", config, &ResilienceMetrics::unregistered())?;
 //! let limit = layer.limit().clone(); // to read the current limit
 //!
-//! let books = ServiceBuilder::new()
+//! let mut books = ServiceBuilder::new()
 //!     .layer(layer)
 //!     .service_fn(|_req: http::Request<String>| async {
 //!         Ok::<_, std::io::Error>(http::Response::new(String::from("a book")))
 //!     });
-//! let response = books.oneshot(http::Request::new(String::new())).await?;
-//! assert_eq!(response.into_body(), "a book");
-//! assert_eq!(limit.limit(), 50);
-//! // Beyond the limit, a call fails at once with `ResilienceError::Shed`.
-//! # let _ = |e: ResilienceError| matches!(e, ResilienceError::Shed { .. });
+//! let first = books.ready().await?.call(http::Request::new(String::new()));
+//! // The first call holds the only slot: the second is shed at once.
+//! let second = books.ready().await?.call(http::Request::new(String::new()));
+//! assert!(matches!(second.await, Err(ResilienceError::Shed { .. })));
+//! assert_eq!(first.await?.into_body(), "a book");
+//! assert_eq!((limit.limit(), limit.in_flight()), (1, 0));
 //! # Ok(())
 //! # }
 //! ```
@@ -143,8 +145,10 @@ pub struct LoadSheddingConfig {
     /// it on with the service's latency profile in view. The fixed
     /// `server.limits.concurrency` cap applies either way.
     pub enabled: bool,
-    /// The limit before any latency is seen. Default 20 (Netflix's): enough to start
-    /// serving, and the limit grows as soon as traffic uses half of it.
+    /// The limit before any latency is seen. Default 20 (Netflix's). Set it near the
+    /// service's usual concurrency: a service that runs more requests at once sheds some of
+    /// them at start, until the limit has grown to fit (by about `√limit × smoothing` per
+    /// window); the limit moves only once traffic uses half of it.
     pub initial_limit: usize,
     /// The limit never goes below this, so that a latency spike that has nothing to do with
     /// load cannot throttle the service to a trickle. Default 10; lower it for a service
