@@ -3,7 +3,9 @@
 //! The same service runs twice, load shedding off and on, behind a dependency with a fixed
 //! capacity, and gets the same overload from an in-test load generator. With shedding on,
 //! the excess gets fast 503 problem+json answers with `Retry-After`, the requests it accepts
-//! keep a far lower p99 than without, and once the load stops the service serves again.
+//! keep a far lower p99 than without, and once the load stops the service serves again. A
+//! smaller test pins the shed response itself: a request beyond the limit never reaches its
+//! handler.
 //!
 //! Every comparison is a ratio between the two runs of this one test, never an absolute
 //! time: latency here comes from queueing for the dependency, which a busy machine slows
@@ -12,12 +14,13 @@
 mod support;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ms_chassis::axum::Router;
 use ms_chassis::axum::routing::get;
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 /// The dependency serves this many requests at once...
 const CAPACITY: usize = 4;
@@ -82,10 +85,15 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// A shed response: 503 problem+json with `Retry-After`, naming the setting.
+/// A shed response: 503 problem+json with `Retry-After: 1`, naming the setting.
 async fn assert_shed(res: reqwest::Response) {
+    assert_shed_retry_after(res, "1").await;
+}
+
+async fn assert_shed_retry_after(res: reqwest::Response, retry_after: &str) {
+    assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
-    assert_eq!(res.headers()["retry-after"], "1");
+    assert_eq!(res.headers()["retry-after"], retry_after);
     let body: Value = res.json().await.expect("problem+json body");
     assert_eq!(body["status"], 503, "{body}");
     assert!(
@@ -230,4 +238,65 @@ async fn overload_is_shed_fast_accepted_requests_stay_fast_and_the_service_recov
         assert_eq!(res.status(), 200, "nothing is shed once the load is gone");
     }
     on.running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_beyond_the_adaptive_limit_is_shed_before_its_handler_runs() {
+    // No fixed limit at all, and an adaptive limit of one: a request held in its handler
+    // makes the next one shed, on any route, and its handler never runs.
+    let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (e, r, c) = (entered.clone(), release.clone(), calls.clone());
+    let router = Router::new()
+        .route(
+            "/hold",
+            get(move || {
+                let (e, r) = (e.clone(), r.clone());
+                async move {
+                    e.notify_one();
+                    r.notified().await;
+                    "released"
+                }
+            }),
+        )
+        .route(
+            "/other",
+            get(move || {
+                c.fetch_add(1, Ordering::SeqCst);
+                async { "other" }
+            }),
+        );
+    let yaml = "
+server: { limits: { concurrency: 0 } }
+resilience:
+  load_shedding: { enabled: true, min_limit: 1, initial_limit: 1, retry_after: 2500ms }
+";
+    let svc = support::start(yaml, router).await;
+    let client = support::client();
+    let held = tokio::spawn(client.get(format!("{}/hold", svc.url)).send());
+    tokio::time::timeout(Duration::from_secs(30), entered.notified())
+        .await
+        .expect("handler entered");
+
+    let res = client
+        .get(format!("{}/other", svc.url))
+        .send()
+        .await
+        .unwrap();
+    assert_shed_retry_after(res, "3").await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the handler never ran");
+    assert_eq!(
+        server_series(&client, &svc.url, "ms_chassis_load_shed_total").await,
+        Some(1.0)
+    );
+
+    release.notify_one();
+    assert_eq!(held.await.unwrap().unwrap().status(), 200);
+    let res = client
+        .get(format!("{}/other", svc.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the slot came back");
+    svc.running.shutdown().await.unwrap();
 }
