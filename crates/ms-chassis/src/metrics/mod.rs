@@ -43,6 +43,7 @@ use prometheus::{
 };
 
 use crate::build_info;
+use crate::resilience::ResilienceMetrics;
 
 pub(crate) use http::{HttpInstruments, InFlight, UNMATCHED_ROUTE};
 pub use openmetrics::OPENMETRICS_TYPE;
@@ -65,6 +66,26 @@ struct MetricsInner {
     http_active: IntGauge,
     exemplars: Arc<openmetrics::Exemplars>,
     config_reloads: IntCounterVec,
+    client_duration: HistogramVec,
+    resilience: ResilienceMetrics,
+}
+
+/// `http_client_request_duration_seconds`, unregistered.
+pub(crate) fn client_duration_histogram() -> prometheus::Result<HistogramVec> {
+    HistogramVec::new(
+        HistogramOpts::new(
+            "http_client_request_duration_seconds",
+            "Duration of HTTP client requests, per attempt.",
+        )
+        .buckets(HTTP_DURATION_BUCKETS.to_vec()),
+        &[
+            "client",
+            "server_address",
+            "http_request_method",
+            "http_response_status_code",
+            "error_type",
+        ],
+    )
 }
 
 impl Metrics {
@@ -124,6 +145,9 @@ impl Metrics {
             config_reloads.with_label_values(&[result]);
         }
         registry.register(Box::new(config_reloads.clone()))?;
+        let client_duration = client_duration_histogram()?;
+        registry.register(Box::new(client_duration.clone()))?;
+        let resilience = ResilienceMetrics::new(&registry)?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -135,6 +159,8 @@ impl Metrics {
                 http_active,
                 exemplars: Arc::default(),
                 config_reloads,
+                client_duration,
+                resilience,
             }),
         })
     }
@@ -168,6 +194,17 @@ impl Metrics {
         let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
         self.inner.registry.register(Box::new(h.clone()))?;
         Ok(h)
+    }
+
+    /// The resilience layers' metrics, registered on this registry: pass them to layers
+    /// you build yourself so that `/metrics` exports them.
+    pub fn resilience(&self) -> &ResilienceMetrics {
+        &self.inner.resilience
+    }
+
+    /// `http_client_request_duration_seconds`.
+    pub(crate) fn client_duration(&self) -> &HistogramVec {
+        &self.inner.client_duration
     }
 
     /// `ms_chassis_config_reloads_total`, by `result`.

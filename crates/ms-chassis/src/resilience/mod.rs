@@ -69,7 +69,7 @@ pub mod rate_limit;
 pub mod retry;
 pub mod timeout;
 
-mod durations;
+pub(crate) mod durations;
 mod metrics;
 
 use std::error::Error as StdError;

@@ -33,6 +33,7 @@ use tokio::net::TcpListener;
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Service, ServiceBuilder};
 
+use crate::client::Forwarding;
 use crate::config::ChassisConfig;
 use crate::metrics::Metrics;
 use crate::telemetry::{RequestContext, otel};
@@ -47,6 +48,7 @@ pub(crate) fn user_stack(
     cfg: &ChassisConfig,
     metrics: Option<&Metrics>,
     access_log: Arc<AtomicBool>,
+    forwarding: Arc<Forwarding>,
 ) -> ChassisStack {
     let limits = &cfg.server.limits;
     let body_limit = usize::try_from(limits.body_size).unwrap_or(usize::MAX);
@@ -61,7 +63,7 @@ pub(crate) fn user_stack(
             .layer(route::RouteLayer(Arc::new(shared)))
             .layer(DefaultBodyLimit::max(body_limit)),
     );
-    ChassisStack { router }
+    ChassisStack { router, forwarding }
 }
 
 /// The outer, route-independent part of the stack: the request id and the request context
@@ -69,6 +71,8 @@ pub(crate) fn user_stack(
 #[derive(Clone)]
 pub(crate) struct ChassisStack {
     router: Router,
+    /// The incoming headers that clients propagate, captured into the request context.
+    forwarding: Arc<Forwarding>,
 }
 
 impl Service<Request<Body>> for ChassisStack {
@@ -95,7 +99,8 @@ impl Service<Request<Body>> for ChassisStack {
             }
             None => (opentelemetry::Context::new(), None),
         };
-        let ctx = RequestContext::new(id.clone(), cx.clone(), parent_span_id);
+        let forwarded = self.forwarding.capture(req.headers());
+        let ctx = RequestContext::new(id.clone(), cx.clone(), parent_span_id, forwarded);
         let inner = ctx.sync_scope(|| {
             let _attached = cx.clone().attach();
             self.router.call(req)
@@ -171,7 +176,7 @@ impl Service<Request<Body>> for Dispatch {
             req.extensions_mut().insert(ConnectInfo(peer));
         }
         if let Some(chassis) = &self.chassis
-            && chassis.1.iter().any(|p| p == req.uri().path())
+            && is_chassis_path(&chassis.1, req.uri().path())
         {
             return Either::Left(Either::Left(chassis.0.clone().call(req)));
         }
@@ -183,6 +188,14 @@ impl Service<Request<Body>> for Dispatch {
             )))),
         }
     }
+}
+
+/// Whether `path` is one of the chassis `paths`: equal to one, or under one that ends in
+/// `/` (`/admin/breakers/` covers `/admin/breakers/books`).
+fn is_chassis_path(paths: &[String], path: &str) -> bool {
+    paths.iter().any(|p| {
+        p == path || (p.ends_with('/') && path.len() > p.len() && path.starts_with(p.as_str()))
+    })
 }
 
 /// Hands each accepted connection a [`Dispatch`] that knows the peer address.
