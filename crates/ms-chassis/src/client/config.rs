@@ -26,7 +26,7 @@ use crate::resilience::{
 ///     retry:    { enabled: true, max_attempts: 3 }         # and every RetryConfig key
 ///     breaker:  { enabled: true, failure_rate_threshold: 50 }  # every CircuitBreakerConfig key
 ///     bulkhead: { enabled: true, max_concurrent: 25 }      # every BulkheadConfig key
-///     rate_limit: { enabled: false }                       # every RateLimitConfig key
+///     rate_limit: { enabled: false, rate: 100, period: 1s } # every RateLimitConfig key
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
