@@ -567,7 +567,7 @@ fn bad_client_settings_fail_at_load_naming_the_key() {
     let file = dir.path().join("config.yaml");
     std::fs::write(
         &file,
-        "clients:\n  books:\n    timeout: 0s\n    propagate_headers: [host]\n    retry: { max_attempts: 0 }\n    bulkhead: { max_concurent: 3 }\n",
+        "clients:\n  books:\n    timeout: 0s\n    propagate_headers: [host]\n    retry: { max_attempts: 0 }\n    bulkhead: { max_concurent: 3 }\n    breaker: { enabled: false, wait_in_open: 30 parsecs }\n",
     )
     .unwrap();
     let e = Service::builder()
@@ -581,6 +581,7 @@ fn bad_client_settings_fail_at_load_naming_the_key() {
         "clients.books.propagate_headers.0",
         "clients.books.retry.max_attempts",
         "did you mean `max_concurrent`",
+        "config.yaml:7: clients.books.breaker.wait_in_open: expected a duration",
         "config.yaml:3",
     ] {
         assert!(e.contains(expected), "missing {expected:?} in:\n{e}");

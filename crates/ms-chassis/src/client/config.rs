@@ -110,19 +110,82 @@ impl Default for PoolConfig {
 
 /// A resilience layer's settings with an `enabled` switch beside them:
 /// `breaker: { enabled: false }` takes the breaker out of the client's stack.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Read by hand rather than with `#[serde(flatten)]`, which buffers the map and so loses
+/// the key path of an error (`clients.books.retry` instead of
+/// `clients.books.retry.max_attempts`). Here the layer's own fields are read straight
+/// from the map, so every error names its key and line.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Toggle<T> {
-    /// Whether the layer is in the stack.
-    #[serde(default = "yes")]
+    /// Whether the layer is in the stack. Default true.
     pub enabled: bool,
     /// The layer's settings.
     #[serde(flatten)]
     pub config: T,
 }
 
-fn yes() -> bool {
-    true
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Toggle<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = Toggle<T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of settings, with an optional `enabled: true|false`")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Toggle<T>, A::Error> {
+                let mut without = WithoutEnabled { map, enabled: None };
+                let config =
+                    T::deserialize(serde::de::value::MapAccessDeserializer::new(&mut without))?;
+                Ok(Toggle {
+                    enabled: without.enabled.unwrap_or(true),
+                    config,
+                })
+            }
+        }
+
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// The entries of a map except `enabled`, which it keeps aside.
+struct WithoutEnabled<A> {
+    map: A,
+    enabled: Option<bool>,
+}
+
+impl<'de, A: serde::de::MapAccess<'de>> serde::de::MapAccess<'de> for &mut WithoutEnabled<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        use serde::de::IntoDeserializer as _;
+        loop {
+            let Some(key) = self.map.next_key::<String>()? else {
+                return Ok(None);
+            };
+            if key == "enabled" {
+                self.enabled = Some(self.map.next_value()?);
+                continue;
+            }
+            return seed.deserialize(key.into_deserializer()).map(Some);
+        }
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, A::Error> {
+        self.map.next_value_seed(seed)
+    }
 }
 
 impl<T: Default> Default for Toggle<T> {
