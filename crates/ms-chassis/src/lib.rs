@@ -3,6 +3,7 @@
 
 mod admin;
 mod build_info;
+pub mod client;
 pub mod config;
 mod error;
 pub mod health;

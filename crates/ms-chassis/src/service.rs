@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 pub use tokio_util::sync::CancellationToken;
 
 use crate::admin::{Admin, Exposure, Started};
+use crate::client::{Clients, HttpClient};
 use crate::config::{Config, ConfigLoader, ConfigWatch};
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -41,6 +42,7 @@ pub struct Service {
     started: Started,
     /// `logging.access`, shared with the server stack so that a reload can flip it.
     access_log: Arc<AtomicBool>,
+    clients: Clients,
 }
 
 /// Leaves out the loader, which holds the whole environment.
@@ -93,6 +95,7 @@ impl ServiceBuilder {
         let metrics = Metrics::new(&config.chassis().service)?;
         let health = Health::new(&config.chassis().health);
         Ok(Service {
+            clients: Clients::new(&metrics),
             access_log: Arc::new(AtomicBool::new(config.chassis().logging.access)),
             watch: ConfigWatch::new(config.clone()),
             config,
@@ -155,6 +158,23 @@ impl Service {
         &self.health
     }
 
+    /// The HTTP client `name`, built from `clients.<name>` in config: resilient, traced,
+    /// measured, and following config reloads. Every call with the same name returns the
+    /// same client (one pool, one breaker). Fails if `clients.<name>` is not configured.
+    /// See [`HttpClient`].
+    ///
+    /// ```
+    /// # let svc = ms_chassis::Service::builder()
+    /// #     .yaml("clients: { books: { url: 'http://127.0.0.1:8081' } }").build()?;
+    /// let books = svc.client("books")?;
+    /// svc.health().readiness("books", books.probe());
+    /// assert!(svc.client("nope").is_err());
+    /// # Ok::<(), ms_chassis::Error>(())
+    /// ```
+    pub fn client(&self, name: &str) -> Result<HttpClient> {
+        self.clients.get(name, &self.watch, &self.shutdown)
+    }
+
     /// The metric registry: add the service's own metrics here.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -214,6 +234,7 @@ impl Service {
             self.started,
             exposure,
             self.shutdown.clone(),
+            self.clients.clone(),
         )));
         let chassis = Some((chassis, chassis_paths));
         let user = Some(user_stack(
@@ -221,6 +242,7 @@ impl Service {
             cfg,
             metrics_on.then_some(&self.metrics),
             self.access_log.clone(),
+            self.clients.forwarding(),
         )?);
 
         let listener = bind(cfg.server.host, cfg.server.port, "server.host/server.port").await?;

@@ -500,13 +500,38 @@ async fn disabled_metrics_have_no_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrape_passes_promtool_check_metrics() {
     let promtool = support::require_tool("promtool", "apt-get install -y prometheus");
-    // With load shedding on, so that its families are linted too.
-    let svc = support::start("resilience: { load_shedding: { enabled: true } }", router()).await;
+    // Client metrics too: a downstream that answers, and one that refuses connections.
+    let downstream = support::start("", router()).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // And load shedding on, so that its families are linted too.
+    let yaml = format!(
+        "clients:\n  up: {{ url: '{}' }}\n  down: {{ url: 'http://{closed}', retry: {{ enabled: false }} }}\n\
+         resilience: {{ load_shedding: {{ enabled: true }} }}\n",
+        downstream.url
+    );
+    let clients = std::sync::Mutex::new(Vec::new());
+    let svc = support::start_with(&yaml, router(), |s| {
+        for name in ["up", "down"] {
+            clients.lock().unwrap().push(s.client(name).unwrap());
+        }
+    })
+    .await;
+    for c in clients.into_inner().unwrap() {
+        for path in ["/hello", "/nope"] {
+            let _ = c.get(path).send().await;
+        }
+    }
     let client = support::client();
     send_traffic(&client, &svc.url).await;
     let (_, body) = scrape(&client, &svc.url).await;
     for family in [
         "http_server_request_duration_seconds_bucket",
+        "http_client_request_duration_seconds_bucket",
+        "ms_chassis_circuit_breaker_state",
+        "ms_chassis_bulkhead_active_calls",
         "ms_chassis_load_shedding_limit{name=\"server\"} 20",
         "ms_chassis_load_shedding_latency_seconds{estimate=\"short\",name=\"server\"}",
     ] {
@@ -544,4 +569,5 @@ async fn scrape_passes_promtool_check_metrics() {
     );
 
     svc.running.shutdown().await.expect("clean shutdown");
+    downstream.running.shutdown().await.expect("clean shutdown");
 }

@@ -7,6 +7,11 @@
 //! [`inject_current_headers`], so one trace covers both services; `/demo/panic` shows a
 //! handler panic turned into a 500 problem+json (and an error span).
 //!
+//! `/downstream` does the same job the way a service should: through the chassis'
+//! [`HttpClient`](ms_chassis::client::HttpClient) for `clients.downstream`, which adds
+//! timeouts, retry, a circuit breaker, a bulkhead, the client span, propagation and
+//! metrics, and whose health is part of readiness.
+//!
 //! Config in the demo: the `app:` section is followed live through
 //! `svc.config_watch().app()`, so editing `app.greeting` in the config file changes what
 //! `/hello` says without a restart, and an `app` section that does not read as
@@ -18,6 +23,7 @@ use std::time::Duration;
 
 use ms_chassis::axum::http::header;
 use ms_chassis::axum::response::{IntoResponse, Response};
+use ms_chassis::client::HttpClient;
 use ms_chassis::prelude::*;
 use ms_chassis::server::PROBLEM_JSON;
 use ms_chassis::telemetry::propagation::inject_current_headers;
@@ -73,6 +79,8 @@ struct App {
     /// The `app:` section as it is now: it follows config reloads.
     app: watch::Receiver<Arc<AppConfig>>,
     dependency: DemoDependency,
+    /// The client for `clients.downstream`, when that is configured.
+    downstream: Option<HttpClient>,
     /// One HTTP client for every `/relay` call, built on the first one: loading the TLS
     /// roots takes longer than the rest of start-up.
     client: std::sync::OnceLock<reqwest::Client>,
@@ -99,9 +107,19 @@ async fn main() -> ms_chassis::Result<()> {
         let up = probe.0.load(Ordering::Relaxed);
         async move { up }
     });
+    // The downstream's health gates readiness here because the demo has nothing else to
+    // do; see `HttpClient::probe` for when a shared dependency should not.
+    let downstream = if svc.config().chassis().clients.contains_key("downstream") {
+        let client = svc.client("downstream")?;
+        svc.health().readiness("downstream", client.probe());
+        Some(client)
+    } else {
+        None
+    };
     let state = Arc::new(App {
         app,
         dependency,
+        downstream,
         client: std::sync::OnceLock::new(),
     });
     svc.serve(router(state)).await
@@ -112,6 +130,7 @@ fn router(state: AppState) -> Router {
         .route("/hello", get(hello))
         .route("/hello/{name}", get(hello_name))
         .route("/relay", get(relay))
+        .route("/downstream", get(downstream))
         .route("/slow/{ms}", get(slow))
         .route("/demo/dependency/{state}", post(set_dependency))
         .route("/demo/panic", get(demo_panic))
@@ -219,6 +238,29 @@ async fn relay(State(s): State<AppState>) -> Response {
     }
     .instrument(span)
     .await
+}
+
+/// Calls `GET /hello/downstream` on `clients.downstream` through the chassis client and
+/// returns its JSON. 503 without `clients.downstream`; when the call fails, the status
+/// the client suggests (504 timeout, 503 refused by the breaker or bulkhead, 502 else),
+/// with the reason.
+async fn downstream(State(s): State<AppState>) -> Response {
+    let Some(client) = &s.downstream else {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no downstream client configured: set clients.downstream.url",
+        );
+    };
+    match client
+        .get_json::<serde_json::Value>("/hello/downstream")
+        .await
+    {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "downstream call failed");
+            problem(e.status_hint(), &e.to_string())
+        }
+    }
 }
 
 /// What to answer, and the client span's `error.type`, when a downstream call fails.

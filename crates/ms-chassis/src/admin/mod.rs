@@ -7,6 +7,8 @@
 //! | `GET /admin/loggers`        | the log filter: root and per-target levels     | protected    |
 //! | `POST /admin/loggers`       | change a level, optionally for a while         | protected    |
 //! | `POST /admin/config/reload` | reload the config now                          | protected    |
+//! | `GET /admin/breakers`       | every client's circuit breaker: state, window  | protected    |
+//! | `POST /admin/breakers/{name}` | force a breaker open, closed or disabled     | protected    |
 //!
 //! "Protected" is the rule in [`access`]: open on a loopback management port, else a
 //! bearer `admin.token`, else off. They are chassis endpoints: dispatched by exact path
@@ -14,6 +16,7 @@
 //! management listener when `server.management` is set.
 
 mod access;
+mod breakers;
 mod info;
 mod loggers;
 
@@ -32,16 +35,19 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use access::Exposure;
 pub(crate) use info::Started;
 
+use crate::client::Clients;
 use crate::config::Config;
 use crate::reload::Reloader;
 use crate::server::problem_with;
 
-/// Every path [`routes`] serves, for exact-match dispatch.
-pub(crate) const PATHS: [&str; 4] = [
+/// Every path [`routes`] serves, for dispatch: exact paths, and prefixes ending in `/`.
+pub(crate) const PATHS: [&str; 6] = [
     "/admin/info",
     "/admin/config",
     "/admin/loggers",
     "/admin/config/reload",
+    "/admin/breakers",
+    "/admin/breakers/",
 ];
 
 /// What the admin handlers share. Cheap to clone.
@@ -58,6 +64,8 @@ struct Inner {
     exposure: Exposure,
     /// Stops the timers of log level overrides.
     shutdown: CancellationToken,
+    /// The service's HTTP clients, for their breakers.
+    clients: Clients,
 }
 
 impl Admin {
@@ -67,6 +75,7 @@ impl Admin {
         started: Started,
         exposure: Exposure,
         shutdown: CancellationToken,
+        clients: Clients,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -75,6 +84,7 @@ impl Admin {
                 started,
                 exposure,
                 shutdown,
+                clients,
             }),
         }
     }
@@ -90,6 +100,8 @@ pub(crate) fn routes(admin: Admin) -> Router {
         .route("/admin/config", get(config))
         .route("/admin/loggers", get(loggers::get).post(loggers::post))
         .route("/admin/config/reload", post(reload))
+        .route("/admin/breakers", get(breakers::list))
+        .route("/admin/breakers/{name}", post(breakers::force))
         .route_layer(axum::middleware::from_fn_with_state(admin.clone(), guard));
     Router::new()
         .route("/admin/info", get(info))

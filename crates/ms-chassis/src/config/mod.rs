@@ -49,6 +49,7 @@ pub use sections::{
     ServiceSection, ShutdownSection, TraceExporter, TracingSection,
 };
 use source::{Layered, Source};
+pub(crate) use values::byte_size;
 pub use watch::ConfigWatch;
 
 /// Env var naming the config file or directory.
@@ -590,6 +591,11 @@ fn validate(
             "tracing.queue_size",
             "expected a queue size above zero, such as 2048".to_owned(),
         );
+    }
+    for (name, client) in &c.clients {
+        for (key, message) in client.validate(name) {
+            fail(&format!("clients.{name}.{key}"), message);
+        }
     }
     if let Err(e) = c.resilience.load_shedding.validate("server") {
         // The limit rules compare three keys: none may stand for a dropped value.

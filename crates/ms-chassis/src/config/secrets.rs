@@ -492,11 +492,29 @@ pub(crate) fn is_sensitive_name(key: &str) -> bool {
     WORDS.iter().any(|w| key.contains(w))
 }
 
+/// `scheme://user:password@host/...` with the password replaced by `<redacted>`; `None`
+/// for a string that carries no password in a URL.
+fn redact_url_password(s: &str) -> Option<String> {
+    let (scheme, rest) = s.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (user, _) = userinfo.split_once(':')?;
+    Some(format!(
+        "{scheme}://{user}:{REDACTED}@{}",
+        &rest[userinfo.len() + 1..]
+    ))
+}
+
 /// The merged tree with every decrypted value, and every non-null value under a sensitive
-/// key name, replaced by `<redacted>`.
+/// key name, replaced by `<redacted>`; passwords in URLs (`http://user:pw@host`) too.
 pub(crate) fn redact(value: &Value, secrets: &Secrets) -> Value {
     fn walk(value: &mut Value, path: &str, secrets: &Secrets) {
         match value {
+            Value::String(s) => {
+                if let Some(safe) = redact_url_password(s) {
+                    *s = safe;
+                }
+            }
             Value::Object(map) => {
                 for (key, child) in map.iter_mut() {
                     let p = join(path, key);
@@ -530,6 +548,20 @@ mod tests {
         std::fs::write(&path, SecretKey::generate()).unwrap();
         let key = SecretKey::from_file(&path).unwrap();
         (path, key)
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url_password("http://ann:pw@db:5432/x?y=z").as_deref(),
+            Some("http://ann:<redacted>@db:5432/x?y=z")
+        );
+        assert_eq!(redact_url_password("http://ann@db/x"), None);
+        assert_eq!(redact_url_password("http://db/a:b@c"), None);
+        assert_eq!(redact_url_password("no url"), None);
+        let tree = serde_json::json!({ "clients": { "b": { "url": "https://u:p@h" } } });
+        let out = redact(&tree, &Secrets::default());
+        assert_eq!(out["clients"]["b"]["url"], "https://u:<redacted>@h");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The typed chassis sections of `config.yaml`. Every field has a documented default, so a
 //! service runs with no file at all.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::values::{byte_size, duration, ip, port};
+use crate::client::ClientConfig;
 use crate::resilience::ResilienceSection;
 use crate::telemetry::propagation::PropagationFormat;
 
@@ -31,8 +33,8 @@ pub struct ChassisConfig {
     pub tracing: TracingSection,
     /// `resilience`: the service's own resilience: adaptive load shedding.
     pub resilience: ResilienceSection,
-    /// `clients`: reserved; accepted as written.
-    pub clients: Value,
+    /// `clients`: one [`ClientConfig`] per named HTTP client (`svc.client("books")`).
+    pub clients: BTreeMap<String, ClientConfig>,
     /// `discovery`: reserved; accepted as written.
     pub discovery: Value,
     /// `openapi`: reserved; accepted as written.

@@ -30,7 +30,7 @@
 mod http;
 mod openmetrics;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::header;
@@ -66,7 +66,26 @@ struct MetricsInner {
     http_active: IntGauge,
     exemplars: Arc<openmetrics::Exemplars>,
     config_reloads: IntCounterVec,
-    resilience: OnceLock<ResilienceMetrics>,
+    client_duration: HistogramVec,
+    resilience: ResilienceMetrics,
+}
+
+/// `http_client_request_duration_seconds`, unregistered.
+pub(crate) fn client_duration_histogram() -> prometheus::Result<HistogramVec> {
+    HistogramVec::new(
+        HistogramOpts::new(
+            "http_client_request_duration_seconds",
+            "Duration of HTTP client requests, per attempt.",
+        )
+        .buckets(HTTP_DURATION_BUCKETS.to_vec()),
+        &[
+            "client",
+            "server_address",
+            "http_request_method",
+            "http_response_status_code",
+            "error_type",
+        ],
+    )
 }
 
 impl Metrics {
@@ -126,6 +145,9 @@ impl Metrics {
             config_reloads.with_label_values(&[result]);
         }
         registry.register(Box::new(config_reloads.clone()))?;
+        let client_duration = client_duration_histogram()?;
+        registry.register(Box::new(client_duration.clone()))?;
+        let resilience = ResilienceMetrics::new(&registry)?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -137,7 +159,8 @@ impl Metrics {
                 http_active,
                 exemplars: Arc::default(),
                 config_reloads,
-                resilience: OnceLock::new(),
+                client_duration,
+                resilience,
             }),
         })
     }
@@ -173,35 +196,15 @@ impl Metrics {
         Ok(h)
     }
 
-    /// The resilience metric families on this registry, registered on first use: pass it to
-    /// the resilience layers of this service (the server's load shedder uses it too).
-    ///
-    /// ```
-    /// use ms_chassis::resilience::{BulkheadConfig, BulkheadLayer};
-    /// # let svc = ms_chassis::Service::builder().build()?;
-    /// let metrics = svc.metrics().resilience();
-    /// let bulkhead = BulkheadLayer::new("books", BulkheadConfig::default(), &metrics)?;
-    /// # drop(bulkhead);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// If the families were already registered here by hand
-    /// (`ResilienceMetrics::new(svc.metrics().registry())`), this logs a warning and
-    /// returns families that are not exported: use one or the other.
-    pub fn resilience(&self) -> ResilienceMetrics {
-        self.inner
-            .resilience
-            .get_or_init(|| {
-                ResilienceMetrics::new(&self.inner.registry).unwrap_or_else(|e| {
-                    tracing::warn!(
-                        error = %e,
-                        "resilience metrics could not be registered on the service's registry; \
-                         they will not be exported"
-                    );
-                    ResilienceMetrics::unregistered()
-                })
-            })
-            .clone()
+    /// The resilience layers' metrics, registered on this registry: pass them to layers
+    /// you build yourself so that `/metrics` exports them.
+    pub fn resilience(&self) -> &ResilienceMetrics {
+        &self.inner.resilience
+    }
+
+    /// `http_client_request_duration_seconds`.
+    pub(crate) fn client_duration(&self) -> &HistogramVec {
+        &self.inner.client_duration
     }
 
     /// `ms_chassis_config_reloads_total`, by `result`.

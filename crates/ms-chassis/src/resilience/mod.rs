@@ -71,7 +71,7 @@ pub mod retry;
 pub mod shedding;
 pub mod timeout;
 
-mod durations;
+pub(crate) mod durations;
 mod metrics;
 
 use std::error::Error as StdError;

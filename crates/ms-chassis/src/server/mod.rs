@@ -34,6 +34,7 @@ use tokio::net::TcpListener;
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Service, ServiceBuilder};
 
+use crate::client::Forwarding;
 use crate::config::{ChassisConfig, ConfigError};
 use crate::metrics::Metrics;
 use crate::resilience::{AdaptiveLimit, ResilienceMetrics};
@@ -49,6 +50,7 @@ pub(crate) fn user_stack(
     cfg: &ChassisConfig,
     metrics: Option<&Metrics>,
     access_log: Arc<AtomicBool>,
+    forwarding: Arc<Forwarding>,
 ) -> Result<ChassisStack, ConfigError> {
     let limits = &cfg.server.limits;
     let body_limit = usize::try_from(limits.body_size).unwrap_or(usize::MAX);
@@ -63,7 +65,7 @@ pub(crate) fn user_stack(
             .layer(route::RouteLayer(Arc::new(shared)))
             .layer(DefaultBodyLimit::max(body_limit)),
     );
-    Ok(ChassisStack { router })
+    Ok(ChassisStack { router, forwarding })
 }
 
 /// The server's adaptive limit, named `server`, when `resilience.load_shedding` is on.
@@ -75,7 +77,7 @@ fn shedder(
     if !config.enabled {
         return Ok(None);
     }
-    let metrics = metrics.map_or_else(ResilienceMetrics::unregistered, Metrics::resilience);
+    let metrics = metrics.map_or_else(ResilienceMetrics::unregistered, |m| m.resilience().clone());
     // Validated when the config was loaded; this only fails for a config built by hand.
     let limit = AdaptiveLimit::new("server", config, &metrics).map_err(|e| {
         ConfigError::new(
@@ -92,6 +94,8 @@ fn shedder(
 #[derive(Clone)]
 pub(crate) struct ChassisStack {
     router: Router,
+    /// The incoming headers that clients propagate, captured into the request context.
+    forwarding: Arc<Forwarding>,
 }
 
 impl Service<Request<Body>> for ChassisStack {
@@ -118,7 +122,8 @@ impl Service<Request<Body>> for ChassisStack {
             }
             None => (opentelemetry::Context::new(), None),
         };
-        let ctx = RequestContext::new(id.clone(), cx.clone(), parent_span_id);
+        let forwarded = self.forwarding.capture(req.headers());
+        let ctx = RequestContext::new(id.clone(), cx.clone(), parent_span_id, forwarded);
         let inner = ctx.sync_scope(|| {
             let _attached = cx.clone().attach();
             self.router.call(req)
@@ -194,7 +199,7 @@ impl Service<Request<Body>> for Dispatch {
             req.extensions_mut().insert(ConnectInfo(peer));
         }
         if let Some(chassis) = &self.chassis
-            && chassis.1.iter().any(|p| p == req.uri().path())
+            && is_chassis_path(&chassis.1, req.uri().path())
         {
             return Either::Left(Either::Left(chassis.0.clone().call(req)));
         }
@@ -206,6 +211,14 @@ impl Service<Request<Body>> for Dispatch {
             )))),
         }
     }
+}
+
+/// Whether `path` is one of the chassis `paths`: equal to one, or under one that ends in
+/// `/` (`/admin/breakers/` covers `/admin/breakers/books`).
+fn is_chassis_path(paths: &[String], path: &str) -> bool {
+    paths.iter().any(|p| {
+        p == path || (p.ends_with('/') && path.len() > p.len() && path.starts_with(p.as_str()))
+    })
 }
 
 /// Hands each accepted connection a [`Dispatch`] that knows the peer address.

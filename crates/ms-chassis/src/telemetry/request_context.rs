@@ -20,6 +20,8 @@ pub struct RequestContext {
     request_id: RequestId,
     otel: opentelemetry::Context,
     parent_span_id: Option<opentelemetry::trace::SpanId>,
+    /// Incoming headers that some client propagates (`clients.*.propagate_headers`).
+    forwarded: Option<crate::client::Captured>,
 }
 
 impl RequestContext {
@@ -51,12 +53,19 @@ impl RequestContext {
         request_id: RequestId,
         otel: opentelemetry::Context,
         parent_span_id: Option<opentelemetry::trace::SpanId>,
+        forwarded: Option<crate::client::Captured>,
     ) -> Self {
         Self {
             request_id,
             otel,
             parent_span_id,
+            forwarded,
         }
+    }
+
+    /// The incoming headers captured for clients to propagate.
+    pub(crate) fn forwarded(&self) -> &[(http::HeaderName, http::HeaderValue)] {
+        self.forwarded.as_deref().unwrap_or_default()
     }
 
     /// The OpenTelemetry context of the request's server span: pass it to

@@ -32,6 +32,16 @@ impl CircuitBreakerLayer {
     }
 }
 
+impl CircuitBreakerLayer {
+    /// A layer over an existing breaker's state.
+    pub(super) fn from_shared(shared: Arc<Shared>) -> Self {
+        CircuitBreakerLayer {
+            shared,
+            classifier: HttpClassifier::server_errors(),
+        }
+    }
+}
+
 impl<C> CircuitBreakerLayer<C> {
     /// Judges outcomes with `classifier` instead.
     pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2> {

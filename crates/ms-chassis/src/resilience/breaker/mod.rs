@@ -247,6 +247,13 @@ impl CircuitBreakerHandle {
         })
     }
 
+    /// A layer over this same breaker (judging with the default classifier), to build
+    /// another stack around it: the HTTP client rebuilds its stack on a config change and
+    /// keeps its breaker's state this way.
+    pub fn layer(&self) -> CircuitBreakerLayer {
+        CircuitBreakerLayer::from_shared(Arc::clone(&self.shared))
+    }
+
     /// The settings in force.
     pub fn config(&self) -> CircuitBreakerConfig {
         self.shared.lock().machine.config().clone()

@@ -1,0 +1,355 @@
+//! `clients.<name>:` the settings of one [`HttpClient`](super::HttpClient).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::resilience::{
+    BulkheadConfig, CircuitBreakerConfig, RateLimitConfig, ResilienceConfigError, RetryConfig,
+    durations,
+};
+
+/// One client's settings: the `clients.<name>` block of `config.yaml`. Every key has a
+/// default; only `url` must be given.
+///
+/// ```yaml
+/// clients:
+///   books:
+///     url: http://books:8080         # base URL; request paths are joined to it
+///     connect_timeout: 1s            # TCP (and TLS) connect
+///     timeout: 2s                    # one attempt, until the response headers
+///     total_timeout: 10s             # the whole call: every attempt, backoff and the body
+///     max_response_body: 10MiB       # larger bodies fail with body_too_large
+///     pool: { max_idle_per_host: 32, idle_timeout: 90s }
+///     propagate_headers: [x-tenant-id, accept-language]   # copied from the incoming request
+///     probe_path: /health/ready      # what `probe()` asks (PyMS services: /healthcheck)
+///     retry:    { enabled: true, max_attempts: 3 }         # and every RetryConfig key
+///     breaker:  { enabled: true, failure_rate_threshold: 50 }  # every CircuitBreakerConfig key
+///     bulkhead: { enabled: true, max_concurrent: 25 }      # every BulkheadConfig key
+///     rate_limit: { enabled: false, rate: 100, period: 1s } # every RateLimitConfig key
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Base URL: `http://` or `https://` with a host. Required.
+    pub url: Option<String>,
+    /// Bound on establishing a connection. Default `1s`.
+    #[serde(with = "durations")]
+    pub connect_timeout: Duration,
+    /// Bound on one attempt, until its response headers arrive. Default `2s`.
+    #[serde(with = "durations")]
+    pub timeout: Duration,
+    /// Bound on the whole call: every attempt, the backoff between them, and reading the
+    /// response body with the client's helpers. Default `10s`.
+    #[serde(with = "durations")]
+    pub total_timeout: Duration,
+    /// Largest response body the helpers (`bytes`, `text`, `json`) read. Default `10MiB`.
+    #[serde(with = "crate::config::byte_size")]
+    pub max_response_body: u64,
+    /// Connection pool.
+    pub pool: PoolConfig,
+    /// Incoming request headers copied onto every call made while handling the request,
+    /// such as `x-tenant-id`. Hop-by-hop headers, `host`, `content-length` and the trace
+    /// headers (which tracing propagates itself) are refused. Default none.
+    pub propagate_headers: Vec<String>,
+    /// The path [`probe`](super::HttpClient::probe) calls with GET. Default `/health/ready`.
+    pub probe_path: String,
+    /// Retry; see [`RetryConfig`]. On by default.
+    pub retry: Toggle<RetryConfig>,
+    /// Circuit breaker; see [`CircuitBreakerConfig`]. On by default.
+    pub breaker: Toggle<CircuitBreakerConfig>,
+    /// Bulkhead; see [`BulkheadConfig`]. On by default.
+    pub bulkhead: Toggle<BulkheadConfig>,
+    /// Rate limit of outgoing calls; see [`RateLimitConfig`]. Off by default.
+    pub rate_limit: Toggle<RateLimitConfig>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            url: None,
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+            total_timeout: Duration::from_secs(10),
+            max_response_body: 10 * 1024 * 1024,
+            pool: PoolConfig::default(),
+            propagate_headers: Vec::new(),
+            probe_path: "/health/ready".to_owned(),
+            retry: Toggle::on(RetryConfig::default()),
+            breaker: Toggle::on(CircuitBreakerConfig::default()),
+            bulkhead: Toggle::on(BulkheadConfig::default()),
+            rate_limit: Toggle {
+                enabled: false,
+                config: RateLimitConfig::default(),
+            },
+        }
+    }
+}
+
+/// `pool:` the client's connection pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct PoolConfig {
+    /// Idle connections kept per host. Default 32.
+    pub max_idle_per_host: usize,
+    /// How long an idle connection is kept. Default `90s`.
+    #[serde(with = "durations")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_idle_per_host: 32,
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// A resilience layer's settings with an `enabled` switch beside them:
+/// `breaker: { enabled: false }` takes the breaker out of the client's stack.
+///
+/// Read by hand rather than with `#[serde(flatten)]`, which buffers the map and so loses
+/// the key path of an error (`clients.books.retry` instead of
+/// `clients.books.retry.max_attempts`). Here the layer's own fields are read straight
+/// from the map, so every error names its key and line.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Toggle<T> {
+    /// Whether the layer is in the stack. Default true.
+    pub enabled: bool,
+    /// The layer's settings.
+    #[serde(flatten)]
+    pub config: T,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Toggle<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = Toggle<T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of settings, with an optional `enabled: true|false`")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Toggle<T>, A::Error> {
+                let mut without = WithoutEnabled { map, enabled: None };
+                let config =
+                    T::deserialize(serde::de::value::MapAccessDeserializer::new(&mut without))?;
+                Ok(Toggle {
+                    enabled: without.enabled.unwrap_or(true),
+                    config,
+                })
+            }
+        }
+
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// The entries of a map except `enabled`, which it keeps aside.
+struct WithoutEnabled<A> {
+    map: A,
+    enabled: Option<bool>,
+}
+
+impl<'de, A: serde::de::MapAccess<'de>> serde::de::MapAccess<'de> for &mut WithoutEnabled<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        use serde::de::IntoDeserializer as _;
+        loop {
+            let Some(key) = self.map.next_key::<String>()? else {
+                return Ok(None);
+            };
+            if key == "enabled" {
+                self.enabled = Some(self.map.next_value()?);
+                continue;
+            }
+            return seed.deserialize(key.into_deserializer()).map(Some);
+        }
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, A::Error> {
+        self.map.next_value_seed(seed)
+    }
+}
+
+impl<T: Default> Default for Toggle<T> {
+    fn default() -> Self {
+        Toggle::on(T::default())
+    }
+}
+
+impl<T> Toggle<T> {
+    /// Enabled, with these settings.
+    pub fn on(config: T) -> Self {
+        Toggle {
+            enabled: true,
+            config,
+        }
+    }
+
+    /// The settings, when enabled.
+    pub fn get(&self) -> Option<&T> {
+        self.enabled.then_some(&self.config)
+    }
+}
+
+/// Headers a client must not copy from the incoming request: hop-by-hop headers (RFC 9110
+/// §7.6.1), the ones that describe this request's own message, and the trace context,
+/// which tracing writes itself for the client span.
+const NOT_PROPAGATED: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "traceparent",
+    "tracestate",
+    "baggage",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "uber-trace-id",
+];
+
+impl ClientConfig {
+    /// Checks the settings of client `name`. Every problem is reported, each naming its key
+    /// relative to `clients.<name>`.
+    pub fn validate(&self, name: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut fail = |key: &str, message: String| out.push((key.to_owned(), message));
+        match &self.url {
+            None => fail(
+                "url",
+                "missing: expected the service's base URL, such as http://books:8080".into(),
+            ),
+            Some(raw) => {
+                if let Err(message) = parse_base_url(raw) {
+                    fail("url", message);
+                }
+            }
+        }
+        for (key, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("timeout", self.timeout),
+            ("total_timeout", self.total_timeout),
+        ] {
+            if value.is_zero() {
+                fail(
+                    key,
+                    "expected a duration above 0: calls are never unbounded".into(),
+                );
+            }
+        }
+        if self.total_timeout < self.timeout {
+            fail(
+                "total_timeout",
+                format!(
+                    "expected at least timeout ({}), which bounds one attempt of the call",
+                    humantime::format_duration(self.timeout)
+                ),
+            );
+        }
+        if self.max_response_body == 0 {
+            fail("max_response_body", "expected a size above 0".into());
+        }
+        if !self.probe_path.starts_with('/') {
+            fail(
+                "probe_path",
+                format!(
+                    "expected a path starting with /, found {:?}",
+                    self.probe_path
+                ),
+            );
+        }
+        for (i, h) in self.propagate_headers.iter().enumerate() {
+            let lower = h.trim().to_ascii_lowercase();
+            if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                fail(
+                    &format!("propagate_headers.{i}"),
+                    format!("expected a header name, found {h:?}"),
+                );
+            } else if NOT_PROPAGATED.contains(&lower.as_str()) {
+                fail(
+                    &format!("propagate_headers.{i}"),
+                    format!(
+                        "`{lower}` is never copied to outgoing calls: it is hop-by-hop, \
+                         describes the incoming message itself, or is trace context that \
+                         tracing.propagation writes"
+                    ),
+                );
+            }
+        }
+        let layer_errors: [Option<ResilienceConfigError>; 4] = [
+            self.retry.get().and_then(|c| c.validate(name).err()),
+            self.breaker.get().and_then(|c| c.validate(name).err()),
+            self.bulkhead.get().and_then(|c| c.validate(name).err()),
+            self.rate_limit.get().and_then(|c| c.validate(name).err()),
+        ];
+        for (section, e) in ["retry", "breaker", "bulkhead", "rate_limit"]
+            .into_iter()
+            .zip(layer_errors)
+        {
+            if let Some(e) = e {
+                fail(&format!("{section}.{}", e.field), e.message);
+            }
+        }
+        out
+    }
+
+    /// The header names of `propagate_headers`, lower-cased; invalid ones are skipped
+    /// (config validation reports them).
+    pub(crate) fn propagated_header_names(&self) -> Vec<http::HeaderName> {
+        self.propagate_headers
+            .iter()
+            .filter_map(|h| {
+                http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes()).ok()
+            })
+            .filter(|h| !NOT_PROPAGATED.contains(&h.as_str()))
+            .collect()
+    }
+}
+
+/// Parses a client's base URL: `http` or `https`, with a host, without query or fragment.
+pub(crate) fn parse_base_url(raw: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(raw.trim()).map_err(|e| {
+        format!("expected an http(s) URL such as http://books:8080, found {raw:?}: {e}")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "expected an http:// or https:// URL with a host, found {raw:?}"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "expected a base URL without query or fragment, found {raw:?}"
+        ));
+    }
+    Ok(url)
+}

@@ -1,0 +1,658 @@
+//! [`HttpClient`]: how a service calls another — traced, measured, bounded and protected.
+//!
+//! `svc.client("books")` builds a client from `clients.books` in config (see
+//! [`ClientConfig`] for every key and its default):
+//!
+//! ```yaml
+//! clients:
+//!   books:
+//!     url: http://books:8080
+//!     timeout: 2s          # one attempt
+//!     total_timeout: 10s   # the whole call, retries and body included
+//!     retry:   { max_attempts: 3 }
+//!     breaker: { failure_rate_threshold: 50, minimum_calls: 20, wait_in_open: 30s }
+//! ```
+//!
+//! ```no_run
+//! use ms_chassis::prelude::*;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Book { title: String }
+//!
+//! # async fn run() -> ms_chassis::Result<()> {
+//! let svc = Service::from_env()?;
+//! let books = svc.client("books")?;
+//! svc.health().readiness("books", books.probe());
+//! let router: Router = Router::new().route(
+//!     "/titles/{id}",
+//!     get(move |Path(id): Path<u32>| async move {
+//!         match books.get_json::<Book>(&format!("/books/{id}")).await {
+//!             Ok(book) => Ok(book.title),
+//!             // 504 on a timeout, 503 when the breaker or bulkhead refused, else 502.
+//!             Err(e) => Err((e.status_hint(), e.to_string())),
+//!         }
+//!     }),
+//! );
+//! svc.serve(router).await
+//! # }
+//! ```
+//!
+//! # What every call gets
+//!
+//! - **Bounds.** A connect timeout, a per-attempt `timeout`, and a `total_timeout` over
+//!   the whole call — attempts, backoff, and reading the body with the helpers. Response
+//!   bodies read by the helpers are capped at `max_response_body`. No call is unbounded.
+//! - **Resilience,** each layer switchable in config, in the order
+//!   `total_timeout( retry( rate_limit( breaker( bulkhead( timeout( call ))))))`; see
+//!   [`crate::resilience`] for why this order.
+//! - **Tracing.** One client span per attempt (`GET`, kind client, with the HTTP semantic
+//!   conventions' attributes and `http.request.resend_count` on retries), a child of the
+//!   span current when the call was sent; its context is injected in the formats of
+//!   `tracing.propagation`.
+//! - **Metrics.** `http_client_request_duration_seconds` per attempt, labelled `client`,
+//!   `server_address`, `http_request_method`, `http_response_status_code` and
+//!   `error_type`; the breaker, retry, bulkhead and timeout metrics of
+//!   [`ResilienceMetrics`](crate::resilience::ResilienceMetrics), with `name` = the client.
+//! - **Header propagation** of the incoming request's headers named in
+//!   `propagate_headers` (an allow-list: nothing else is copied, and `host`, hop-by-hop
+//!   and trace headers are refused by config validation).
+//! - **Typed errors**: [`ClientError::kind`] says why — timeout, circuit open, bulkhead
+//!   full, rate limited, connect, transport, or an HTTP status.
+//! - **Live settings.** A config reload that changes `clients.<name>` rebuilds the
+//!   client's stack; the breaker keeps its state unless its own settings changed (then it
+//!   restarts CLOSED), and calls in flight finish under the settings they started with.
+//!
+//! Calls made on another task than the request's keep the request's trace if the task
+//! runs in its context: spawn it with
+//! [`RequestContext::scope`](crate::telemetry::RequestContext::scope).
+
+mod call;
+mod config;
+mod error;
+mod forward;
+mod registry;
+mod response;
+
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use axum::body::Bytes;
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer as _, ServiceBuilder, ServiceExt as _};
+
+pub use config::{ClientConfig, PoolConfig, Toggle};
+pub use error::{ClientError, ClientErrorKind};
+pub(crate) use forward::{Captured, Forwarding};
+pub(crate) use registry::Clients;
+pub use response::ClientResponse;
+
+use call::{Call, CallContext};
+use response::BodyBounds;
+
+use crate::health::CheckOutcome;
+use crate::resilience::{
+    BulkheadLayer, CircuitBreakerHandle, RateLimitLayer, ResilienceConfigError, ResilienceError,
+    ResilienceMetrics, RetryLayer, TimeoutLayer,
+};
+use crate::telemetry::RequestContext;
+
+/// The resilience stack around [`Call`], erased.
+type Stack = BoxCloneSyncService<Request<Bytes>, http::Response<reqwest::Body>, ResilienceError>;
+
+/// An HTTP client for one named dependency. Cheap to clone; clones share everything
+/// (connection pool, breaker, bulkhead, settings).
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: Arc<str>,
+    breaker: CircuitBreakerHandle,
+    deps: Deps,
+    /// Replaced whole on a config change.
+    current: RwLock<Arc<Current>>,
+}
+
+/// What a client needs from the service around it.
+#[derive(Clone)]
+pub(crate) struct Deps {
+    pub(crate) resilience: ResilienceMetrics,
+    pub(crate) duration: prometheus::HistogramVec,
+    pub(crate) forwarding: Arc<Forwarding>,
+}
+
+/// The settings in force and the stack built from them.
+struct Current {
+    config: ClientConfig,
+    base: reqwest::Url,
+    http: reqwest::Client,
+    stack: Stack,
+    propagate: Vec<HeaderName>,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("name", &self.inner.name)
+            .field("url", &self.current().base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Client settings that cannot be used; names the key under `clients.<name>`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("clients.{client}.{key}: {message}")]
+pub struct ClientConfigError {
+    /// The client's name.
+    pub client: String,
+    /// The key, relative to `clients.<name>`.
+    pub key: String,
+    /// What was expected.
+    pub message: String,
+}
+
+impl HttpClient {
+    /// A client outside a [`Service`](crate::Service): for tools, tests and benchmarks. Its
+    /// metrics are registered nowhere and its settings never change. In a service, use
+    /// `svc.client(name)`, which reads `clients.<name>`, exports the metrics, follows
+    /// config reloads and lists the breaker on `/admin/breakers`.
+    ///
+    /// ```
+    /// # use ms_chassis::client::{ClientConfig, HttpClient};
+    /// let mut config = ClientConfig::default();
+    /// config.url = Some("http://127.0.0.1:8081".into());
+    /// let books = HttpClient::new("books", config)?;
+    /// assert_eq!(books.name(), "books");
+    /// # Ok::<(), ms_chassis::client::ClientConfigError>(())
+    /// ```
+    pub fn new(name: &str, config: ClientConfig) -> Result<Self, ClientConfigError> {
+        let resilience = ResilienceMetrics::unregistered();
+        let duration = crate::metrics::client_duration_histogram()
+            .expect("the client histogram's name and labels are valid");
+        Self::build(
+            name,
+            config,
+            Deps {
+                resilience,
+                duration,
+                forwarding: Arc::default(),
+            },
+        )
+    }
+
+    pub(crate) fn build(
+        name: &str,
+        config: ClientConfig,
+        deps: Deps,
+    ) -> Result<Self, ClientConfigError> {
+        let breaker_config = config.breaker.config.clone();
+        let breaker =
+            crate::resilience::CircuitBreakerLayer::new(name, breaker_config, &deps.resilience)
+                .map_err(|e| layer_error(name, "breaker", &e))?
+                .handle();
+        if !config.breaker.enabled {
+            breaker.disable();
+        }
+        let name: Arc<str> = name.into();
+        let current = Current::build(&name, config, &breaker, &deps, None)?;
+        deps.forwarding.set(&name, current.propagate.clone());
+        Ok(HttpClient {
+            inner: Arc::new(Inner {
+                name,
+                breaker,
+                deps,
+                current: RwLock::new(Arc::new(current)),
+            }),
+        })
+    }
+
+    /// The client's name (`books` for `clients.books`).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The client's circuit breaker: its state and window, and the operator's overrides.
+    pub fn breaker(&self) -> &CircuitBreakerHandle {
+        &self.inner.breaker
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> ClientConfig {
+        self.current().config.clone()
+    }
+
+    /// Applies new settings (a config reload). The new stack serves calls sent from now
+    /// on. The breaker keeps its state unless its settings changed; invalid settings
+    /// leave the client as it was.
+    pub fn reconfigure(&self, config: ClientConfig) -> Result<(), ClientConfigError> {
+        if let Some((key, message)) = config.validate(&self.inner.name).into_iter().next() {
+            return Err(ClientConfigError {
+                client: self.inner.name.to_string(),
+                key,
+                message,
+            });
+        }
+        let old = self.current();
+        if old.config == config {
+            return Ok(());
+        }
+        let breaker_changed = old.config.breaker != config.breaker;
+        let next = Current::build(
+            &self.inner.name,
+            config,
+            &self.inner.breaker,
+            &self.inner.deps,
+            Some(&old),
+        )?;
+        if breaker_changed {
+            let b = &self.inner.breaker;
+            b.reconfigure(next.config.breaker.config.clone())
+                .map_err(|e| layer_error(&self.inner.name, "breaker", &e))?;
+            if !next.config.breaker.enabled {
+                b.disable();
+            }
+        }
+        self.inner
+            .deps
+            .forwarding
+            .set(&self.inner.name, next.propagate.clone());
+        *self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        tracing::info!(client = %self.inner.name, "client settings applied");
+        Ok(())
+    }
+
+    /// A request to `path` (joined to the base URL; it may carry a query string).
+    pub fn request(&self, method: Method, path: &str) -> ClientRequest {
+        ClientRequest {
+            client: self.clone(),
+            method,
+            path: path.to_owned(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            error: None,
+        }
+    }
+
+    /// A GET request to `path`.
+    pub fn get(&self, path: &str) -> ClientRequest {
+        self.request(Method::GET, path)
+    }
+
+    /// A POST request to `path`.
+    pub fn post(&self, path: &str) -> ClientRequest {
+        self.request(Method::POST, path)
+    }
+
+    /// A PUT request to `path`.
+    pub fn put(&self, path: &str) -> ClientRequest {
+        self.request(Method::PUT, path)
+    }
+
+    /// A PATCH request to `path`.
+    pub fn patch(&self, path: &str) -> ClientRequest {
+        self.request(Method::PATCH, path)
+    }
+
+    /// A DELETE request to `path`.
+    pub fn delete(&self, path: &str) -> ClientRequest {
+        self.request(Method::DELETE, path)
+    }
+
+    /// GETs `path` and reads a 2xx JSON answer as `T`; any other status is
+    /// [`ClientErrorKind::Status`].
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.get(path)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+    }
+
+    /// POSTs `body` as JSON to `path` and reads a 2xx JSON answer as `T`.
+    pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.post(path)
+            .json(body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+    }
+
+    /// PUTs `body` as JSON to `path` and reads a 2xx JSON answer as `T`.
+    pub async fn put_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.put(path)
+            .json(body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+    }
+
+    /// A health check of the dependency, for `svc.health().readiness("books", books.probe())`.
+    ///
+    /// DOWN, without any I/O, while the breaker is OPEN or FORCED_OPEN (the data says
+    /// so); otherwise DOWN unless `GET probe_path` answers 2xx within `timeout`. The probe
+    /// bypasses retry, breaker and bulkhead: it observes the dependency, it does not count
+    /// as traffic.
+    ///
+    /// Whether a dependency should gate readiness is a choice: readiness DOWN takes the
+    /// instance out of its load balancer, so gating on a dependency that every instance
+    /// shares takes them *all* out when it fails, turning a partial outage into a full
+    /// one. Gate readiness on what this instance alone can lose (its own database
+    /// connection); report shared dependencies through a check that only informs, or
+    /// rely on the breaker.
+    pub fn probe(&self) -> impl crate::health::Check {
+        let client = self.clone();
+        move || {
+            let client = client.clone();
+            async move { client.probe_once().await }
+        }
+    }
+
+    async fn probe_once(&self) -> CheckOutcome {
+        use crate::resilience::CircuitState;
+        let state = self.inner.breaker.state();
+        let current = self.current();
+        let base = current.base.as_str().to_owned();
+        if matches!(state, CircuitState::Open | CircuitState::ForcedOpen) {
+            return CheckOutcome::down(format!("circuit breaker is {state}"))
+                .with("url", base)
+                .with("breaker", state.to_string());
+        }
+        let url = match join(&current.base, &current.config.probe_path) {
+            Ok(u) => u,
+            Err(e) => return CheckOutcome::down(e),
+        };
+        let started = std::time::Instant::now();
+        let call = current.http.get(url).timeout(current.config.timeout).send();
+        let outcome = match call.await {
+            Ok(res) if res.status().is_success() => CheckOutcome::up(),
+            Ok(res) => CheckOutcome::down(format!(
+                "{} answered {}",
+                current.config.probe_path,
+                res.status()
+            )),
+            Err(e) if e.is_timeout() => CheckOutcome::down(format!(
+                "no answer within {}",
+                humantime::format_duration(current.config.timeout)
+            )),
+            Err(e) if e.is_connect() => CheckOutcome::down("cannot connect"),
+            Err(_) => CheckOutcome::down("transport error"),
+        };
+        outcome
+            .with("url", base)
+            .with("breaker", state.to_string())
+            .with("latency_ms", started.elapsed().as_millis() as u64)
+    }
+
+    fn current(&self) -> Arc<Current> {
+        Arc::clone(
+            &self
+                .inner
+                .current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+}
+
+impl Current {
+    fn build(
+        name: &Arc<str>,
+        config: ClientConfig,
+        breaker: &CircuitBreakerHandle,
+        deps: &Deps,
+        old: Option<&Current>,
+    ) -> Result<Current, ClientConfigError> {
+        let fail = |key: &str, message: String| ClientConfigError {
+            client: name.to_string(),
+            key: key.to_owned(),
+            message,
+        };
+        let raw = config.url.as_deref().ok_or_else(|| {
+            fail(
+                "url",
+                "missing: expected the service's base URL, such as http://books:8080".into(),
+            )
+        })?;
+        let base = config::parse_base_url(raw).map_err(|m| fail("url", m))?;
+        // Keep the connection pool when nothing about connections changed.
+        let http = match old {
+            Some(o)
+                if o.config.connect_timeout == config.connect_timeout
+                    && o.config.pool == config.pool =>
+            {
+                o.http.clone()
+            }
+            _ => reqwest::Client::builder()
+                .connect_timeout(config.connect_timeout)
+                .pool_max_idle_per_host(config.pool.max_idle_per_host)
+                .pool_idle_timeout(config.pool.idle_timeout)
+                .tcp_nodelay(true)
+                .build()
+                .map_err(|e| fail("url", format!("cannot build the HTTP client: {e}")))?,
+        };
+        let call = Call {
+            http: http.clone(),
+            client: Arc::clone(name),
+            server_address: base.host_str().unwrap_or_default().into(),
+            server_port: base.port_or_known_default(),
+            attempt_timeout: config.timeout,
+            duration: deps.duration.clone(),
+        };
+        let m = &deps.resilience;
+        let retry = match config.retry.get() {
+            Some(c) => Some(
+                RetryLayer::new(name, c.clone(), m).map_err(|e| layer_error(name, "retry", &e))?,
+            ),
+            None => None,
+        };
+        let bulkhead = match config.bulkhead.get() {
+            Some(c) => Some(
+                BulkheadLayer::new(name, c.clone(), m)
+                    .map_err(|e| layer_error(name, "bulkhead", &e))?,
+            ),
+            None => None,
+        };
+        let rate_limit = match config.rate_limit.get() {
+            Some(c) => Some(
+                RateLimitLayer::new(name, c.clone(), m)
+                    .map_err(|e| layer_error(name, "rate_limit", &e))?,
+            ),
+            None => None,
+        };
+        let attempt = TimeoutLayer::per_attempt(name, config.timeout, m).layer(call);
+        let stack = ServiceBuilder::new()
+            .layer(TimeoutLayer::overall(name, config.total_timeout, m))
+            .option_layer(retry)
+            .option_layer(rate_limit)
+            .layer(breaker.layer())
+            .option_layer(bulkhead)
+            .service(attempt)
+            .map_err(ResilienceError::from_inner);
+        let propagate = config.propagated_header_names();
+        Ok(Current {
+            base,
+            http,
+            stack: BoxCloneSyncService::new(stack),
+            propagate,
+            config,
+        })
+    }
+}
+
+fn layer_error(client: &str, section: &str, e: &ResilienceConfigError) -> ClientConfigError {
+    ClientConfigError {
+        client: client.to_owned(),
+        key: format!("{section}.{}", e.field),
+        message: e.message.clone(),
+    }
+}
+
+/// Joins a request path (with an optional query) to the base URL, which may have a path
+/// of its own: `http://h/api` + `/books?x=1` is `http://h/api/books?x=1`.
+fn join(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
+    if path.contains("://") || path.starts_with("//") {
+        return Err(format!(
+            "expected a path relative to the client's url, found {path:?}"
+        ));
+    }
+    let prefix = base.as_str().trim_end_matches('/');
+    let sep = if path.starts_with('/') || path.is_empty() {
+        ""
+    } else {
+        "/"
+    };
+    reqwest::Url::parse(&format!("{prefix}{sep}{path}"))
+        .map_err(|e| format!("bad path {path:?}: {e}"))
+}
+
+/// A request being built; send it with [`send`](Self::send).
+#[must_use = "a request does nothing until it is sent"]
+pub struct ClientRequest {
+    client: HttpClient,
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+    /// The first problem while building, reported by `send`.
+    error: Option<String>,
+}
+
+impl std::fmt::Debug for ClientRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRequest")
+            .field("client", &self.client.inner.name)
+            .field("method", &self.method)
+            .field("path", &path_only(&self.path))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientRequest {
+    /// Adds a header. An invalid name or value fails the call at `send`, naming neither
+    /// the value (it may be a credential).
+    pub fn header<K, V>(mut self, name: K, value: V) -> Self
+    where
+        K: TryInto<HeaderName>,
+        V: TryInto<HeaderValue>,
+    {
+        match (name.try_into(), value.try_into()) {
+            (Ok(n), Ok(v)) => {
+                self.headers.append(n, v);
+            }
+            (Err(_), _) => self.fail("a header name is not valid".into()),
+            (Ok(n), Err(_)) => self.fail(format!("the value of header `{n}` is not valid")),
+        }
+        self
+    }
+
+    /// Sets the body, sent as it is.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Sets the body to `value` as JSON, with `content-type: application/json`.
+    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => {
+                self.body = bytes.into();
+                self.headers
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            Err(e) => self.fail(format!("the body does not serialize as JSON: {e}")),
+        }
+        self
+    }
+
+    fn fail(&mut self, message: String) {
+        self.error.get_or_insert(message);
+    }
+
+    /// Sends the request through the client's stack.
+    pub async fn send(self) -> Result<ClientResponse, ClientError> {
+        let ClientRequest {
+            client,
+            method,
+            path,
+            mut headers,
+            body,
+            error,
+        } = self;
+        let current = client.current();
+        let name = &client.inner.name;
+        let shown = path_only(&path).to_owned();
+        let err = |kind| ClientError::new(name, &method, &shown, kind);
+        if let Some(message) = error {
+            return Err(err(ClientErrorKind::InvalidRequest(message)));
+        }
+        let url =
+            join(&current.base, &path).map_err(|m| err(ClientErrorKind::InvalidRequest(m)))?;
+        let start = tokio::time::Instant::now();
+        if !current.propagate.is_empty() {
+            RequestContext::with_current(|cx| {
+                for (n, v) in cx.forwarded() {
+                    if current.propagate.contains(n) && !headers.contains_key(n) {
+                        headers.insert(n.clone(), v.clone());
+                    }
+                }
+            });
+        }
+        let mut req = Request::new(body);
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = url.as_str().parse().map_err(|_| {
+            err(ClientErrorKind::InvalidRequest(format!(
+                "bad URL for path {shown:?}"
+            )))
+        })?;
+        *req.headers_mut() = headers;
+        req.extensions_mut().insert(CallContext {
+            parent: opentelemetry::Context::current(),
+            attempts: Arc::new(AtomicU32::new(0)),
+        });
+        let res = current
+            .stack
+            .clone()
+            .oneshot(req)
+            .await
+            .map_err(|e| err(e.into()))?;
+        let bounds = BodyBounds {
+            deadline: start + current.config.total_timeout,
+            total_timeout: current.config.total_timeout,
+            limit: current.config.max_response_body,
+        };
+        Ok(ClientResponse::new(
+            res,
+            bounds,
+            Arc::clone(name),
+            method,
+            shown,
+        ))
+    }
+}
+
+/// The path without its query string, for messages.
+fn path_only(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(p, _)| p)
+}
