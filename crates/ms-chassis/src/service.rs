@@ -237,13 +237,17 @@ impl Service {
             self.clients.clone(),
         )));
         let chassis = Some((chassis, chassis_paths));
-        let user = Some(user_stack(
+        let (user, adaptive) = user_stack(
             router,
             cfg,
             metrics_on.then_some(&self.metrics),
             self.access_log.clone(),
             self.clients.forwarding(),
-        )?);
+        )?;
+        if let Some(limit) = adaptive {
+            reloader.follow_load_shedding(limit);
+        }
+        let user = Some(user);
 
         let listener = bind(cfg.server.host, cfg.server.port, "server.host/server.port").await?;
         let local_addr = listener.local_addr()?;

@@ -300,3 +300,68 @@ resilience:
     assert_eq!(res.status(), 200, "the slot came back");
     svc.running.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_retunes_the_limit_and_names_what_needs_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    let write = |shedding: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "{}admin: {{ token: t0k }}\nresilience:\n  load_shedding: {shedding}\n",
+                support::TEST_BASE
+            ),
+        )
+        .unwrap();
+    };
+    write("{ enabled: true, initial_limit: 20 }");
+    let svc = ms_chassis::Service::builder().file(&file).build().unwrap();
+    let running = svc.start(router()).await.unwrap();
+    let url = format!("http://{}", running.local_addr());
+    let client = support::client();
+    let limit = || server_series(&client, &url, "ms_chassis_load_shedding_limit");
+    assert_eq!(limit().await, Some(20.0));
+
+    // A lower ceiling applies at once: the limit moves into the new bounds.
+    write("{ enabled: true, initial_limit: 5, min_limit: 2, max_limit: 5, retry_after: 3s }");
+    let reload = || async {
+        let res = client
+            .post(format!("{url}/admin/config/reload"))
+            .header("authorization", "Bearer t0k")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()
+    };
+    let report = reload().await;
+    let applied = report["applied"].to_string();
+    for key in ["min_limit", "max_limit"] {
+        assert!(
+            applied.contains(&format!("resilience.load_shedding.{key}")),
+            "{report}"
+        );
+    }
+    assert_eq!(
+        report["restart_required"],
+        serde_json::json!([
+            "resilience.load_shedding.initial_limit",
+            "resilience.load_shedding.retry_after"
+        ]),
+        "{report}"
+    );
+    assert_eq!(limit().await, Some(5.0));
+
+    // Invalid tuning is rejected as a whole; the limit stays.
+    write("{ enabled: true, min_limit: 9, max_limit: 5 }");
+    let res = client
+        .post(format!("{url}/admin/config/reload"))
+        .header("authorization", "Bearer t0k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422, "{}", res.text().await.unwrap());
+    assert_eq!(limit().await, Some(5.0));
+    running.shutdown().await.unwrap();
+}

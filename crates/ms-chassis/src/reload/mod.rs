@@ -23,16 +23,24 @@ use serde::Serialize;
 
 use crate::config::{Config, ConfigError, ConfigLoader, ConfigWatch, is_under};
 use crate::health::Health;
+use crate::resilience::AdaptiveLimit;
 use crate::telemetry::{levels, otel};
 
 /// Keys the chassis applies live. Everything else it owns needs a restart; the user's keys
 /// are live where a [`ConfigWatch`] subscriber follows them.
-const LIVE: [&str; 5] = [
+const LIVE: [&str; 10] = [
     "logging.level",
     "logging.access",
     "health",
     "tracing.sampler",
     "admin",
+    // The adaptive limit's tuning; `enabled`, `initial_limit` and `retry_after` need a
+    // restart.
+    "resilience.load_shedding.min_limit",
+    "resilience.load_shedding.max_limit",
+    "resilience.load_shedding.tolerance",
+    "resilience.load_shedding.smoothing",
+    "resilience.load_shedding.window",
 ];
 
 /// What started a reload.
@@ -106,6 +114,8 @@ pub(crate) struct Reloader {
     access_log: Arc<AtomicBool>,
     reloads: IntCounterVec,
     serial: tokio::sync::Mutex<()>,
+    /// The server's adaptive limit, when load shedding is on.
+    load_shedding: std::sync::OnceLock<AdaptiveLimit>,
     /// The contents of the watched files when the config was last loaded, so that the
     /// watcher can tell a real edit from a touch or an already-loaded change.
     loaded_files: std::sync::Mutex<Vec<Option<Vec<u8>>>>,
@@ -144,7 +154,13 @@ impl Reloader {
             access_log,
             reloads,
             serial: tokio::sync::Mutex::new(()),
+            load_shedding: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Retunes `limit` from `resilience.load_shedding` on every reload that changes it.
+    pub(crate) fn follow_load_shedding(&self, limit: AdaptiveLimit) {
+        let _ = self.load_shedding.set(limit);
     }
 
     /// The config files to watch.
@@ -216,6 +232,19 @@ impl Reloader {
         }
         if touched("tracing.sampler") {
             otel::set_sampler(&c.tracing.sampler, next.profile());
+        }
+        if touched("resilience.load_shedding")
+            && let Some(limit) = self.load_shedding.get()
+        {
+            limit
+                .reconfigure(&c.resilience.load_shedding)
+                .map_err(|e| {
+                    ConfigError::new(
+                        None,
+                        Some(format!("resilience.load_shedding.{}", e.field)),
+                        e.message,
+                    )
+                })?;
         }
         pending.commit();
 

@@ -150,6 +150,11 @@ impl Limits {
 }
 
 impl Shedder {
+    /// The adaptive limit it admits against.
+    pub(crate) fn limit(&self) -> &AdaptiveLimit {
+        &self.limit
+    }
+
     pub(crate) fn new(limit: AdaptiveLimit, retry_after_secs: u64) -> Self {
         let body = problem_body(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -44,18 +44,21 @@ pub use problem::PROBLEM_JSON;
 pub(crate) use problem::{problem, problem_with};
 pub use request_id::{RequestId, X_REQUEST_ID};
 
-/// Wraps the user's router in the chassis stack.
+/// Wraps the user's router in the chassis stack. Also returns the server's adaptive limit,
+/// when `resilience.load_shedding` is on, for config reloads to retune.
 pub(crate) fn user_stack(
     router: Router,
     cfg: &ChassisConfig,
     metrics: Option<&Metrics>,
     access_log: Arc<AtomicBool>,
     forwarding: Arc<Forwarding>,
-) -> Result<ChassisStack, ConfigError> {
+) -> Result<(ChassisStack, Option<AdaptiveLimit>), ConfigError> {
     let limits = &cfg.server.limits;
     let body_limit = usize::try_from(limits.body_size).unwrap_or(usize::MAX);
+    let shedder = shedder(cfg, metrics)?;
+    let adaptive = shedder.as_ref().map(|s| s.limit().clone());
     let shared = route::Shared {
-        limits: guard::Limits::new(limits, shedder(cfg, metrics)?),
+        limits: guard::Limits::new(limits, shedder),
         metrics: metrics.map(Metrics::http_instruments),
         access_log,
     };
@@ -65,7 +68,7 @@ pub(crate) fn user_stack(
             .layer(route::RouteLayer(Arc::new(shared)))
             .layer(DefaultBodyLimit::max(body_limit)),
     );
-    Ok(ChassisStack { router, forwarding })
+    Ok((ChassisStack { router, forwarding }, adaptive))
 }
 
 /// The server's adaptive limit, named `server`, when `resilience.load_shedding` is on.

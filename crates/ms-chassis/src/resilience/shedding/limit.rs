@@ -75,11 +75,13 @@ struct Inner {
     limit: AtomicUsize,
     /// When the current window opened, in nanoseconds since `epoch`.
     window_start: AtomicU64,
-    window: u64,
+    /// `window` in nanoseconds; a config reload may change it.
+    window: AtomicU64,
     epoch: Instant,
-    /// Locked only with `try_lock`, by the one caller that closes a window.
-    estimator: Mutex<Estimator>,
-    params: Params,
+    /// Locked with `try_lock` by the one caller that closes a window (and with `lock` by
+    /// a reconfiguration). The settings live beside it so that a reload changes them
+    /// between two windows, never during one.
+    estimator: Mutex<(Estimator, Params)>,
     name: Arc<str>,
     metrics: SheddingInstruments,
 }
@@ -99,12 +101,7 @@ impl AdaptiveLimit {
         metrics: &ResilienceMetrics,
     ) -> Result<Self, ResilienceConfigError> {
         config.validate(name)?;
-        let params = Params {
-            min: config.min_limit as f64,
-            max: config.max_limit as f64,
-            tolerance: config.tolerance,
-            smoothing: config.smoothing,
-        };
+        let params = Params::of(config);
         let metrics = metrics.load_shedding(name);
         metrics.limit.set(gauge_value(config.initial_limit));
         Ok(AdaptiveLimit {
@@ -113,10 +110,9 @@ impl AdaptiveLimit {
                 in_flight: CacheLine::default(),
                 limit: AtomicUsize::new(config.initial_limit),
                 window_start: AtomicU64::new(0),
-                window: nanos(config.window),
+                window: AtomicU64::new(nanos(config.window)),
                 epoch: now(),
-                estimator: Mutex::new(Estimator::new(config.initial_limit as f64)),
-                params,
+                estimator: Mutex::new((Estimator::new(config.initial_limit as f64), params)),
                 name: name.into(),
                 metrics,
             }),
@@ -126,6 +122,27 @@ impl AdaptiveLimit {
     /// The current limit: calls admitted at once.
     pub fn limit(&self) -> usize {
         self.inner.limit.load(Ordering::Relaxed)
+    }
+
+    /// Applies new settings (a config reload): `min_limit`, `max_limit`, `tolerance`,
+    /// `smoothing` and `window` take effect from the next window, and the current limit is
+    /// moved into the new bounds. `initial_limit` only matters at start, and `enabled` is
+    /// not read. Invalid settings leave the limit untouched.
+    pub fn reconfigure(&self, config: &LoadSheddingConfig) -> Result<(), ResilienceConfigError> {
+        config.validate(&self.inner.name)?;
+        let inner = &*self.inner;
+        let mut guard = inner
+            .estimator
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (estimator, params) = &mut *guard;
+        *params = Params::of(config);
+        estimator.limit = estimator.limit.clamp(params.min, params.max);
+        inner.window.store(nanos(config.window), Ordering::Relaxed);
+        let limit = estimator.limit as usize;
+        inner.limit.store(limit, Ordering::Relaxed);
+        inner.metrics.limit.set(gauge_value(limit));
+        Ok(())
     }
 
     /// Permits held right now.
@@ -195,12 +212,13 @@ impl Inner {
     }
 
     fn window_over(&self, at: u64) -> bool {
-        at.saturating_sub(self.window_start.load(Ordering::Relaxed)) >= self.window
+        at.saturating_sub(self.window_start.load(Ordering::Relaxed))
+            >= self.window.load(Ordering::Relaxed)
     }
 
     /// Runs in the one caller that wins the estimator's `try_lock`; the others return at once.
     fn close_window(&self, at: u64) {
-        let mut estimator = match self.estimator.try_lock() {
+        let mut guard = match self.estimator.try_lock() {
             Ok(e) => e,
             Err(TryLockError::WouldBlock) => return,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
@@ -217,7 +235,8 @@ impl Inner {
         let latency = (total_secs / count as f64).max(MIN_LATENCY_SECS);
         // Little's law: the mean number of calls in flight during the window.
         let in_flight = total_secs / (elapsed.max(1) as f64 * 1e-9);
-        let limit = estimator.next(&self.params, latency, in_flight);
+        let (estimator, params) = &mut *guard;
+        let limit = estimator.next(params, latency, in_flight);
         self.limit.store(limit, Ordering::Relaxed);
         self.metrics.limit.set(gauge_value(limit));
         self.metrics.short_latency.set(estimator.short);
@@ -259,6 +278,17 @@ struct Params {
     max: f64,
     tolerance: f64,
     smoothing: f64,
+}
+
+impl Params {
+    fn of(config: &LoadSheddingConfig) -> Self {
+        Params {
+            min: config.min_limit as f64,
+            max: config.max_limit as f64,
+            tolerance: config.tolerance,
+            smoothing: config.smoothing,
+        }
+    }
 }
 
 /// The limit as a real number, and the two latency averages, in seconds.
