@@ -532,15 +532,15 @@ mod tests {
                 t += Duration::from_secs(1);
                 l.observe(Duration::from_millis(100), t);
             }
-            assert_eq!(l.inner.estimator.lock().unwrap().windows, 0, "9 samples");
+            assert_eq!(l.inner.estimator.lock().unwrap().0.windows, 0, "9 samples");
             l.observe(Duration::from_millis(100), t);
-            assert_eq!(l.inner.estimator.lock().unwrap().windows, 1);
+            assert_eq!(l.inner.estimator.lock().unwrap().0.windows, 1);
             for _ in 0..50 {
                 t += Duration::from_millis(1);
                 l.observe(Duration::from_millis(100), t);
             }
             assert_eq!(
-                l.inner.estimator.lock().unwrap().windows,
+                l.inner.estimator.lock().unwrap().0.windows,
                 1,
                 "only 50 ms into the next window"
             );
