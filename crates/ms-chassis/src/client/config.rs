@@ -8,6 +8,7 @@ use crate::resilience::{
     BulkheadConfig, CircuitBreakerConfig, RateLimitConfig, ResilienceConfigError, RetryConfig,
     durations,
 };
+use crate::telemetry::propagation::is_propagation_header;
 
 /// One client's settings: the `clients.<name>` block of `config.yaml`. Every key has a
 /// default; only `url` must be given.
@@ -210,8 +211,8 @@ impl<T> Toggle<T> {
 }
 
 /// Headers a client must not copy from the incoming request: hop-by-hop headers (RFC 9110
-/// §7.6.1), the ones that describe this request's own message, and the trace context,
-/// which tracing writes itself for the client span.
+/// §7.6.1) and the ones that describe the incoming message itself. The trace context is
+/// refused too ([`is_propagation_header`]): tracing writes it for the client span.
 const NOT_PROPAGATED: &[&str] = &[
     "host",
     "content-length",
@@ -226,17 +227,12 @@ const NOT_PROPAGATED: &[&str] = &[
     "trailer",
     "upgrade",
     "expect",
-    "traceparent",
-    "tracestate",
-    "baggage",
-    "b3",
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-flags",
-    "uber-trace-id",
 ];
+
+/// Whether a client must never copy the incoming header `name` (lower case).
+fn refused(name: &str) -> bool {
+    NOT_PROPAGATED.contains(&name) || is_propagation_header(name)
+}
 
 impl ClientConfig {
     /// Checks the settings of client `name`. Every problem is reported, each naming its key
@@ -295,7 +291,7 @@ impl ClientConfig {
                     &format!("propagate_headers.{i}"),
                     format!("expected a header name, found {h:?}"),
                 );
-            } else if NOT_PROPAGATED.contains(&lower.as_str()) {
+            } else if refused(&lower) {
                 fail(
                     &format!("propagate_headers.{i}"),
                     format!(
@@ -331,7 +327,7 @@ impl ClientConfig {
             .filter_map(|h| {
                 http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes()).ok()
             })
-            .filter(|h| !NOT_PROPAGATED.contains(&h.as_str()))
+            .filter(|h| !refused(h.as_str()))
             .collect()
     }
 }
@@ -352,4 +348,52 @@ pub(crate) fn parse_base_url(raw: &str) -> Result<reqwest::Url, String> {
         ));
     }
     Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_message_and_trace_headers_are_refused() {
+        let mut c = ClientConfig {
+            url: Some("http://books:8080".into()),
+            ..ClientConfig::default()
+        };
+        c.propagate_headers = [
+            "X-Tenant-Id",
+            "Connection",
+            "traceparent",
+            "uberctx-user",
+            "x b",
+        ]
+        .map(String::from)
+        .to_vec();
+        let problems = c.validate("books");
+        let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "propagate_headers.1",
+                "propagate_headers.2",
+                "propagate_headers.3",
+                "propagate_headers.4"
+            ],
+            "{problems:?}"
+        );
+        assert_eq!(c.propagated_header_names(), ["x-tenant-id"]);
+    }
+
+    #[test]
+    fn base_urls_are_http_with_a_host_and_no_query() {
+        assert!(parse_base_url("http://books:8080/api").is_ok());
+        for bad in [
+            "ftp://books",
+            "books:8080",
+            "http://books/?a=1",
+            "http://books/#x",
+        ] {
+            assert!(parse_base_url(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -440,24 +440,35 @@ pub fn inject_current_headers(headers: &mut HeaderMap) {
     global().inject_current_headers(headers);
 }
 
+/// Every fixed header name a supported format reads or writes (Jaeger baggage adds
+/// `uberctx-*` headers, see [`is_propagation_header`]).
+// `HeaderName`s, not `&str`s: a string key is parsed and validated on every lookup.
+const PROPAGATION_HEADERS: [HeaderName; 9] = [
+    HeaderName::from_static(TRACEPARENT),
+    HeaderName::from_static(TRACESTATE),
+    HeaderName::from_static(BAGGAGE),
+    HeaderName::from_static(b3::B3),
+    HeaderName::from_static(b3::TRACE_ID),
+    HeaderName::from_static(b3::SPAN_ID),
+    HeaderName::from_static(b3::SAMPLED),
+    HeaderName::from_static(b3::FLAGS),
+    HeaderName::from_static(jaeger::UBER_TRACE_ID),
+];
+
+/// Whether `name` (lower case) is a header of a supported propagation format: trace
+/// context is written by the propagators, never copied from one request to another.
+pub(crate) fn is_propagation_header(name: &str) -> bool {
+    name == b3::PARENT_SPAN_ID
+        || name.starts_with(jaeger::BAGGAGE_PREFIX)
+        || PROPAGATION_HEADERS.iter().any(|h| h.as_str() == name)
+}
+
 /// Whether any header a supported format reads is present.
 fn carries_propagation(headers: &HeaderMap) -> bool {
-    // `HeaderName`s, not `&str`s: a string key is parsed and validated on every lookup.
-    const NAMES: [HeaderName; 9] = [
-        HeaderName::from_static(TRACEPARENT),
-        HeaderName::from_static(TRACESTATE),
-        HeaderName::from_static(BAGGAGE),
-        HeaderName::from_static(b3::B3),
-        HeaderName::from_static(b3::TRACE_ID),
-        HeaderName::from_static(b3::SPAN_ID),
-        HeaderName::from_static(b3::SAMPLED),
-        HeaderName::from_static(b3::FLAGS),
-        HeaderName::from_static(jaeger::UBER_TRACE_ID),
-    ];
     if headers.is_empty() {
         return false;
     }
-    NAMES.iter().any(|n| headers.contains_key(n))
+    PROPAGATION_HEADERS.iter().any(|n| headers.contains_key(n))
         || headers
             .keys()
             .any(|k| k.as_str().starts_with(jaeger::BAGGAGE_PREFIX))
