@@ -4,43 +4,109 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use http::{Method, Request, Response};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
-use prometheus::HistogramVec;
+use prometheus::{Histogram, HistogramVec};
 
+use crate::resilience::ReplayBody;
 use crate::telemetry::{otel, propagation};
 
-/// The trace context a call was made in, captured when it was sent, so every attempt's
-/// span has the same parent whichever task polls it.
-#[derive(Clone)]
-pub(crate) struct CallContext {
+/// A call's body on its way through the client's stack, with the call's own state beside
+/// it. Retry replays the whole for each attempt, sharing the state; carried here rather
+/// than in a request extension, it costs no allocation per attempt.
+pub(crate) struct CallBody {
+    pub(crate) bytes: Bytes,
+    pub(crate) state: Arc<CallState>,
+    /// The URL the request's URI was made from, for the first attempt to use rather than
+    /// parse the URI again. A replay leaves it out: a retry, rare, parses the URI.
+    pub(crate) url: Option<reqwest::Url>,
+}
+
+impl ReplayBody for CallBody {
+    fn try_replay(&self) -> Option<Self> {
+        Some(CallBody {
+            bytes: self.bytes.clone(),
+            state: Arc::clone(&self.state),
+            url: None,
+        })
+    }
+}
+
+/// What the attempts of one call share, captured when it was sent.
+pub(crate) struct CallState {
+    /// The trace context the call was made in, so every attempt's span has the same parent
+    /// whichever task polls it.
     pub(crate) parent: opentelemetry::Context,
-    /// Attempts made so far; shared by the retries of one call (request parts are cloned
-    /// for a retry, and this clone shares the counter).
-    pub(crate) attempts: Arc<AtomicU32>,
+    /// Attempts made so far.
+    pub(crate) attempts: AtomicU32,
 }
 
 /// One attempt over reqwest.
 #[derive(Clone)]
 pub(crate) struct Call {
-    pub(crate) http: reqwest::Client,
-    pub(crate) client: Arc<str>,
-    pub(crate) server_address: Arc<str>,
-    pub(crate) server_port: Option<u16>,
-    /// Bound on the attempt, as the per-attempt timeout layer applies it: a span dropped
-    /// after it is reported as a timeout rather than a cancellation.
-    pub(crate) attempt_timeout: Duration,
-    pub(crate) duration: HistogramVec,
+    endpoint: Arc<Endpoint>,
 }
 
-impl tower::Service<Request<Bytes>> for Call {
+/// What every attempt of a client's calls needs, behind one `Arc`: the stack is cloned
+/// for every call (and again by retry), so each field here would cost a reference count
+/// twice per call.
+struct Endpoint {
+    http: reqwest::Client,
+    client: Arc<str>,
+    server_address: Arc<str>,
+    server_port: Option<u16>,
+    /// Bound on the attempt, as the per-attempt timeout layer applies it: a span dropped
+    /// after it is reported as a timeout rather than a cancellation.
+    attempt_timeout: Duration,
+    duration: HistogramVec,
+    /// `duration`'s children met so far, so that an attempt does not hash its five labels:
+    /// the method, status and error vary, the rest is fixed per client.
+    observers: RwLock<Vec<(ObserverKey, Histogram)>>,
+}
+
+/// The labels of `http_client_request_duration_seconds` that vary between attempts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ObserverKey {
+    method: &'static str,
+    status: Option<StatusCode>,
+    error: Option<&'static str>,
+}
+
+/// Bound on the children an [`Endpoint`] keeps: the label values are bounded anyway
+/// (methods, statuses, error types), this only bounds the linear search.
+const MAX_OBSERVERS: usize = 32;
+
+impl Call {
+    pub(crate) fn new(
+        http: reqwest::Client,
+        client: Arc<str>,
+        base: &reqwest::Url,
+        attempt_timeout: Duration,
+        duration: HistogramVec,
+    ) -> Self {
+        Call {
+            endpoint: Arc::new(Endpoint {
+                http,
+                client,
+                server_address: base.host_str().unwrap_or_default().into(),
+                server_port: base.port_or_known_default(),
+                attempt_timeout,
+                duration,
+                observers: RwLock::new(Vec::new()),
+            }),
+        }
+    }
+}
+
+impl tower::Service<Request<CallBody>> for Call {
     type Response = Response<reqwest::Body>;
     type Error = reqwest::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
@@ -49,19 +115,17 @@ impl tower::Service<Request<Bytes>> for Call {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<Bytes>) -> Self::Future {
-        let call_cx = req.extensions_mut().remove::<CallContext>();
-        let resend = call_cx
-            .as_ref()
-            .map_or(0, |c| c.attempts.fetch_add(1, Ordering::Relaxed));
-        let parent = call_cx.map_or_else(opentelemetry::Context::current, |c| c.parent);
-        let mut attempt = Attempt::start(self, &req, &parent, resend);
-        propagation::global().inject_headers(&attempt.cx, req.headers_mut());
-        let http = self.http.clone();
+    fn call(&mut self, req: Request<CallBody>) -> Self::Future {
+        let (mut parts, CallBody { bytes, state, url }) = req.into_parts();
+        let resend = state.attempts.fetch_add(1, Ordering::Relaxed);
+        let mut attempt = Attempt::start(&self.endpoint, &parts, &state.parent, resend);
+        propagation::global().inject_headers(&attempt.cx, &mut parts.headers);
+        // `execute` does no I/O until polled; called here, the boxed future holds only
+        // its small handle, not the request too.
+        let pending = to_reqwest(parts, bytes, url).map(|r| self.endpoint.http.execute(r));
         Box::pin(async move {
-            let sent = reqwest::Request::try_from(req);
-            let result = match sent {
-                Ok(r) => http.execute(r).await,
+            let result = match pending {
+                Ok(p) => p.await,
                 Err(e) => Err(e),
             };
             match &result {
@@ -70,6 +134,46 @@ impl tower::Service<Request<Bytes>> for Call {
             }
             result.map(Response::from)
         })
+    }
+}
+
+/// The attempt as a reqwest request. When the request still targets `url`, the URL parsed
+/// when the call was sent, and carries no extensions, `url` is used: the same request as
+/// `reqwest::Request::try_from` makes, which prints the URI and parses it again. Anything
+/// else takes that conversion.
+fn to_reqwest(
+    parts: Parts,
+    body: Bytes,
+    url: Option<reqwest::Url>,
+) -> Result<reqwest::Request, reqwest::Error> {
+    if let Some(url) = url.filter(|u| prints_as(&parts.uri, u.as_str()))
+        && parts.extensions.is_empty()
+    {
+        let mut r = reqwest::Request::new(parts.method, url);
+        *r.headers_mut() = parts.headers;
+        *r.version_mut() = parts.version;
+        *r.body_mut() = Some(body.into());
+        Ok(r)
+    } else {
+        reqwest::Request::try_from(Request::from_parts(parts, body))
+    }
+}
+
+/// Whether `uri` prints as `url` (as `uri.to_string() == url`, without printing it): then
+/// parsing its print gives back the URL `url` was printed from.
+fn prints_as(uri: &http::Uri, url: &str) -> bool {
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return false;
+    };
+    let rest = url
+        .strip_prefix(scheme)
+        .and_then(|r| r.strip_prefix("://"))
+        .and_then(|r| r.strip_prefix(authority.as_str()))
+        .and_then(|r| r.strip_prefix(uri.path()));
+    match (rest, uri.query()) {
+        (Some(rest), Some(q)) => rest.strip_prefix('?') == Some(q),
+        (Some(rest), None) => rest.is_empty(),
+        (None, _) => false,
     }
 }
 
@@ -90,21 +194,18 @@ struct Attempt {
     cx: opentelemetry::Context,
     start: Instant,
     method: &'static str,
-    client: Arc<str>,
-    server_address: Arc<str>,
-    attempt_timeout: Duration,
-    duration: HistogramVec,
+    endpoint: Arc<Endpoint>,
     done: bool,
 }
 
 impl Attempt {
     fn start(
-        call: &Call,
-        req: &Request<Bytes>,
+        endpoint: &Arc<Endpoint>,
+        req: &Parts,
         parent: &opentelemetry::Context,
         resend: u32,
     ) -> Self {
-        let method = method_label(req.method());
+        let method = method_label(&req.method);
         let cx = match otel::get() {
             Some(o) => {
                 let span = o
@@ -120,12 +221,12 @@ impl Attempt {
                 let span = cx.span();
                 if span.is_recording() {
                     let mut attrs = vec![
-                        KeyValue::new("http.request.method", req.method().as_str().to_owned()),
-                        KeyValue::new("server.address", call.server_address.to_string()),
-                        KeyValue::new("url.full", redacted_url(req.uri())),
-                        KeyValue::new("ms_chassis.client", call.client.to_string()),
+                        KeyValue::new("http.request.method", req.method.as_str().to_owned()),
+                        KeyValue::new("server.address", endpoint.server_address.to_string()),
+                        KeyValue::new("url.full", redacted_url(&req.uri)),
+                        KeyValue::new("ms_chassis.client", endpoint.client.to_string()),
                     ];
-                    if let Some(port) = call.server_port {
+                    if let Some(port) = endpoint.server_port {
                         attrs.push(KeyValue::new("server.port", i64::from(port)));
                     }
                     if resend > 0 {
@@ -144,31 +245,20 @@ impl Attempt {
             cx,
             start: Instant::now(),
             method,
-            client: Arc::clone(&call.client),
-            server_address: Arc::clone(&call.server_address),
-            attempt_timeout: call.attempt_timeout,
-            duration: call.duration.clone(),
+            endpoint: Arc::clone(endpoint),
             done: false,
         }
     }
 
-    fn finish(&mut self, status: Option<http::StatusCode>, error: Option<&str>) {
+    fn finish(&mut self, status: Option<StatusCode>, error: Option<&'static str>) {
         self.done = true;
-        let status_label = status.map(|s| s.as_str().to_owned()).unwrap_or_default();
-        let error = error.map(Cow::Borrowed).or_else(|| {
-            status
-                .filter(|s| s.is_server_error())
-                .map(|s| Cow::Owned(s.as_str().to_owned()))
-        });
-        self.duration
-            .with_label_values(&[
-                &*self.client,
-                &*self.server_address,
-                self.method,
-                &status_label,
-                error.as_deref().unwrap_or(""),
-            ])
-            .observe(self.start.elapsed().as_secs_f64());
+        let key = ObserverKey {
+            method: self.method,
+            status,
+            error,
+        };
+        self.endpoint
+            .observe(key, self.start.elapsed().as_secs_f64());
         let span = self.cx.span();
         if span.is_recording() {
             if let Some(s) = status {
@@ -177,9 +267,9 @@ impl Attempt {
                     i64::from(s.as_u16()),
                 ));
             }
-            if let Some(e) = &error {
-                span.set_attribute(KeyValue::new("error.type", e.to_string()));
-                span.set_status(Status::error(e.to_string()));
+            if let Some(e) = key.error_label() {
+                span.set_attribute(KeyValue::new("error.type", e.to_owned()));
+                span.set_status(Status::error(e.to_owned()));
             }
         }
         span.end();
@@ -189,12 +279,56 @@ impl Attempt {
 impl Drop for Attempt {
     fn drop(&mut self) {
         if !self.done {
-            let why = if self.start.elapsed() >= self.attempt_timeout {
+            let why = if self.start.elapsed() >= self.endpoint.attempt_timeout {
                 "timeout"
             } else {
                 "cancelled"
             };
             self.finish(None, Some(why));
+        }
+    }
+}
+
+impl ObserverKey {
+    /// The `error_type` label: the transport error, else a 5xx status, else none.
+    fn error_label(&self) -> Option<&str> {
+        self.error.or_else(|| {
+            self.status
+                .as_ref()
+                .filter(|s| s.is_server_error())
+                .map(StatusCode::as_str)
+        })
+    }
+}
+
+impl Endpoint {
+    /// Records an attempt's duration in the child of `duration` for `key`.
+    fn observe(&self, key: ObserverKey, seconds: f64) {
+        {
+            let observers = self
+                .observers
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, h)) = observers.iter().find(|(k, _)| *k == key) {
+                h.observe(seconds);
+                return;
+            }
+        }
+        let status = key.status.as_ref().map_or("", StatusCode::as_str);
+        let h = self.duration.with_label_values(&[
+            &*self.client,
+            &*self.server_address,
+            key.method,
+            status,
+            key.error_label().unwrap_or(""),
+        ]);
+        h.observe(seconds);
+        let mut observers = self
+            .observers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if observers.len() < MAX_OBSERVERS && !observers.iter().any(|(k, _)| *k == key) {
+            observers.push((key, h));
         }
     }
 }
@@ -223,5 +357,68 @@ fn redacted_url(uri: &http::Uri) -> String {
     match uri.port_u16() {
         Some(p) => format!("{scheme}://{host}:{p}{}", uri.path()),
         None => format!("{scheme}://{host}{}", uri.path()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uri_prints_as_the_url_it_was_parsed_from_and_only_that() {
+        for url in [
+            "http://h/x",
+            "http://127.0.0.1:8080/books/7?x=1&y=2",
+            "https://user:pw@h:8443/a/b?",
+        ] {
+            let uri: http::Uri = url.parse().unwrap();
+            assert_eq!(uri.to_string(), url);
+            assert!(prints_as(&uri, url), "{url}");
+        }
+        let uri: http::Uri = "http://h/x?q=1".parse().unwrap();
+        for other in [
+            "http://h/x?q=2",
+            "http://h/x?q=1#f",
+            "http://h/x",
+            "https://h/x?q=1",
+            "http://g/x?q=1",
+            "http://h/y?q=1",
+        ] {
+            assert!(!prints_as(&uri, other), "{other}");
+        }
+        let relative: http::Uri = "/x".parse().unwrap();
+        assert!(
+            !prints_as(&relative, "/x"),
+            "takes the conversion, which refuses it"
+        );
+    }
+
+    #[test]
+    fn to_reqwest_makes_the_request_try_from_makes() {
+        let url = reqwest::Url::parse("http://h:8080/a/b?c=d").unwrap();
+        let build = || {
+            let mut req = Request::new(Bytes::from_static(b"body"));
+            *req.method_mut() = Method::PUT;
+            *req.uri_mut() = url.as_str().parse().unwrap();
+            req.headers_mut()
+                .insert("x-a", http::HeaderValue::from_static("1"));
+            req.into_parts()
+        };
+        let (parts, body) = build();
+        let fast = to_reqwest(parts, body, Some(url.clone())).unwrap();
+        let (parts, body) = build();
+        let slow = reqwest::Request::try_from(Request::from_parts(parts, body)).unwrap();
+        for r in [&fast, &slow] {
+            assert_eq!(r.method(), Method::PUT);
+            assert_eq!(r.url(), &url);
+            assert_eq!(r.headers().get("x-a").unwrap(), "1");
+            assert_eq!(r.version(), http::Version::HTTP_11);
+            let body = r.body().and_then(reqwest::Body::as_bytes);
+            assert_eq!(body, Some(&b"body"[..]));
+        }
+        // A URL that is not the request's is not used.
+        let (parts, body) = build();
+        let other = reqwest::Url::parse("http://elsewhere/").unwrap();
+        assert_eq!(to_reqwest(parts, body, Some(other)).unwrap().url(), &url);
     }
 }

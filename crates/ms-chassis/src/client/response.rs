@@ -1,11 +1,16 @@
 //! [`ClientResponse`]: a response whose body the helpers read within the call's bounds.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::body::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
+use pin_project_lite::pin_project;
 use serde::de::DeserializeOwned;
+use tokio::time::Sleep;
 
 use super::error::{ClientError, ClientErrorKind};
 
@@ -76,15 +81,19 @@ impl ClientResponse {
         let b = self.bounds;
         let limit = usize::try_from(b.limit).unwrap_or(usize::MAX);
         let body = self.inner.into_body();
-        let read = tokio::time::timeout_at(b.deadline, Limited::new(body, limit).collect());
+        let read = WithinDeadline {
+            inner: Limited::new(body, limit).collect(),
+            sleep: None,
+            deadline: b.deadline,
+        };
         let err = |kind| ClientError::new(&self.client, &self.method, &self.path, kind);
         match read.await {
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Some(Ok(collected)) => Ok(collected.to_bytes()),
+            Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
                 Err(err(ClientErrorKind::BodyTooLarge(b.limit)))
             }
-            Ok(Err(e)) => Err(err(ClientErrorKind::Transport(e))),
-            Err(_) => Err(err(ClientErrorKind::Timeout {
+            Some(Err(e)) => Err(err(ClientErrorKind::Transport(e))),
+            None => Err(err(ClientErrorKind::Timeout {
                 after: b.total_timeout,
             })),
         }
@@ -112,5 +121,79 @@ impl ClientResponse {
 
     fn error(&self, kind: ClientErrorKind) -> ClientError {
         ClientError::new(&self.client, &self.method, &self.path, kind)
+    }
+}
+
+pin_project! {
+    /// `inner` until `deadline`, then `None`: `tokio::time::timeout_at`, with the timer
+    /// armed only once `inner` is not done on its first poll. A small body usually arrives
+    /// with the headers, and then reading it never touches the timer wheel.
+    struct WithinDeadline<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: Option<Sleep>,
+        deadline: tokio::time::Instant,
+    }
+}
+
+impl<F: Future> Future for WithinDeadline<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(out) = this.inner.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if this.sleep.is_none() {
+            this.sleep
+                .set(Some(tokio::time::sleep_until(*this.deadline)));
+        }
+        match this.sleep.as_pin_mut().map(|s| s.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn within_deadline_is_ready_at_once_or_cut_at_the_deadline() {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
+        let ready = WithinDeadline {
+            inner: std::future::ready(7),
+            sleep: None,
+            deadline,
+        };
+        assert_eq!(ready.await, Some(7));
+
+        let slow = WithinDeadline {
+            inner: tokio::time::sleep(Duration::from_millis(20)),
+            sleep: None,
+            deadline,
+        };
+        assert_eq!(slow.await, Some(()));
+
+        let start = tokio::time::Instant::now();
+        let hung = WithinDeadline {
+            inner: std::future::pending::<()>(),
+            sleep: None,
+            deadline,
+        };
+        assert_eq!(hung.await, None);
+        assert_eq!(tokio::time::Instant::now(), deadline, "cut at the deadline");
+        assert!(start <= deadline);
+
+        let past = WithinDeadline {
+            inner: std::future::pending::<()>(),
+            sleep: None,
+            deadline: deadline - Duration::from_millis(10),
+        };
+        assert_eq!(past.await, None, "a passed deadline cuts at once");
     }
 }

@@ -77,7 +77,7 @@ where
             } => {
                 let result = ready!(future.poll(cx)).map_err(ResilienceError::from_inner);
                 let outcome = classifier.classify(result.as_ref());
-                permit.record(outcome, now().saturating_duration_since(*started));
+                permit.record(outcome, *started);
                 Poll::Ready(result)
             }
             KindProj::Rejected { name } => Poll::Ready(Err(ResilienceError::CircuitOpen {

@@ -113,7 +113,11 @@ impl Shared {
 
     /// Runs `f` on the machine, then brings the gauges up to date.
     fn with<R>(&self, f: impl FnOnce(&mut Machine, Instant) -> R) -> R {
-        let now = now();
+        self.with_at(now(), f)
+    }
+
+    /// [`with`](Self::with), at `now` read by the caller.
+    fn with_at<R>(&self, now: Instant, f: impl FnOnce(&mut Machine, Instant) -> R) -> R {
         let mut inner = self.lock();
         let r = f(&mut inner.machine, now);
         let state = inner.machine.state(now);
@@ -176,13 +180,16 @@ pub(crate) struct CallPermit {
 }
 
 impl CallPermit {
-    /// Records the outcome of the call, which took `elapsed`.
-    pub(crate) fn record(&mut self, outcome: Outcome, elapsed: Duration) {
+    /// Records the outcome of the call, which started at `started` and ends now. One clock
+    /// read serves both the call's duration and the machine.
+    pub(crate) fn record(&mut self, outcome: Outcome, started: Instant) {
         let Some(permit) = self.permit.take() else {
             return;
         };
+        let now = now();
+        let elapsed = now.saturating_duration_since(started);
         let i = &self.shared.instruments;
-        let slow = self.shared.with(|m, now| {
+        let slow = self.shared.with_at(now, |m, now| {
             m.record(permit, outcome, elapsed, now);
             elapsed > m.config().slow_call_duration
         });
