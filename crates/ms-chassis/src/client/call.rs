@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _};
 use prometheus::{Histogram, HistogramVec};
 
 use crate::resilience::ReplayBody;
@@ -208,16 +208,8 @@ impl Attempt {
         let method = method_label(&req.method);
         let cx = match otel::get() {
             Some(o) => {
-                let span = o
-                    .tracer
-                    .span_builder(Cow::Borrowed(if method == "_OTHER" {
-                        "HTTP"
-                    } else {
-                        method
-                    }))
-                    .with_kind(SpanKind::Client)
-                    .start_with_context(&o.tracer, parent);
-                let cx = parent.with_span(span);
+                let name = if method == "_OTHER" { "HTTP" } else { method };
+                let cx = otel::start_span(o, Cow::Borrowed(name), SpanKind::Client, parent);
                 let span = cx.span();
                 if span.is_recording() {
                     let mut attrs = vec![

@@ -13,11 +13,12 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use opentelemetry::trace::{
-    Link, SpanKind, Status, TraceContextExt, TraceId, Tracer, TracerProvider as _,
+    Link, SpanContext, SpanKind, Status, TraceContextExt, TraceId, Tracer, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::IdGenerator as _;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SamplingResult, SdkTracer, SdkTracerProvider,
     ShouldSample,
@@ -37,6 +38,10 @@ pub(crate) struct Otel {
     provider: SdkTracerProvider,
     /// The sampling rule in force, shared with the provider's sampler.
     sampling: Arc<RwLock<SamplingRule>>,
+    /// The provider's sampler, for spans the chassis starts without the SDK.
+    sampler: ChassisSampler,
+    /// Whether spans go anywhere (`tracing.exporter` is not `none`).
+    exporting: bool,
 }
 
 static OTEL: OnceLock<Otel> = OnceLock::new();
@@ -160,7 +165,7 @@ pub(crate) fn init(
     );
     let counters = export_queue::SpanCounters::register();
     let mut builder = SdkTracerProvider::builder()
-        .with_sampler(sampler)
+        .with_sampler(sampler.clone())
         .with_resource(resource.build());
     if t.exporter == TraceExporter::Stdout {
         let processor =
@@ -196,6 +201,8 @@ pub(crate) fn init(
         propagation: propagation::install(Propagation::new(&t.propagation)),
         provider,
         sampling,
+        sampler,
+        exporting: t.exporter != TraceExporter::None,
     };
     Ok(OTEL.get_or_init(|| otel))
 }
@@ -290,6 +297,52 @@ pub(crate) async fn flush(timeout: Duration) {
     }
 }
 
+/// Starts a span of the chassis (a request's server span, a client call's span) as a child
+/// of `parent`, and returns the context holding it.
+///
+/// When no exporter is configured, no span is ever exported, so none is recorded: the span
+/// is only its ids and the sampling decision (which callees still need), taken by the same
+/// sampler, without the SDK's span, its attributes or its allocations.
+pub(crate) fn start_span(
+    o: &Otel,
+    name: std::borrow::Cow<'static, str>,
+    kind: SpanKind,
+    parent: &Context,
+) -> Context {
+    if o.exporting {
+        let span = o
+            .tracer
+            .span_builder(name)
+            .with_kind(kind)
+            .start_with_context(&o.tracer, parent);
+        return parent.with_span(span);
+    }
+    let ids = opentelemetry_sdk::trace::RandomIdGenerator::default();
+    let parent_sc = parent.span().span_context().clone();
+    let (trace_id, flags) = if parent_sc.is_valid() {
+        (parent_sc.trace_id(), parent_sc.trace_flags())
+    } else {
+        (
+            ids.new_trace_id(),
+            opentelemetry::trace::TraceFlags::default(),
+        )
+    };
+    let decision = o
+        .sampler
+        .should_sample(Some(parent), trace_id, &name, &kind, &[], &[]);
+    let sampled = decision.decision == opentelemetry_sdk::trace::SamplingDecision::RecordAndSample;
+    let sc = SpanContext::new(
+        trace_id,
+        ids.new_span_id(),
+        flags.with_sampled(sampled),
+        false,
+        decision.trace_state,
+    );
+    // Despite its name, this only puts a non-recording span with `sc` in the context;
+    // `sc` says it is local.
+    parent.with_remote_span_context(sc)
+}
+
 /// Starts the server span of a request as a child of the extracted remote context.
 pub(crate) fn server_span(
     o: &Otel,
@@ -298,12 +351,7 @@ pub(crate) fn server_span(
     peer: Option<std::net::SocketAddr>,
 ) -> Context {
     let method = req.method().as_str();
-    let span = o
-        .tracer
-        .span_builder(static_method(req.method()))
-        .with_kind(SpanKind::Server)
-        .start_with_context(&o.tracer, parent);
-    let cx = parent.with_span(span);
+    let cx = start_span(o, static_method(req.method()), SpanKind::Server, parent);
     let span = cx.span();
     if span.is_recording() {
         let mut attrs = vec![
