@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _};
 use prometheus::{Histogram, HistogramVec};
 
+use crate::metrics::method_label;
 use crate::resilience::ReplayBody;
 use crate::telemetry::{otel, propagation};
 
@@ -322,23 +323,6 @@ impl Endpoint {
         if observers.len() < MAX_OBSERVERS && !observers.iter().any(|(k, _)| *k == key) {
             observers.push((key, h));
         }
-    }
-}
-
-/// The method as a bounded metric label: the standard methods, else `_OTHER` (as the OTel
-/// HTTP conventions say).
-fn method_label(m: &Method) -> &'static str {
-    match *m {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::TRACE => "TRACE",
-        Method::CONNECT => "CONNECT",
-        _ => "_OTHER",
     }
 }
 

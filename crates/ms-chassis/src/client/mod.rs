@@ -318,12 +318,7 @@ impl HttpClient {
     /// GETs `path` and reads a 2xx JSON answer as `T`; any other status is
     /// [`ClientErrorKind::Status`].
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.get(path)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await
+        self.get(path).send_json().await
     }
 
     /// POSTs `body` as JSON to `path` and reads a 2xx JSON answer as `T`.
@@ -332,13 +327,7 @@ impl HttpClient {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        self.post(path)
-            .json(body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await
+        self.post(path).json(body).send_json().await
     }
 
     /// PUTs `body` as JSON to `path` and reads a 2xx JSON answer as `T`.
@@ -347,13 +336,7 @@ impl HttpClient {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        self.put(path)
-            .json(body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await
+        self.put(path).json(body).send_json().await
     }
 
     /// A health check of the dependency, for `svc.health().readiness("books", books.probe())`.
@@ -655,6 +638,12 @@ impl ClientRequest {
 
     fn fail(&mut self, message: String) {
         self.error.get_or_insert(message);
+    }
+
+    /// Sends the request and reads a 2xx JSON answer as `T`; any other status is
+    /// [`ClientErrorKind::Status`]. The JSON helpers of [`HttpClient`] are this.
+    pub async fn send_json<T: DeserializeOwned>(self) -> Result<T, ClientError> {
+        self.send().await?.error_for_status()?.json().await
     }
 
     /// Sends the request through the client's stack.

@@ -69,8 +69,9 @@ impl HttpInstruments {
     }
 }
 
-/// OTel semantic conventions: known methods as-is, anything else `_OTHER`.
-fn method_label(m: &Method) -> &'static str {
+/// The method as a bounded metric label, by the OTel semantic conventions: the standard
+/// methods as they are, anything else `_OTHER`.
+pub(crate) fn method_label(m: &Method) -> &'static str {
     match *m {
         Method::GET => "GET",
         Method::POST => "POST",

@@ -45,7 +45,7 @@ use prometheus::{
 use crate::build_info;
 use crate::resilience::ResilienceMetrics;
 
-pub(crate) use http::{HttpInstruments, InFlight, UNMATCHED_ROUTE};
+pub(crate) use http::{HttpInstruments, InFlight, UNMATCHED_ROUTE, method_label};
 pub use openmetrics::OPENMETRICS_TYPE;
 
 /// OpenTelemetry's advisory buckets for `http.server.request.duration`, in seconds.
