@@ -374,7 +374,7 @@ mod tests {
         let url = reqwest::Url::parse("http://h:8080/a/b?c=d").unwrap();
         let build = || {
             let mut req = Request::new(Bytes::from_static(b"body"));
-            *req.method_mut() = Method::PUT;
+            *req.method_mut() = http::Method::PUT;
             *req.uri_mut() = url.as_str().parse().unwrap();
             req.headers_mut()
                 .insert("x-a", http::HeaderValue::from_static("1"));
@@ -385,7 +385,7 @@ mod tests {
         let (parts, body) = build();
         let slow = reqwest::Request::try_from(Request::from_parts(parts, body)).unwrap();
         for r in [&fast, &slow] {
-            assert_eq!(r.method(), Method::PUT);
+            assert_eq!(r.method(), http::Method::PUT);
             assert_eq!(r.url(), &url);
             assert_eq!(r.headers().get("x-a").unwrap(), "1");
             assert_eq!(r.version(), http::Version::HTTP_11);
