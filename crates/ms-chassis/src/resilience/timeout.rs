@@ -8,6 +8,11 @@
 //! deadline. There is no "zero means off": a zero timeout fails every call that is not
 //! ready at once; leaving the layer out is how to have no timeout.
 //!
+//! The deadline is set when the call is made, but its timer is created only if the inner
+//! future is not ready on its first poll, as the server's request guard does: a call that
+//! completes at once (a cached answer, an immediate rejection by an inner layer) never
+//! registers in and removes itself from tokio's timer wheel.
+//!
 //! ```
 //! use std::time::Duration;
 //!
@@ -33,7 +38,7 @@ use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use prometheus::IntCounter;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
 use super::{BoxError, ResilienceError, ResilienceMetrics};
@@ -137,9 +142,15 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        let now = Instant::now();
+        // `tokio::time::sleep`'s fallback, for a duration too long to add: 30 years.
+        let deadline = now
+            .checked_add(self.after)
+            .unwrap_or_else(|| now + Duration::from_secs(86400 * 365 * 30));
         TimeoutResponseFuture {
             inner: self.inner.call(req),
-            sleep: tokio::time::sleep(self.after),
+            deadline,
+            sleep: None,
             after: self.after,
             timeouts: self.timeouts.clone(),
         }
@@ -151,8 +162,10 @@ pin_project! {
     pub struct TimeoutResponseFuture<F> {
         #[pin]
         inner: F,
+        deadline: Instant,
+        // Created on the first poll that finds `inner` not ready.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
         after: Duration,
         timeouts: IntCounter,
     }
@@ -174,11 +187,16 @@ where
     type Output = Result<T, ResilienceError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result.map_err(ResilienceError::from_inner));
         }
-        match this.sleep.poll(cx) {
+        if this.sleep.is_none() {
+            this.sleep
+                .set(Some(tokio::time::sleep_until(*this.deadline)));
+        }
+        let sleep = this.sleep.as_pin_mut().expect("just set");
+        match sleep.poll(cx) {
             Poll::Ready(()) => {
                 this.timeouts.inc();
                 Poll::Ready(Err(ResilienceError::Timeout { after: *this.after }))
@@ -223,6 +241,38 @@ mod tests {
         );
         assert_eq!(svc.clone().oneshot(false).await.unwrap(), "done");
         assert_eq!(layer.timeouts.get(), 1);
+    }
+
+    /// The timer is created late, but the deadline counts from the call: a zero timeout
+    /// passes a call ready at once and fails one that is not, and a future first polled
+    /// 200 ms after its call has 50 ms left of its 250.
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_counts_from_the_call_not_the_first_poll() {
+        let metrics = ResilienceMetrics::unregistered();
+        let mut svc = ServiceBuilder::new()
+            .layer(TimeoutLayer::per_attempt("t", Duration::ZERO, &metrics))
+            .service(service_fn(|hang: bool| async move {
+                if hang {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, std::io::Error>("done")
+            }));
+        assert_eq!(
+            svc.ready().await.unwrap().call(false).await.unwrap(),
+            "done"
+        );
+        let err = svc.ready().await.unwrap().call(true).await.unwrap_err();
+        assert!(matches!(err, ResilienceError::Timeout { .. }));
+
+        let layer = TimeoutLayer::per_attempt("t", Duration::from_millis(250), &metrics);
+        let mut svc = ServiceBuilder::new().layer(layer).service(service_fn(|()| {
+            std::future::pending::<Result<(), std::io::Error>>()
+        }));
+        let start = Instant::now();
+        let call = svc.ready().await.unwrap().call(());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(call.await.is_err());
+        assert_eq!(start.elapsed(), Duration::from_millis(250));
     }
 
     #[tokio::test(start_paused = true)]
