@@ -13,6 +13,14 @@
 //! completes at once (a cached answer, an immediate rejection by an inner layer) never
 //! registers in and removes itself from tokio's timer wheel.
 //!
+//! The client's overall timeout goes one step further ([`TimeoutLayer::armed_late`]): its
+//! timer is created only on the second poll that finds the call pending. An HTTP call is
+//! never ready on its first poll, but is usually done on its second (its response woke
+//! it), so the overall timer is then never created. This is sound only because something
+//! inside is sure to wake the call before the overall deadline: the first attempt's own
+//! timeout, never longer than the overall one, and any wait before it (a bulkhead's or
+//! rate limiter's `max_wait`) that is no longer either; the client checks that.
+//!
 //! ```
 //! use std::time::Duration;
 //!
@@ -66,6 +74,7 @@ impl TimeoutScope {
 pub struct TimeoutLayer {
     after: Duration,
     scope: TimeoutScope,
+    late: bool,
     name: Arc<str>,
     timeouts: IntCounter,
 }
@@ -85,9 +94,17 @@ impl TimeoutLayer {
         TimeoutLayer {
             after,
             scope,
+            late: false,
             name: name.into(),
             timeouts: metrics.timeouts(name, scope),
         }
+    }
+
+    /// Creates the timer only on the second poll that finds the call pending, not the
+    /// first (see the [module docs](self)). Only for a timeout whose inner service is sure
+    /// to wake a call, before this deadline, after its first poll.
+    pub(crate) fn armed_late(self) -> Self {
+        TimeoutLayer { late: true, ..self }
     }
 
     /// The duration it enforces.
@@ -113,6 +130,7 @@ impl<S> Layer<S> for TimeoutLayer {
         Timeout {
             inner,
             after: self.after,
+            late: self.late,
             timeouts: self.timeouts.clone(),
         }
     }
@@ -123,6 +141,7 @@ impl<S> Layer<S> for TimeoutLayer {
 pub struct Timeout<S> {
     inner: S,
     after: Duration,
+    late: bool,
     timeouts: IntCounter,
 }
 
@@ -151,6 +170,7 @@ where
             inner: self.inner.call(req),
             deadline,
             sleep: None,
+            late: self.late,
             after: self.after,
             timeouts: self.timeouts.clone(),
         }
@@ -166,6 +186,8 @@ pin_project! {
         // Created on the first poll that finds `inner` not ready.
         #[pin]
         sleep: Option<Sleep>,
+        // Whether to let one pending poll pass without a timer first.
+        late: bool,
         after: Duration,
         timeouts: IntCounter,
     }
@@ -192,6 +214,9 @@ where
             return Poll::Ready(result.map_err(ResilienceError::from_inner));
         }
         if this.sleep.is_none() {
+            if std::mem::take(this.late) {
+                return Poll::Pending;
+            }
             this.sleep
                 .set(Some(tokio::time::sleep_until(*this.deadline)));
         }
@@ -272,6 +297,28 @@ mod tests {
         let call = svc.ready().await.unwrap().call(());
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(call.await.is_err());
+        assert_eq!(start.elapsed(), Duration::from_millis(250));
+    }
+
+    /// Armed late, the timer waits for the second pending poll, and still fires at the
+    /// deadline counted from the call: here the inner future wakes the call at 100 ms.
+    #[tokio::test(start_paused = true)]
+    async fn armed_late_the_deadline_still_holds() {
+        let metrics = ResilienceMetrics::unregistered();
+        let layer = TimeoutLayer::overall("t", Duration::from_millis(250), &metrics).armed_late();
+        let svc = ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|wake: bool| async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if wake {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, std::io::Error>("done")
+            }));
+        assert_eq!(svc.clone().oneshot(false).await.unwrap(), "done");
+        let start = Instant::now();
+        let err = svc.oneshot(true).await.unwrap_err();
+        assert!(matches!(err, ResilienceError::Timeout { after } if after.as_millis() == 250));
         assert_eq!(start.elapsed(), Duration::from_millis(250));
     }
 
