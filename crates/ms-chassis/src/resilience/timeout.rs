@@ -343,10 +343,19 @@ mod tests {
     }
 
     /// Per-attempt timeouts inside retry, an overall one outside: every attempt is cut at
-    /// its deadline and the whole call at the overall one.
+    /// its deadline and the whole call at the overall one, whether the overall timer is
+    /// armed at once or late (as the client's is).
     #[tokio::test(start_paused = true)]
     async fn overall_timeout_bounds_retries_of_hanging_attempts() {
+        for late in [false, true] {
+            overall_bounds_retries(late).await;
+        }
+    }
+
+    async fn overall_bounds_retries(late: bool) {
         let metrics = ResilienceMetrics::unregistered();
+        let overall = TimeoutLayer::overall("t", Duration::from_millis(1000), &metrics);
+        let overall = if late { overall.armed_late() } else { overall };
         let attempts = Arc::new(AtomicU32::new(0));
         let seen = Arc::clone(&attempts);
         let retry = RetryConfig {
@@ -357,11 +366,7 @@ mod tests {
             ..RetryConfig::default()
         };
         let svc = ServiceBuilder::new()
-            .layer(TimeoutLayer::overall(
-                "t",
-                Duration::from_millis(1000),
-                &metrics,
-            ))
+            .layer(overall)
             .layer(RetryLayer::new("t", retry, &metrics).unwrap())
             .layer(TimeoutLayer::per_attempt(
                 "t",
