@@ -351,27 +351,47 @@ mod tests {
 
     use super::*;
 
-    /// A fake downstream that holds every call until released, counting arrivals.
+    /// `layer` (a clone: they share the slots) over a fake downstream that holds every call until released; with the
+    /// count of calls that arrived there, and the release.
+    #[allow(clippy::type_complexity)]
     fn held(
-        arrived: Arc<AtomicUsize>,
-        release: Arc<Notify>,
-    ) -> impl Service<
-        (),
-        Response = &'static str,
-        Error = std::io::Error,
-        Future = impl Future<Output = Result<&'static str, std::io::Error>> + Send,
-    > + Clone
-    + Send
-    + 'static {
-        service_fn(move |()| {
-            let arrived = Arc::clone(&arrived);
-            let release = Arc::clone(&release);
-            async move {
-                arrived.fetch_add(1, Ordering::SeqCst);
-                release.notified().await;
-                Ok("done")
-            }
-        })
+        layer: BulkheadLayer,
+    ) -> (
+        Bulkhead<
+            impl Service<
+                (),
+                Response = &'static str,
+                Error = std::io::Error,
+                Future = impl Future<Output = Result<&'static str, std::io::Error>> + Send,
+            > + Clone
+            + Send
+            + 'static,
+        >,
+        Arc<AtomicUsize>,
+        Arc<Notify>,
+    ) {
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Notify::new());
+        let (a, r) = (Arc::clone(&arrived), Arc::clone(&release));
+        let svc = ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(move |()| {
+                let arrived = Arc::clone(&a);
+                let release = Arc::clone(&r);
+                async move {
+                    arrived.fetch_add(1, Ordering::SeqCst);
+                    release.notified().await;
+                    Ok("done")
+                }
+            }));
+        (svc, arrived, release)
+    }
+
+    /// Until `n` calls have arrived.
+    async fn until_arrived(count: &AtomicUsize, n: usize) {
+        while count.load(Ordering::SeqCst) < n {
+            tokio::task::yield_now().await;
+        }
     }
 
     fn layer(max_concurrent: usize, max_wait: Duration) -> BulkheadLayer {
@@ -384,18 +404,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn beyond_the_limit_calls_are_rejected_at_once_without_reaching_the_service() {
-        let arrived = Arc::new(AtomicUsize::new(0));
-        let release = Arc::new(Notify::new());
         let layer = layer(2, Duration::ZERO);
-        let svc = ServiceBuilder::new()
-            .layer(layer.clone())
-            .service(held(Arc::clone(&arrived), Arc::clone(&release)));
+        let (svc, arrived, release) = held(layer.clone());
 
         let a = tokio::spawn(svc.clone().oneshot(()));
         let b = tokio::spawn(svc.clone().oneshot(()));
-        while arrived.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
+        until_arrived(&arrived, 2).await;
         assert_eq!(layer.available(), 0);
         let start = Instant::now();
         let err = svc.clone().oneshot(()).await.unwrap_err();
@@ -414,17 +428,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_caller_waits_up_to_max_wait_for_a_slot() {
-        let arrived = Arc::new(AtomicUsize::new(0));
-        let release = Arc::new(Notify::new());
         let layer = layer(1, Duration::from_millis(500));
-        let svc = ServiceBuilder::new()
-            .layer(layer.clone())
-            .service(held(Arc::clone(&arrived), Arc::clone(&release)));
+        let (svc, arrived, release) = held(layer.clone());
 
         let first = tokio::spawn(svc.clone().oneshot(()));
-        while arrived.load(Ordering::SeqCst) < 1 {
-            tokio::task::yield_now().await;
-        }
+        until_arrived(&arrived, 1).await;
         // Times out: the slot is not freed within 500 ms.
         let start = Instant::now();
         let err = svc.clone().oneshot(()).await.unwrap_err();
@@ -446,9 +454,7 @@ mod tests {
         );
         release.notify_waiters();
         assert_eq!(first.await.unwrap().unwrap(), "done");
-        while arrived.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
+        until_arrived(&arrived, 2).await;
         release.notify_waiters();
         assert_eq!(second.await.unwrap().unwrap(), "done");
         assert_eq!(layer.shared.rejected.get(), 1);
@@ -473,16 +479,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_counted_slot_is_freed_when_its_call_is_cancelled() {
-        let arrived = Arc::new(AtomicUsize::new(0));
-        let release = Arc::new(Notify::new());
         let layer = layer(1, Duration::ZERO);
-        let svc = ServiceBuilder::new()
-            .layer(layer.clone())
-            .service(held(Arc::clone(&arrived), Arc::clone(&release)));
+        let (svc, arrived, release) = held(layer.clone());
         let first = tokio::spawn(svc.clone().oneshot(()));
-        while arrived.load(Ordering::SeqCst) < 1 {
-            tokio::task::yield_now().await;
-        }
+        until_arrived(&arrived, 1).await;
         assert_eq!(layer.available(), 0);
         assert!(svc.clone().oneshot(()).await.is_err(), "full");
         first.abort();
@@ -490,9 +490,7 @@ mod tests {
         assert_eq!(layer.available(), 1, "the cancelled call's slot is back");
         assert_eq!(layer.shared.active.get(), 0);
         let second = tokio::spawn(svc.clone().oneshot(()));
-        while arrived.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
+        until_arrived(&arrived, 2).await;
         release.notify_waiters();
         assert_eq!(second.await.unwrap().unwrap(), "done");
         assert_eq!(layer.available(), 1);
