@@ -495,8 +495,21 @@ impl Current {
             None => None,
         };
         let attempt = TimeoutLayer::per_attempt(name, config.timeout, m).layer(call);
+        // The overall timer can wait for the call's second poll if whatever the first poll
+        // waits for (a bulkhead or rate-limit slot, or the first attempt, bounded by
+        // `timeout`) wakes it before `total_timeout`: see `resilience::timeout`.
+        let total = config.total_timeout;
+        let overall = TimeoutLayer::overall(name, total, m);
+        let overall = if config.bulkhead.get().is_none_or(|b| b.max_wait <= total)
+            && config.rate_limit.get().is_none_or(|r| r.max_wait <= total)
+            && config.timeout <= total
+        {
+            overall.armed_late()
+        } else {
+            overall
+        };
         let stack = ServiceBuilder::new()
-            .layer(TimeoutLayer::overall(name, config.total_timeout, m))
+            .layer(overall)
             .option_layer(retry)
             .option_layer(rate_limit)
             .layer(breaker.layer())

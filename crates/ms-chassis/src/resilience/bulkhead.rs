@@ -8,6 +8,11 @@
 //! body streams. Unlike tower's `ConcurrencyLimit`, which waits in `poll_ready` for as long
 //! as it takes, the wait is per call and bounded, and the rejection is an error that says so.
 //!
+//! With `max_wait: 0` (the default) nobody ever waits, so the slots are a plain atomic
+//! counter (a compare-and-swap to take one, an atomic subtraction to give it back) rather
+//! than a tokio semaphore, whose FIFO queue of waiters is not needed and whose release
+//! takes a mutex. With a wait, the semaphore's queue keeps the waiters in order.
+//!
 //! ```
 //! use std::time::Duration;
 //!
@@ -27,6 +32,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -88,10 +94,37 @@ pub struct BulkheadLayer {
 #[derive(Debug)]
 struct Shared {
     name: Arc<str>,
-    slots: Arc<Semaphore>,
+    slots: Slots,
     max_wait: Duration,
     active: IntGauge,
     rejected: IntCounter,
+}
+
+/// Where the slots are counted: see the [module docs](self).
+#[derive(Debug)]
+enum Slots {
+    /// `max_wait` is 0: calls taken, never above `max`.
+    Counter { taken: AtomicUsize, max: usize },
+    /// `max_wait` is more: a semaphore, whose queue of waiters is served in order.
+    Semaphore(Arc<Semaphore>),
+}
+
+impl Shared {
+    /// A free slot, if there is one now.
+    fn try_take(self: &Arc<Self>) -> Option<Slot> {
+        let permit = match &self.slots {
+            Slots::Counter { taken, max } => {
+                taken
+                    .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
+                        (n < *max).then_some(n + 1)
+                    })
+                    .ok()?;
+                None
+            }
+            Slots::Semaphore(s) => Some(Arc::clone(s).try_acquire_owned().ok()?),
+        };
+        Some(Slot::new(self, permit))
+    }
 }
 
 impl BulkheadLayer {
@@ -106,7 +139,14 @@ impl BulkheadLayer {
         Ok(BulkheadLayer {
             shared: Arc::new(Shared {
                 name: name.into(),
-                slots: Arc::new(Semaphore::new(config.max_concurrent)),
+                slots: if config.max_wait.is_zero() {
+                    Slots::Counter {
+                        taken: AtomicUsize::new(0),
+                        max: config.max_concurrent,
+                    }
+                } else {
+                    Slots::Semaphore(Arc::new(Semaphore::new(config.max_concurrent)))
+                },
                 max_wait: config.max_wait,
                 active,
                 rejected,
@@ -116,7 +156,10 @@ impl BulkheadLayer {
 
     /// Free slots right now.
     pub fn available(&self) -> usize {
-        self.shared.slots.available_permits()
+        match &self.shared.slots {
+            Slots::Counter { taken, max } => max.saturating_sub(taken.load(Ordering::Relaxed)),
+            Slots::Semaphore(s) => s.available_permits(),
+        }
     }
 }
 
@@ -141,23 +184,29 @@ pub struct Bulkhead<S> {
 /// A held slot, shown in `ms_chassis_bulkhead_active_calls` while it lives.
 #[derive(Debug)]
 struct Slot {
-    _permit: OwnedSemaphorePermit,
-    active: IntGauge,
+    shared: Arc<Shared>,
+    /// The semaphore's permit; `None` for a counted slot, given back in `drop`.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Slot {
-    fn new(permit: OwnedSemaphorePermit, active: &IntGauge) -> Self {
-        active.inc();
+    fn new(shared: &Arc<Shared>, permit: Option<OwnedSemaphorePermit>) -> Self {
+        shared.active.inc();
         Slot {
-            _permit: permit,
-            active: active.clone(),
+            shared: Arc::clone(shared),
+            permit,
         }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.active.dec();
+        if self.permit.is_none()
+            && let Slots::Counter { taken, .. } = &self.shared.slots
+        {
+            taken.fetch_sub(1, Ordering::Release);
+        }
+        self.shared.active.dec();
     }
 }
 
@@ -182,23 +231,23 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &self.shared;
-        if let Ok(permit) = Arc::clone(&shared.slots).try_acquire_owned() {
-            let slot = Slot::new(permit, &shared.active);
+        if let Some(slot) = shared.try_take() {
             return BulkheadResponseFuture::running(self.inner.call(req), slot);
         }
-        if shared.max_wait.is_zero() {
+        // Only a semaphore has waiters (`max_wait` is more than 0).
+        let Slots::Semaphore(semaphore) = &shared.slots else {
             shared.rejected.inc();
             return BulkheadResponseFuture::rejected(Arc::clone(&shared.name));
-        }
+        };
+        let acquire = Arc::clone(semaphore).acquire_owned();
         // Wait for a slot with the service that `poll_ready` made ready; keep a clone.
         let clone = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(shared);
         BulkheadResponseFuture::waiting(Box::pin(async move {
-            let acquire = Arc::clone(&shared.slots).acquire_owned();
             match tokio::time::timeout(shared.max_wait, acquire).await {
                 Ok(Ok(permit)) => {
-                    let slot = Slot::new(permit, &shared.active);
+                    let slot = Slot::new(&shared, Some(permit));
                     Ok((ready.call(req), slot))
                 }
                 _ => {
@@ -296,35 +345,53 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use tokio::sync::Notify;
     use tokio::time::Instant;
     use tower::{ServiceBuilder, ServiceExt, service_fn};
 
     use super::*;
 
-    /// A fake downstream that holds every call until released, counting arrivals.
+    /// `layer` (a clone: they share the slots) over a fake downstream that holds every call until released; with the
+    /// count of calls that arrived there, and the release.
+    #[allow(clippy::type_complexity)]
     fn held(
-        arrived: Arc<AtomicUsize>,
-        release: Arc<Notify>,
-    ) -> impl Service<
-        (),
-        Response = &'static str,
-        Error = std::io::Error,
-        Future = impl Future<Output = Result<&'static str, std::io::Error>> + Send,
-    > + Clone
-    + Send
-    + 'static {
-        service_fn(move |()| {
-            let arrived = Arc::clone(&arrived);
-            let release = Arc::clone(&release);
-            async move {
-                arrived.fetch_add(1, Ordering::SeqCst);
-                release.notified().await;
-                Ok("done")
-            }
-        })
+        layer: BulkheadLayer,
+    ) -> (
+        Bulkhead<
+            impl Service<
+                (),
+                Response = &'static str,
+                Error = std::io::Error,
+                Future = impl Future<Output = Result<&'static str, std::io::Error>> + Send,
+            > + Clone
+            + Send
+            + 'static,
+        >,
+        Arc<AtomicUsize>,
+        Arc<Notify>,
+    ) {
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Notify::new());
+        let (a, r) = (Arc::clone(&arrived), Arc::clone(&release));
+        let svc = ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(move |()| {
+                let arrived = Arc::clone(&a);
+                let release = Arc::clone(&r);
+                async move {
+                    arrived.fetch_add(1, Ordering::SeqCst);
+                    release.notified().await;
+                    Ok("done")
+                }
+            }));
+        (svc, arrived, release)
+    }
+
+    /// Until `n` calls have arrived.
+    async fn until_arrived(count: &AtomicUsize, n: usize) {
+        while count.load(Ordering::SeqCst) < n {
+            tokio::task::yield_now().await;
+        }
     }
 
     fn layer(max_concurrent: usize, max_wait: Duration) -> BulkheadLayer {
@@ -337,18 +404,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn beyond_the_limit_calls_are_rejected_at_once_without_reaching_the_service() {
-        let arrived = Arc::new(AtomicUsize::new(0));
-        let release = Arc::new(Notify::new());
         let layer = layer(2, Duration::ZERO);
-        let svc = ServiceBuilder::new()
-            .layer(layer.clone())
-            .service(held(Arc::clone(&arrived), Arc::clone(&release)));
+        let (svc, arrived, release) = held(layer.clone());
 
         let a = tokio::spawn(svc.clone().oneshot(()));
         let b = tokio::spawn(svc.clone().oneshot(()));
-        while arrived.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
+        until_arrived(&arrived, 2).await;
         assert_eq!(layer.available(), 0);
         let start = Instant::now();
         let err = svc.clone().oneshot(()).await.unwrap_err();
@@ -367,17 +428,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_caller_waits_up_to_max_wait_for_a_slot() {
-        let arrived = Arc::new(AtomicUsize::new(0));
-        let release = Arc::new(Notify::new());
         let layer = layer(1, Duration::from_millis(500));
-        let svc = ServiceBuilder::new()
-            .layer(layer.clone())
-            .service(held(Arc::clone(&arrived), Arc::clone(&release)));
+        let (svc, arrived, release) = held(layer.clone());
 
         let first = tokio::spawn(svc.clone().oneshot(()));
-        while arrived.load(Ordering::SeqCst) < 1 {
-            tokio::task::yield_now().await;
-        }
+        until_arrived(&arrived, 1).await;
         // Times out: the slot is not freed within 500 ms.
         let start = Instant::now();
         let err = svc.clone().oneshot(()).await.unwrap_err();
@@ -399,9 +454,7 @@ mod tests {
         );
         release.notify_waiters();
         assert_eq!(first.await.unwrap().unwrap(), "done");
-        while arrived.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
+        until_arrived(&arrived, 2).await;
         release.notify_waiters();
         assert_eq!(second.await.unwrap().unwrap(), "done");
         assert_eq!(layer.shared.rejected.get(), 1);
@@ -422,5 +475,71 @@ mod tests {
             e.to_string(),
             "bulkhead `b`: max_concurrent: expected at least 1"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_counted_slot_is_freed_when_its_call_is_cancelled() {
+        let layer = layer(1, Duration::ZERO);
+        let (svc, arrived, release) = held(layer.clone());
+        let first = tokio::spawn(svc.clone().oneshot(()));
+        until_arrived(&arrived, 1).await;
+        assert_eq!(layer.available(), 0);
+        assert!(svc.clone().oneshot(()).await.is_err(), "full");
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        assert_eq!(layer.available(), 1, "the cancelled call's slot is back");
+        assert_eq!(layer.shared.active.get(), 0);
+        let second = tokio::spawn(svc.clone().oneshot(()));
+        until_arrived(&arrived, 2).await;
+        release.notify_waiters();
+        assert_eq!(second.await.unwrap().unwrap(), "done");
+        assert_eq!(layer.available(), 1);
+    }
+
+    /// Calls from many threads at once: never more than `max_concurrent` inside, every
+    /// call either admitted or rejected, and every slot given back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_counter_admits_at_most_max_concurrent_across_threads() {
+        let (max, tasks, calls) = (5, 16, 200);
+        let inside = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let layer = layer(max, Duration::ZERO);
+        let svc = ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(service_fn({
+                let (inside, peak) = (Arc::clone(&inside), Arc::clone(&peak));
+                move |()| {
+                    let (inside, peak) = (Arc::clone(&inside), Arc::clone(&peak));
+                    async move {
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, std::io::Error>(())
+                    }
+                }
+            }));
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let svc = svc.clone();
+                tokio::spawn(async move {
+                    let mut admitted = 0;
+                    for _ in 0..calls {
+                        admitted += usize::from(svc.clone().oneshot(()).await.is_ok());
+                    }
+                    admitted
+                })
+            })
+            .collect();
+        let mut admitted = 0;
+        for h in handles {
+            admitted += h.await.unwrap();
+        }
+        assert!(peak.load(Ordering::SeqCst) <= max);
+        let rejected = usize::try_from(layer.shared.rejected.get()).unwrap();
+        assert_eq!(admitted + rejected, tasks * calls);
+        assert!(admitted >= calls, "{admitted}");
+        assert_eq!(layer.available(), max);
+        assert_eq!(layer.shared.active.get(), 0);
     }
 }

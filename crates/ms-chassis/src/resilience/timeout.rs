@@ -8,6 +8,19 @@
 //! deadline. There is no "zero means off": a zero timeout fails every call that is not
 //! ready at once; leaving the layer out is how to have no timeout.
 //!
+//! The deadline is set when the call is made, but its timer is created only if the inner
+//! future is not ready on its first poll, as the server's request guard does: a call that
+//! completes at once (a cached answer, an immediate rejection by an inner layer) never
+//! registers in and removes itself from tokio's timer wheel.
+//!
+//! The client's overall timeout goes one step further ([`TimeoutLayer::armed_late`]): its
+//! timer is created only on the second poll that finds the call pending. An HTTP call is
+//! never ready on its first poll, but is usually done on its second (its response woke
+//! it), so the overall timer is then never created. This is sound only because something
+//! inside is sure to wake the call before the overall deadline: the first attempt's own
+//! timeout, never longer than the overall one, and any wait before it (a bulkhead's or
+//! rate limiter's `max_wait`) that is no longer either; the client checks that.
+//!
 //! ```
 //! use std::time::Duration;
 //!
@@ -33,7 +46,7 @@ use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use prometheus::IntCounter;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
 use super::{BoxError, ResilienceError, ResilienceMetrics};
@@ -61,6 +74,7 @@ impl TimeoutScope {
 pub struct TimeoutLayer {
     after: Duration,
     scope: TimeoutScope,
+    late: bool,
     name: Arc<str>,
     timeouts: IntCounter,
 }
@@ -80,9 +94,17 @@ impl TimeoutLayer {
         TimeoutLayer {
             after,
             scope,
+            late: false,
             name: name.into(),
             timeouts: metrics.timeouts(name, scope),
         }
+    }
+
+    /// Creates the timer only on the second poll that finds the call pending, not the
+    /// first (see the [module docs](self)). Only for a timeout whose inner service is sure
+    /// to wake a call, before this deadline, after its first poll.
+    pub(crate) fn armed_late(self) -> Self {
+        TimeoutLayer { late: true, ..self }
     }
 
     /// The duration it enforces.
@@ -108,6 +130,7 @@ impl<S> Layer<S> for TimeoutLayer {
         Timeout {
             inner,
             after: self.after,
+            late: self.late,
             timeouts: self.timeouts.clone(),
         }
     }
@@ -118,6 +141,7 @@ impl<S> Layer<S> for TimeoutLayer {
 pub struct Timeout<S> {
     inner: S,
     after: Duration,
+    late: bool,
     timeouts: IntCounter,
 }
 
@@ -137,9 +161,16 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        let now = Instant::now();
+        // `tokio::time::sleep`'s fallback, for a duration too long to add: 30 years.
+        let deadline = now
+            .checked_add(self.after)
+            .unwrap_or_else(|| now + Duration::from_secs(86400 * 365 * 30));
         TimeoutResponseFuture {
             inner: self.inner.call(req),
-            sleep: tokio::time::sleep(self.after),
+            deadline,
+            sleep: None,
+            late: self.late,
             after: self.after,
             timeouts: self.timeouts.clone(),
         }
@@ -151,8 +182,12 @@ pin_project! {
     pub struct TimeoutResponseFuture<F> {
         #[pin]
         inner: F,
+        deadline: Instant,
+        // Created on the first poll that finds `inner` not ready.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
+        // Whether to let one pending poll pass without a timer first.
+        late: bool,
         after: Duration,
         timeouts: IntCounter,
     }
@@ -174,11 +209,19 @@ where
     type Output = Result<T, ResilienceError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result.map_err(ResilienceError::from_inner));
         }
-        match this.sleep.poll(cx) {
+        if this.sleep.is_none() {
+            if std::mem::take(this.late) {
+                return Poll::Pending;
+            }
+            this.sleep
+                .set(Some(tokio::time::sleep_until(*this.deadline)));
+        }
+        let sleep = this.sleep.as_pin_mut().expect("just set");
+        match sleep.poll(cx) {
             Poll::Ready(()) => {
                 this.timeouts.inc();
                 Poll::Ready(Err(ResilienceError::Timeout { after: *this.after }))
@@ -225,6 +268,60 @@ mod tests {
         assert_eq!(layer.timeouts.get(), 1);
     }
 
+    /// The timer is created late, but the deadline counts from the call: a zero timeout
+    /// passes a call ready at once and fails one that is not, and a future first polled
+    /// 200 ms after its call has 50 ms left of its 250.
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_counts_from_the_call_not_the_first_poll() {
+        let metrics = ResilienceMetrics::unregistered();
+        let mut svc = ServiceBuilder::new()
+            .layer(TimeoutLayer::per_attempt("t", Duration::ZERO, &metrics))
+            .service(service_fn(|hang: bool| async move {
+                if hang {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, std::io::Error>("done")
+            }));
+        assert_eq!(
+            svc.ready().await.unwrap().call(false).await.unwrap(),
+            "done"
+        );
+        let err = svc.ready().await.unwrap().call(true).await.unwrap_err();
+        assert!(matches!(err, ResilienceError::Timeout { .. }));
+
+        let layer = TimeoutLayer::per_attempt("t", Duration::from_millis(250), &metrics);
+        let mut svc = ServiceBuilder::new().layer(layer).service(service_fn(|()| {
+            std::future::pending::<Result<(), std::io::Error>>()
+        }));
+        let start = Instant::now();
+        let call = svc.ready().await.unwrap().call(());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(call.await.is_err());
+        assert_eq!(start.elapsed(), Duration::from_millis(250));
+    }
+
+    /// Armed late, the timer waits for the second pending poll, and still fires at the
+    /// deadline counted from the call: here the inner future wakes the call at 100 ms.
+    #[tokio::test(start_paused = true)]
+    async fn armed_late_the_deadline_still_holds() {
+        let metrics = ResilienceMetrics::unregistered();
+        let layer = TimeoutLayer::overall("t", Duration::from_millis(250), &metrics).armed_late();
+        let svc = ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|wake: bool| async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if wake {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, std::io::Error>("done")
+            }));
+        assert_eq!(svc.clone().oneshot(false).await.unwrap(), "done");
+        let start = Instant::now();
+        let err = svc.oneshot(true).await.unwrap_err();
+        assert!(matches!(err, ResilienceError::Timeout { after } if after.as_millis() == 250));
+        assert_eq!(start.elapsed(), Duration::from_millis(250));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn inner_errors_pass_through_flat() {
         let metrics = ResilienceMetrics::unregistered();
@@ -246,10 +343,19 @@ mod tests {
     }
 
     /// Per-attempt timeouts inside retry, an overall one outside: every attempt is cut at
-    /// its deadline and the whole call at the overall one.
+    /// its deadline and the whole call at the overall one, whether the overall timer is
+    /// armed at once or late (as the client's is).
     #[tokio::test(start_paused = true)]
     async fn overall_timeout_bounds_retries_of_hanging_attempts() {
+        for late in [false, true] {
+            overall_bounds_retries(late).await;
+        }
+    }
+
+    async fn overall_bounds_retries(late: bool) {
         let metrics = ResilienceMetrics::unregistered();
+        let overall = TimeoutLayer::overall("t", Duration::from_millis(1000), &metrics);
+        let overall = if late { overall.armed_late() } else { overall };
         let attempts = Arc::new(AtomicU32::new(0));
         let seen = Arc::clone(&attempts);
         let retry = RetryConfig {
@@ -260,11 +366,7 @@ mod tests {
             ..RetryConfig::default()
         };
         let svc = ServiceBuilder::new()
-            .layer(TimeoutLayer::overall(
-                "t",
-                Duration::from_millis(1000),
-                &metrics,
-            ))
+            .layer(overall)
             .layer(RetryLayer::new("t", retry, &metrics).unwrap())
             .layer(TimeoutLayer::per_attempt(
                 "t",

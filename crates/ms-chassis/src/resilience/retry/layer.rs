@@ -1,11 +1,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
 use http::request::Parts;
 use http::{Method, Request, Response, header};
+use pin_project_lite::pin_project;
 use tower::{Layer, Service, ServiceExt};
 
 use super::budget::Budget;
@@ -89,22 +90,91 @@ pub struct Retry<S, C = HttpClassifier> {
     classifier: C,
 }
 
-/// The response future of [`Retry`]: the attempts, the backoff between them.
-pub struct ResponseFuture<T> {
-    inner: Pin<Box<dyn Future<Output = Result<T, ResilienceError>> + Send>>,
+type Retries<T> = Pin<Box<dyn Future<Output = Result<T, ResilienceError>> + Send>>;
+
+pin_project! {
+    /// The response future of [`Retry`]: the first attempt, inline; then, only if it failed
+    /// and may be retried, the backoff and further attempts, boxed. Most calls succeed at
+    /// the first attempt, and so allocate nothing here.
+    pub struct ResponseFuture<S, B, C>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S, B, C>,
+    }
 }
 
-impl<T> std::fmt::Debug for ResponseFuture<T> {
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B, C>
+    where
+        S: Service<Request<B>>,
+    {
+        First {
+            #[pin]
+            future: S::Future,
+            shared: Arc<Shared>,
+            classifier: C,
+            // A service for the next attempts, and a copy of the request to replay, if it
+            // may be retried at all.
+            spare: Option<(S, Parts, B)>,
+        },
+        Retrying {
+            retries: Retries<S::Response>,
+        },
+    }
+}
+
+impl<S: Service<Request<B>>, B, C> std::fmt::Debug for ResponseFuture<S, B, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<T> Future for ResponseFuture<T> {
-    type Output = Result<T, ResilienceError>;
+impl<S, C, B, RB> Future for ResponseFuture<S, B, C>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: ReplayBody + Send + 'static,
+    RB: Send + 'static,
+    C: Classify<Response<RB>>,
+{
+    type Output = Result<Response<RB>, ResilienceError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        let retries = match state.as_mut().project() {
+            StateProj::Retrying { retries } => return retries.as_mut().poll(cx),
+            StateProj::First {
+                future,
+                shared,
+                classifier,
+                spare,
+            } => {
+                let result = ready!(future.poll(cx)).map_err(ResilienceError::from_inner);
+                if classifier.classify(result.as_ref()) != Outcome::Failure {
+                    return Poll::Ready(result);
+                }
+                let Some((svc, parts, body)) = spare.take() else {
+                    shared.instruments.not_retryable.inc();
+                    return Poll::Ready(result);
+                };
+                Box::pin(retries(
+                    svc,
+                    (parts, body),
+                    Arc::clone(shared),
+                    classifier.clone(),
+                    result,
+                ))
+            }
+        };
+        state.set(State::Retrying { retries });
+        match state.project() {
+            StateProj::Retrying { retries } => retries.as_mut().poll(cx),
+            StateProj::First { .. } => unreachable!("just set"),
+        }
     }
 }
 
@@ -119,7 +189,7 @@ where
 {
     type Response = Response<RB>;
     type Error = ResilienceError;
-    type Future = ResponseFuture<Response<RB>>;
+    type Future = ResponseFuture<S, B, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner
@@ -128,19 +198,28 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        if let Some(budget) = &self.shared.budget {
+        let shared = &self.shared;
+        if let Some(budget) = &shared.budget {
             budget.deposit(now());
         }
-        // The first attempt goes to the service that `poll_ready` made ready; keep a clone.
-        let clone = self.inner.clone();
-        let ready = std::mem::replace(&mut self.inner, clone);
+        // A copy to replay from, if this request may be retried at all.
+        let (parts, body) = req.into_parts();
+        let copy = if shared.methods.contains(&parts.method) {
+            body.try_replay().map(|copy| (parts.clone(), copy))
+        } else {
+            None
+        };
+        // The first attempt goes to the service that `poll_ready` made ready, at once; the
+        // next ones to a clone, made ready in turn (kept only if there may be next ones).
+        let future = self.inner.call(Request::from_parts(parts, body));
+        let spare = copy.map(|(parts, body)| (self.inner.clone(), parts, body));
         ResponseFuture {
-            inner: Box::pin(attempts(
-                ready,
-                req,
-                Arc::clone(&self.shared),
-                self.classifier.clone(),
-            )),
+            state: State::First {
+                future,
+                shared: Arc::clone(shared),
+                classifier: self.classifier.clone(),
+                spare,
+            },
         }
     }
 }
@@ -153,11 +232,13 @@ enum Stop {
     BudgetExhausted,
 }
 
-async fn attempts<S, C, B, RB>(
+/// The attempts after a first one that failed with `result`, and the backoff before each.
+async fn retries<S, C, B, RB>(
     mut svc: S,
-    req: Request<B>,
+    spare: (Parts, B),
     shared: Arc<Shared>,
     classifier: C,
+    mut result: Result<Response<RB>, ResilienceError>,
 ) -> Result<Response<RB>, ResilienceError>
 where
     S: Service<Request<B>, Response = Response<RB>>,
@@ -165,21 +246,9 @@ where
     B: ReplayBody,
     C: Classify<Response<RB>>,
 {
-    let (parts, body) = req.into_parts();
-    // A copy to replay from, if this request may be retried at all.
-    let spare: Option<(Parts, B)> = if shared.methods.contains(&parts.method) {
-        body.try_replay().map(|copy| (parts.clone(), copy))
-    } else {
-        None
-    };
-    let mut req = Request::from_parts(parts, body);
     let mut attempt = 1;
     loop {
-        let result = svc.call(req).await.map_err(ResilienceError::from_inner);
-        if classifier.classify(result.as_ref()) != Outcome::Failure {
-            return result;
-        }
-        let next = match plan_retry(&shared, attempt, &result, spare.as_ref()) {
+        let next = match plan_retry(&shared, attempt, &result, &spare) {
             Ok(next) => next,
             Err(stop) => {
                 let i = &shared.instruments;
@@ -203,7 +272,13 @@ where
         );
         tokio::time::sleep(delay).await;
         svc.ready().await.map_err(ResilienceError::from_inner)?;
-        req = next_req;
+        result = svc
+            .call(next_req)
+            .await
+            .map_err(ResilienceError::from_inner);
+        if classifier.classify(result.as_ref()) != Outcome::Failure {
+            return result;
+        }
         attempt += 1;
     }
 }
@@ -214,9 +289,8 @@ fn plan_retry<B: ReplayBody, RB>(
     shared: &Shared,
     attempt: u32,
     result: &Result<Response<RB>, ResilienceError>,
-    spare: Option<&(Parts, B)>,
+    (parts, body): &(Parts, B),
 ) -> Result<(Duration, Request<B>), Stop> {
-    let (parts, body) = spare.ok_or(Stop::NotRetryable)?;
     if attempt >= shared.config.max_attempts {
         return Err(Stop::AttemptsExhausted);
     }
