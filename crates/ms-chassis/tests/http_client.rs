@@ -318,31 +318,20 @@ async fn the_breaker_opens_rejects_without_io_and_is_steered_from_admin() {
     assert_eq!(list[0]["name"], "books");
     assert_eq!(list[0]["state"], "OPEN");
 
-    let bad = http
-        .post(format!("{base}/admin/breakers/books"))
-        .header(auth.0, auth.1)
-        .body(r#"{"state":"half_open"}"#)
-        .send()
-        .await
-        .unwrap();
+    let force = |name: &str, state: &str| {
+        http.post(format!("{base}/admin/breakers/{name}"))
+            .header(auth.0, auth.1)
+            .body(format!(r#"{{"state":"{state}"}}"#))
+            .send()
+    };
+    let bad = force("books", "half_open").await.unwrap();
     assert_eq!(bad.status(), 400);
     let problem: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(problem["field"], "state");
-    let unknown = http
-        .post(format!("{base}/admin/breakers/nope"))
-        .header(auth.0, auth.1)
-        .body(r#"{"state":"closed"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 404);
+    assert_eq!(force("nope", "closed").await.unwrap().status(), 404);
 
     down.set(Mode::Ok);
-    let closed: serde_json::Value = http
-        .post(format!("{base}/admin/breakers/books"))
-        .header(auth.0, auth.1)
-        .body(r#"{"state":"closed"}"#)
-        .send()
+    let closed: serde_json::Value = force("books", "closed")
         .await
         .unwrap()
         .json()
@@ -354,14 +343,7 @@ async fn the_breaker_opens_rejects_without_io_and_is_steered_from_admin() {
         "Dune"
     );
 
-    let forced = http
-        .post(format!("{base}/admin/breakers/books"))
-        .header(auth.0, auth.1)
-        .body(r#"{"state":"forced_open"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forced.status(), 200);
+    assert_eq!(force("books", "forced_open").await.unwrap().status(), 200);
     let e = books.get("/books/1").send().await.unwrap_err();
     assert!(matches!(e.kind(), ClientErrorKind::CircuitOpen), "{e}");
 
