@@ -213,16 +213,23 @@ async fn a_hanging_downstream_costs_at_most_the_timeouts() {
     assert_eq!(e.status_hint(), StatusCode::GATEWAY_TIMEOUT);
     // Three attempts of 200 ms plus backoff fit in total_timeout; generous for busy CI.
     assert!(took < Duration::from_secs(5), "took {took:?}");
-    eventually(Duration::from_secs(10), "three attempts", || async {
-        (down.hits() == 3).then_some(())
+    // Retried, and never more than max_attempts. (Usually 3: an attempt whose request
+    // did not reach the server within its 200 ms on a very busy machine is not counted.)
+    eventually(Duration::from_secs(10), "a retry", || async {
+        (down.hits() >= 2).then_some(())
     })
     .await;
+    assert!(down.hits() <= 3, "{} attempts", down.hits());
 
-    // A POST is not retried by default.
-    let e = books.post("/books").body("{}").send().await.unwrap_err();
-    assert!(e.is_timeout(), "{e}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(down.hits(), 4, "one attempt for the POST");
+    // A POST is not retried by default: one 503, answered as it is.
+    down.set(Mode::Status(503));
+    let before = down.hits();
+    let res = books.post("/books").body("{}").send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(down.hits() - before, 1, "one attempt for the POST");
+    let res = books.get("/books/1").send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(down.hits() - before, 4, "while a GET gets its 3 attempts");
 }
 
 #[tokio::test]
