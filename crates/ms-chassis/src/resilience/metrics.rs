@@ -4,7 +4,7 @@
 //! with it adds its own `name` label values. The per-layer children are looked up once, at
 //! construction, so the hot path only touches atomics.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use prometheus::{
     Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -59,7 +59,9 @@ struct Families {
 
 impl ResilienceMetrics {
     /// Creates the families and registers them on `registry`. Fails if they are already
-    /// registered there: build one `ResilienceMetrics` per registry and clone it.
+    /// registered there: build one `ResilienceMetrics` per registry and clone it. A
+    /// service has one already, [`Metrics::resilience`](crate::metrics::Metrics::resilience),
+    /// which its `/metrics` exports.
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         let m = Self::unregistered();
         let f = &m.families;
@@ -77,24 +79,6 @@ impl ResilienceMetrics {
         registry.register(Box::new(f.shed.clone()))?;
         registry.register(Box::new(f.shedding_latency.clone()))?;
         Ok(m)
-    }
-
-    /// The families on [`prometheus::default_registry`], registered on first use. The
-    /// service's `/metrics` exposes the default registry too.
-    pub fn global() -> Self {
-        static GLOBAL: OnceLock<ResilienceMetrics> = OnceLock::new();
-        GLOBAL
-            .get_or_init(|| {
-                Self::new(prometheus::default_registry()).unwrap_or_else(|e| {
-                    tracing::warn!(
-                        error = %e,
-                        "resilience metrics could not be registered on the default registry; \
-                         they will not be exported"
-                    );
-                    Self::unregistered()
-                })
-            })
-            .clone()
     }
 
     /// Families registered nowhere: the layers count, nothing exports. For tests and
