@@ -20,9 +20,16 @@ fi
 # `prometheus_client` (the reference OpenMetrics parser).
 if ! python3 -c "import opentelemetry.sdk, opentelemetry.propagators.b3, opentelemetry.propagators.jaeger, opentelemetry.exporter.otlp.proto.http, cryptography, prometheus_client.openmetrics.parser" 2>/dev/null; then
     echo "installing Python test peers"
-    python3 -m pip install --quiet --disable-pip-version-check \
-        opentelemetry-sdk opentelemetry-propagator-b3 opentelemetry-propagator-jaeger \
-        opentelemetry-exporter-otlp-proto-http cryptography prometheus-client
+    peers=(opentelemetry-sdk opentelemetry-propagator-b3 opentelemetry-propagator-jaeger
+           opentelemetry-exporter-otlp-proto-http cryptography prometheus-client)
+    python3 -m pip --version >/dev/null 2>&1 || {
+        [ "$(id -u)" = 0 ] || sudo=sudo
+        ${sudo:-} apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive ${sudo:-} apt-get install -y --no-install-recommends python3-pip
+    }
+    # Debian's own python3 refuses pip installs (PEP 668) unless told otherwise.
+    python3 -m pip install --quiet --disable-pip-version-check "${peers[@]}" ||
+        python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${peers[@]}"
 fi
 
 cargo test --workspace --locked "$@"
