@@ -183,11 +183,16 @@ async fn json_calls_succeed_and_errors_say_why() {
     let e = books.get_json::<Vec<u32>>("/books/1").await.unwrap_err();
     assert!(matches!(e.kind(), ClientErrorKind::Decode(_)), "{e}");
 
-    let e = books.get("http://elsewhere/x").send().await.unwrap_err();
+    let e = books
+        .get("http://elsewhere/x?key=hunter2")
+        .send()
+        .await
+        .unwrap_err();
     assert!(
         matches!(e.kind(), ClientErrorKind::InvalidRequest(_)),
         "{e}"
     );
+    assert!(!format!("{e} {e:?}").contains("hunter2"), "{e:?}");
 
     // The same name is the same client: one pool, one breaker.
     let again = svc.client("books").unwrap();

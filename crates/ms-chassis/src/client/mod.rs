@@ -542,10 +542,12 @@ fn layer_error(client: &str, section: &str, e: &ResilienceConfigError) -> Client
 
 /// Joins a request path (with an optional query) to the base URL, which may have a path
 /// of its own: `http://h/api` + `/books?x=1` is `http://h/api/books?x=1`.
+/// Its errors name the path without its query, which may carry credentials.
 fn join(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
+    let shown = path_only(path);
     if path.contains("://") || path.starts_with("//") {
         return Err(format!(
-            "expected a path relative to the client's url, found {path:?}"
+            "expected a path relative to the client's url, found {shown:?}"
         ));
     }
     if let Some(url) = join_plain(base, path) {
@@ -558,7 +560,7 @@ fn join(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
         "/"
     };
     reqwest::Url::parse(&format!("{prefix}{sep}{path}"))
-        .map_err(|e| format!("bad path {path:?}: {e}"))
+        .map_err(|e| format!("bad path {shown:?}: {e}"))
 }
 
 /// [`join`] without parsing the base URL's scheme and host again: the path and query are
