@@ -32,6 +32,17 @@ pub(super) fn extract(pairs: &[(&str, &str)]) -> Context {
     Propagation::default().extract_headers(&headers(pairs))
 }
 
+/// Extracts one header of arbitrary bytes, as a hostile peer may send it: whatever they
+/// are, this must not panic.
+pub(super) fn extract_raw(name: &'static str, bytes: &[u8]) {
+    if let Ok(value) = HeaderValue::from_bytes(bytes) {
+        let mut map = HeaderMap::new();
+        map.insert(name, value);
+        let cx = Propagation::default().extract_headers(&map);
+        let _ = cx.span().span_context().is_valid();
+    }
+}
+
 /// A context whose remote parent has these ids and flags.
 pub(super) fn context(trace: u128, span: u64, flags: TraceFlags) -> Context {
     Context::new().with_remote_span_context(SpanContext::new(
