@@ -29,20 +29,19 @@
 //! # drop(svc);
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use pin_project_lite::pin_project;
 use prometheus::{IntCounter, IntGauge};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 
-use super::{BoxError, ResilienceConfigError, ResilienceError, ResilienceMetrics, durations};
+use super::{
+    AdmissionFuture, BoxError, ResilienceConfigError, ResilienceError, ResilienceMetrics, durations,
+};
 
 /// A bulkhead's settings.
 ///
@@ -183,7 +182,7 @@ pub struct Bulkhead<S> {
 
 /// A held slot, shown in `ms_chassis_bulkhead_active_calls` while it lives.
 #[derive(Debug)]
-struct Slot {
+pub(crate) struct Slot {
     shared: Arc<Shared>,
     /// The semaphore's permit; `None` for a counted slot, given back in `drop`.
     permit: Option<OwnedSemaphorePermit>,
@@ -210,8 +209,6 @@ impl Drop for Slot {
     }
 }
 
-type WaitForSlot<F> = Pin<Box<dyn Future<Output = Result<(F, Slot), ResilienceError>> + Send>>;
-
 impl<S, Req> Service<Req> for Bulkhead<S>
 where
     S: Service<Req> + Clone + Send + 'static,
@@ -232,23 +229,25 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &self.shared;
         if let Some(slot) = shared.try_take() {
-            return BulkheadResponseFuture::running(self.inner.call(req), slot);
+            return AdmissionFuture::running(self.inner.call(req), Some(slot));
         }
         // Only a semaphore has waiters (`max_wait` is more than 0).
         let Slots::Semaphore(semaphore) = &shared.slots else {
             shared.rejected.inc();
-            return BulkheadResponseFuture::rejected(Arc::clone(&shared.name));
+            return AdmissionFuture::refused(ResilienceError::BulkheadFull {
+                name: Arc::clone(&shared.name),
+            });
         };
         let acquire = Arc::clone(semaphore).acquire_owned();
         // Wait for a slot with the service that `poll_ready` made ready; keep a clone.
         let clone = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(shared);
-        BulkheadResponseFuture::waiting(Box::pin(async move {
+        AdmissionFuture::waiting(Box::pin(async move {
             match tokio::time::timeout(shared.max_wait, acquire).await {
                 Ok(Ok(permit)) => {
                     let slot = Slot::new(&shared, Some(permit));
-                    Ok((ready.call(req), slot))
+                    Ok((ready.call(req), Some(slot)))
                 }
                 _ => {
                     shared.rejected.inc();
@@ -261,87 +260,8 @@ where
     }
 }
 
-pin_project! {
-    /// The response future of [`Bulkhead`].
-    pub struct BulkheadResponseFuture<F> {
-        #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Running { #[pin] future: F, slot: Option<Slot> },
-        Waiting { wait: WaitForSlot<F> },
-        Rejected { name: Option<Arc<str>> },
-    }
-}
-
-impl<F> BulkheadResponseFuture<F> {
-    fn running(future: F, slot: Slot) -> Self {
-        BulkheadResponseFuture {
-            kind: Kind::Running {
-                future,
-                slot: Some(slot),
-            },
-        }
-    }
-
-    fn waiting(wait: WaitForSlot<F>) -> Self {
-        BulkheadResponseFuture {
-            kind: Kind::Waiting { wait },
-        }
-    }
-
-    fn rejected(name: Arc<str>) -> Self {
-        BulkheadResponseFuture {
-            kind: Kind::Rejected { name: Some(name) },
-        }
-    }
-}
-
-impl<F> std::fmt::Debug for BulkheadResponseFuture<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BulkheadResponseFuture")
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F, T, E> Future for BulkheadResponseFuture<F>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<T, ResilienceError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut kind = self.project().kind;
-        loop {
-            match kind.as_mut().project() {
-                KindProj::Running { future, slot } => {
-                    let result = ready!(future.poll(cx));
-                    drop(slot.take());
-                    return Poll::Ready(result.map_err(ResilienceError::from_inner));
-                }
-                KindProj::Waiting { wait } => match ready!(wait.as_mut().poll(cx)) {
-                    Ok((future, slot)) => kind.set(Kind::Running {
-                        future,
-                        slot: Some(slot),
-                    }),
-                    Err(e) => return Poll::Ready(Err(e)),
-                },
-                KindProj::Rejected { name } => {
-                    return Poll::Ready(Err(ResilienceError::BulkheadFull {
-                        name: name
-                            .take()
-                            .expect("BulkheadResponseFuture polled after completion"),
-                    }));
-                }
-            }
-        }
-    }
-}
+/// The response future of [`Bulkhead`]: a call admitted, waiting for a slot, or refused.
+pub type BulkheadResponseFuture<F> = AdmissionFuture<F>;
 
 #[cfg(test)]
 mod tests {

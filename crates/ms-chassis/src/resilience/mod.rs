@@ -64,6 +64,7 @@
 //! refused, reset, DNS, TLS: [`ResilienceError::is_connect`] tells the connect ones apart).
 //! Rejections by another resilience layer are [`Outcome::Ignored`].
 
+mod admission;
 pub mod breaker;
 pub mod bulkhead;
 pub mod rate_limit;
@@ -81,6 +82,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+pub use admission::AdmissionFuture;
 pub use breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
     CircuitBreakerMetrics, CircuitBreakerSnapshot, CircuitState, SlidingWindowType,

@@ -23,18 +23,18 @@
 //! # drop(layer);
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use pin_project_lite::pin_project;
 use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 use tower::{Layer, Service};
 
-use super::{BoxError, ResilienceConfigError, ResilienceError, ResilienceMetrics, durations, now};
+use super::{
+    AdmissionFuture, BoxError, ResilienceConfigError, ResilienceError, ResilienceMetrics,
+    durations, now,
+};
 
 /// A rate limiter's settings.
 ///
@@ -181,8 +181,6 @@ pub struct RateLimit<S> {
     shared: Arc<Shared>,
 }
 
-type Delayed<F> = Pin<Box<dyn Future<Output = F> + Send>>;
-
 impl<S, Req> Service<Req> for RateLimit<S>
 where
     S: Service<Req> + Clone + Send + 'static,
@@ -200,10 +198,6 @@ where
             .map_err(ResilienceError::from_inner)
     }
 
-    #[allow(
-        clippy::async_yields_async,
-        reason = "the delayed call yields the inner future, which the response future polls next"
-    )]
     fn call(&mut self, req: Req) -> Self::Future {
         let verdict = self
             .shared
@@ -211,85 +205,29 @@ where
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take(now(), self.shared.max_wait);
-        let kind = match verdict {
-            Verdict::Go => Kind::Running {
-                future: self.inner.call(req),
-            },
+        match verdict {
+            Verdict::Go => AdmissionFuture::running(self.inner.call(req), None),
             Verdict::Reject => {
                 self.shared.limited.inc();
-                Kind::Rejected {
-                    name: Some(Arc::clone(&self.shared.name)),
-                }
+                AdmissionFuture::refused(ResilienceError::RateLimited {
+                    name: Arc::clone(&self.shared.name),
+                })
             }
             Verdict::Wait(wait) => {
                 // Wait with the service that `poll_ready` made ready; keep a clone.
                 let clone = self.inner.clone();
                 let mut ready = std::mem::replace(&mut self.inner, clone);
-                Kind::Waiting {
-                    delayed: Box::pin(async move {
-                        tokio::time::sleep(wait).await;
-                        ready.call(req)
-                    }),
-                }
-            }
-        };
-        RateLimitResponseFuture { kind }
-    }
-}
-
-pin_project! {
-    /// The response future of [`RateLimit`].
-    pub struct RateLimitResponseFuture<F> {
-        #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Running { #[pin] future: F },
-        Waiting { delayed: Delayed<F> },
-        Rejected { name: Option<Arc<str>> },
-    }
-}
-
-impl<F> std::fmt::Debug for RateLimitResponseFuture<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimitResponseFuture")
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F, T, E> Future for RateLimitResponseFuture<F>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<T, ResilienceError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut kind = self.project().kind;
-        loop {
-            match kind.as_mut().project() {
-                KindProj::Running { future } => {
-                    return future.poll(cx).map_err(ResilienceError::from_inner);
-                }
-                KindProj::Waiting { delayed } => {
-                    let future = ready!(delayed.as_mut().poll(cx));
-                    kind.set(Kind::Running { future });
-                }
-                KindProj::Rejected { name } => {
-                    return Poll::Ready(Err(ResilienceError::RateLimited {
-                        name: name
-                            .take()
-                            .expect("RateLimitResponseFuture polled after completion"),
-                    }));
-                }
+                AdmissionFuture::waiting(Box::pin(async move {
+                    tokio::time::sleep(wait).await;
+                    Ok((ready.call(req), None))
+                }))
             }
         }
     }
 }
+
+/// The response future of [`RateLimit`]: a call admitted, waiting for a token, or refused.
+pub type RateLimitResponseFuture<F> = AdmissionFuture<F>;
 
 #[cfg(test)]
 mod tests {
