@@ -79,7 +79,7 @@ enum ConfigCommand {
         /// else ./config.yaml].
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
-        /// The profile: config.<PROFILE>.yaml is layered over the file [default:
+        /// The profile: config.PROFILE.yaml is layered over the file [default:
         /// $MS_PROFILE].
         #[arg(long)]
         profile: Option<String>,

@@ -8,7 +8,7 @@
 //! handler panic turned into a 500 problem+json (and an error span).
 //!
 //! `/downstream` does the same job the way a service should: through the chassis'
-//! [`HttpClient`](ms_chassis::client::HttpClient) for `clients.downstream`, which adds
+//! [`HttpClient`] for `clients.downstream`, which adds
 //! timeouts, retry, a circuit breaker, a bulkhead, the client span, propagation and
 //! metrics, and whose health is part of readiness.
 //!

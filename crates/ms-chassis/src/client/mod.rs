@@ -52,7 +52,7 @@
 //! - **Metrics.** `http_client_request_duration_seconds` per attempt, labelled `client`,
 //!   `server_address`, `http_request_method`, `http_response_status_code` and
 //!   `error_type`; the breaker, retry, bulkhead and timeout metrics of
-//!   [`ResilienceMetrics`](crate::resilience::ResilienceMetrics), with `name` = the client.
+//!   [`ResilienceMetrics`], with `name` = the client.
 //! - **Header propagation** of the incoming request's headers named in
 //!   `propagate_headers` (an allow-list: nothing else is copied, and `host`, hop-by-hop
 //!   and trace headers are refused by config validation).

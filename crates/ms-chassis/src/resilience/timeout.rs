@@ -13,10 +13,10 @@
 //! completes at once (a cached answer, an immediate rejection by an inner layer) never
 //! registers in and removes itself from tokio's timer wheel.
 //!
-//! The client's overall timeout goes one step further ([`TimeoutLayer::armed_late`]): its
-//! timer is created only on the second poll that finds the call pending. An HTTP call is
-//! never ready on its first poll, but is usually done on its second (its response woke
-//! it), so the overall timer is then never created. This is sound only because something
+//! The client's overall timeout goes one step further (`TimeoutLayer::armed_late`, for the
+//! client only): its timer is created only on the second poll that finds the call pending.
+//! An HTTP call is never ready on its first poll, but is usually done on its second (its
+//! response woke it), so the overall timer is then never created. This is sound only because something
 //! inside is sure to wake the call before the overall deadline: the first attempt's own
 //! timeout, never longer than the overall one, and any wait before it (a bulkhead's or
 //! rate limiter's `max_wait`) that is no longer either; the client checks that.
