@@ -150,6 +150,7 @@ async fn spans_attributes_and_resource(
         ("url.path", str_attr("/hello/ada")),
         ("url.scheme", str_attr("http")),
         ("server.address", str_attr("127.0.0.1")),
+        ("server.port", Some(Attr::Int(i64::from(hello.port)))),
         ("client.address", str_attr("127.0.0.1")),
         ("user_agent.original", str_attr(USER_AGENT)),
     ];

@@ -362,13 +362,16 @@ pub(crate) fn server_span(
                 req.uri().scheme_str().unwrap_or("http").to_owned(),
             ),
         ];
-        if let Some(host) = req
+        let scheme = req.uri().scheme_str().unwrap_or("http");
+        if let Some((host, port)) = req
             .headers()
             .get(axum::http::header::HOST)
-            .and_then(|h| h.to_str().ok())
+            .and_then(|h| host_and_port(h.as_bytes(), scheme))
         {
-            let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-            attrs.push(KeyValue::new("server.address", host.to_owned()));
+            attrs.push(KeyValue::new("server.address", host));
+            if let Some(port) = port {
+                attrs.push(KeyValue::new("server.port", i64::from(port)));
+            }
         }
         if let Some(peer) = peer {
             attrs.push(KeyValue::new("client.address", peer.ip().to_string()));
@@ -383,6 +386,32 @@ pub(crate) fn server_span(
         span.set_attributes(attrs);
     }
     cx
+}
+
+/// `server.address` and `server.port` from a `Host` header, as the HTTP semantic
+/// conventions ask: an IPv6 literal without its brackets, and the scheme's default port
+/// when the header names none. `None` for a header that is not a valid authority, or
+/// that carries userinfo (a client has no business sending it there).
+fn host_and_port(host: &[u8], scheme: &str) -> Option<(String, Option<u16>)> {
+    let authority = axum::http::uri::Authority::try_from(host).ok()?;
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    let host = authority.host();
+    // `Authority` accepts any port text and then has no port: refuse what is not a number.
+    let port = match &authority.as_str()[host.len()..] {
+        "" | ":" => match scheme {
+            "http" => Some(80),
+            "https" => Some(443),
+            _ => None,
+        },
+        p => Some(p.strip_prefix(':')?.parse::<u16>().ok()?),
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    Some((host.to_owned(), port))
 }
 
 /// The span name before routing: the method, without allocating for the common ones.
@@ -437,4 +466,32 @@ pub(crate) fn end_server_span(cx: &Context, status: axum::http::StatusCode) {
         }
     }
     span.end();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_and_port;
+
+    #[test]
+    fn server_address_and_port_come_from_the_host_header() {
+        let hp = |h: &str, scheme| host_and_port(h.as_bytes(), scheme);
+        let some = |h: &str, p| Some((h.to_owned(), p));
+        assert_eq!(hp("127.0.0.1:8080", "http"), some("127.0.0.1", Some(8080)));
+        assert_eq!(hp("books.example", "http"), some("books.example", Some(80)));
+        assert_eq!(
+            hp("books.example", "https"),
+            some("books.example", Some(443))
+        );
+        assert_eq!(hp("[::1]:9000", "http"), some("::1", Some(9000)));
+        assert_eq!(hp("[::1]", "http"), some("::1", Some(80)));
+        assert_eq!(
+            hp("h:", "http"),
+            some("h", Some(80)),
+            "an empty port is the default"
+        );
+        assert_eq!(hp("h", "ftp"), some("h", None));
+        for bad in ["", "a b", "h:port", "user:pw@h:80", "h:99999", "/path"] {
+            assert_eq!(hp(bad, "http"), None, "{bad:?}");
+        }
+    }
 }
