@@ -350,23 +350,27 @@ pub(crate) fn server_span(
     req: &axum::http::Request<axum::body::Body>,
     peer: Option<std::net::SocketAddr>,
 ) -> Context {
-    let method = req.method().as_str();
-    let cx = start_span(o, static_method(req.method()), SpanKind::Server, parent);
+    let method = static_method(req.method());
+    let cx = start_span(o, method.clone(), SpanKind::Server, parent);
     let span = cx.span();
     if span.is_recording() {
-        let mut attrs = vec![
-            KeyValue::new("http.request.method", method.to_owned()),
+        // Static strings where the value allows: a sampled request allocates only for the
+        // values it must copy.
+        let scheme: std::borrow::Cow<'static, str> = match req.uri().scheme_str() {
+            None | Some("http") => "http".into(),
+            Some("https") => "https".into(),
+            Some(other) => other.to_owned().into(),
+        };
+        let mut attrs = Vec::with_capacity(9);
+        attrs.extend([
+            KeyValue::new("http.request.method", method),
             KeyValue::new("url.path", req.uri().path().to_owned()),
-            KeyValue::new(
-                "url.scheme",
-                req.uri().scheme_str().unwrap_or("http").to_owned(),
-            ),
-        ];
-        let scheme = req.uri().scheme_str().unwrap_or("http");
+            KeyValue::new("url.scheme", scheme.clone()),
+        ]);
         if let Some((host, port)) = req
             .headers()
             .get(axum::http::header::HOST)
-            .and_then(|h| host_and_port(h.as_bytes(), scheme))
+            .and_then(|h| host_and_port(h.as_bytes(), &scheme))
         {
             attrs.push(KeyValue::new("server.address", host));
             if let Some(port) = port {
