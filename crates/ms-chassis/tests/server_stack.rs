@@ -168,6 +168,34 @@ async fn bodies_over_the_limit_get_413() {
     svc.running.shutdown().await.unwrap();
 }
 
+/// The default `body_size` (2 MiB) is axum's own default, so the chassis adds no
+/// `DefaultBodyLimit` layer for it: this pins that axum still stops there. Streamed without
+/// a length, so that the extractor's limit is what answers, not the declared-length check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_body_limit_is_2_mib_for_extractors() {
+    let router = Router::new().route(
+        "/echo",
+        post(|body: ms_chassis::axum::body::Bytes| async move { body.len().to_string() }),
+    );
+    let svc = support::start("", router).await;
+    let c = support::client();
+    let url = format!("{}/echo", svc.url);
+    let streamed = |len: usize| {
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![b'z'; len]
+            .chunks(64 * 1024)
+            .map(|c| Ok(c.to_vec()))
+            .collect();
+        reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
+    };
+    let limit = 2 * 1024 * 1024;
+    let res = c.post(&url).body(streamed(limit)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), limit.to_string());
+    let res = c.post(&url).body(streamed(limit + 1)).send().await.unwrap();
+    assert_eq!(res.status(), 413, "one byte over axum's default");
+    svc.running.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_concurrency_limit_is_global_and_sheds_with_503() {
     // Two routes, limit 1: a request held on one route makes the other route shed, which

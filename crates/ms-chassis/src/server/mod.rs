@@ -62,14 +62,25 @@ pub(crate) fn user_stack(
         metrics: metrics.map(Metrics::http_instruments),
         access_log,
     };
-    // One `Router::layer` call: each call adds a boxed service per route.
-    let router = router.layer(
-        ServiceBuilder::new()
-            .layer(route::RouteLayer(Arc::new(shared)))
-            .layer(DefaultBodyLimit::max(body_limit)),
-    );
+    // One `Router::layer` call: each call adds a boxed service per route. axum's body
+    // extractors stop at 2 MiB by themselves; `DefaultBodyLimit` (an extension on every
+    // request) is only needed for another limit. A test pins axum's default.
+    let route_layer = route::RouteLayer(Arc::new(shared));
+    let router = if limits.body_size == AXUM_BODY_LIMIT {
+        router.layer(route_layer)
+    } else {
+        router.layer(
+            ServiceBuilder::new()
+                .layer(route_layer)
+                .layer(DefaultBodyLimit::max(body_limit)),
+        )
+    };
     Ok((ChassisStack { router, forwarding }, adaptive))
 }
+
+/// The limit axum's body extractors apply when no `DefaultBodyLimit` is set, which is
+/// also the chassis's default `server.limits.body_size`.
+const AXUM_BODY_LIMIT: u64 = 2 * 1024 * 1024;
 
 /// The server's adaptive limit, named `server`, when `resilience.load_shedding` is on.
 fn shedder(

@@ -440,38 +440,36 @@ pub fn inject_current_headers(headers: &mut HeaderMap) {
     global().inject_current_headers(headers);
 }
 
-/// Every fixed header name a supported format reads or writes (Jaeger baggage adds
-/// `uberctx-*` headers, see [`is_propagation_header`]).
-// `HeaderName`s, not `&str`s: a string key is parsed and validated on every lookup.
-const PROPAGATION_HEADERS: [HeaderName; 9] = [
-    HeaderName::from_static(TRACEPARENT),
-    HeaderName::from_static(TRACESTATE),
-    HeaderName::from_static(BAGGAGE),
-    HeaderName::from_static(b3::B3),
-    HeaderName::from_static(b3::TRACE_ID),
-    HeaderName::from_static(b3::SPAN_ID),
-    HeaderName::from_static(b3::SAMPLED),
-    HeaderName::from_static(b3::FLAGS),
-    HeaderName::from_static(jaeger::UBER_TRACE_ID),
+/// Every fixed header name a supported format reads the trace identity or baggage from
+/// (Jaeger baggage adds `uberctx-*` headers, see [`reads_header`]).
+const PROPAGATION_HEADERS: [&str; 9] = [
+    TRACEPARENT,
+    TRACESTATE,
+    BAGGAGE,
+    b3::B3,
+    b3::TRACE_ID,
+    b3::SPAN_ID,
+    b3::SAMPLED,
+    b3::FLAGS,
+    jaeger::UBER_TRACE_ID,
 ];
+
+/// Whether a supported format reads the header `name` (lower case).
+fn reads_header(name: &str) -> bool {
+    PROPAGATION_HEADERS.contains(&name) || name.starts_with(jaeger::BAGGAGE_PREFIX)
+}
 
 /// Whether `name` (lower case) is a header of a supported propagation format: trace
 /// context is written by the propagators, never copied from one request to another.
 pub(crate) fn is_propagation_header(name: &str) -> bool {
-    name == b3::PARENT_SPAN_ID
-        || name.starts_with(jaeger::BAGGAGE_PREFIX)
-        || PROPAGATION_HEADERS.iter().any(|h| h.as_str() == name)
+    name == b3::PARENT_SPAN_ID || reads_header(name)
 }
 
-/// Whether any header a supported format reads is present.
+/// Whether any header a supported format reads is present. One pass over the request's
+/// header names, comparing strings: looking each format's names up in the map instead
+/// hashes nine names per request, and most requests carry none of them.
 fn carries_propagation(headers: &HeaderMap) -> bool {
-    if headers.is_empty() {
-        return false;
-    }
-    PROPAGATION_HEADERS.iter().any(|n| headers.contains_key(n))
-        || headers
-            .keys()
-            .any(|k| k.as_str().starts_with(jaeger::BAGGAGE_PREFIX))
+    headers.keys().any(|k| reads_header(k.as_str()))
 }
 
 /// A propagator that extracts every supported format and injects the configured ones.
