@@ -120,22 +120,32 @@ async fn spans_attributes_and_resource(
         get_traced(&hello, "/no/such/route", &miss_trace, &random_span_id()).await;
     assert_eq!(status, 404, "{body}");
 
-    let (server, child, panicked, missed) = receiver
-        .wait_for(
-            EXPORT_DEADLINE,
-            "the spans of the three requests",
-            |spans| {
-                let server = one_of_kind(spans, &trace, SpanKind::Server, "/hello/ada")?;
-                let child = in_trace(spans, &trace)
-                    .into_iter()
-                    .find(|s| s.name() == "compose_greeting")
-                    .cloned()
-                    .ok_or_else(|| format!("no compose_greeting span in trace {trace}"))?;
-                let panicked = one_of_kind(spans, &panic_trace, SpanKind::Server, "/demo/panic")?;
-                let missed = one_of_kind(spans, &miss_trace, SpanKind::Server, "/no/such/route")?;
-                Ok((server, child, panicked, missed))
-            },
+    // 4. A method outside the HTTP standard, on a route that exists: 405.
+    let brew_trace = random_trace_id();
+    let res = client()
+        .request(
+            reqwest::Method::from_bytes(b"BREW").unwrap(),
+            hello.url("/hello"),
         )
+        .header("traceparent", traceparent(&brew_trace, &random_span_id()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("BREW /hello: {e}"));
+    assert_eq!(res.status().as_u16(), 405);
+
+    let (server, child, panicked, missed, brewed) = receiver
+        .wait_for(EXPORT_DEADLINE, "the spans of the four requests", |spans| {
+            let server = one_of_kind(spans, &trace, SpanKind::Server, "/hello/ada")?;
+            let child = in_trace(spans, &trace)
+                .into_iter()
+                .find(|s| s.name() == "compose_greeting")
+                .cloned()
+                .ok_or_else(|| format!("no compose_greeting span in trace {trace}"))?;
+            let panicked = one_of_kind(spans, &panic_trace, SpanKind::Server, "/demo/panic")?;
+            let missed = one_of_kind(spans, &miss_trace, SpanKind::Server, "/no/such/route")?;
+            let brewed = one_of_kind(spans, &brew_trace, SpanKind::Server, "/hello")?;
+            Ok((server, child, panicked, missed, brewed))
+        })
         .await;
     let all = otlp::describe_all(&receiver.spans());
 
@@ -314,6 +324,25 @@ async fn spans_attributes_and_resource(
         "{}",
         missed.describe()
     );
+
+    // An unknown method: `HTTP` in the span name and `_OTHER` as the method attribute,
+    // with the method sent kept in `http.request.method_original` (HTTP semantic
+    // conventions), so that clients cannot multiply span names.
+    assert_eq!(brewed.name(), "HTTP /hello", "{}", brewed.describe());
+    let b = brewed.attrs();
+    for (key, value) in [
+        ("http.request.method", str_attr("_OTHER")),
+        ("http.request.method_original", str_attr("BREW")),
+        ("http.route", str_attr("/hello")),
+        ("http.response.status_code", Some(Attr::Int(405))),
+    ] {
+        assert_eq!(
+            b.get(key),
+            value.as_ref(),
+            "attribute {key} of {}",
+            brewed.describe()
+        );
+    }
 
     assert!(
         receiver.rejected().is_empty(),

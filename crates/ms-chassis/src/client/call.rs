@@ -209,16 +209,22 @@ impl Attempt {
         let method = method_label(&req.method);
         let cx = match otel::get() {
             Some(o) => {
-                let name = if method == "_OTHER" { "HTTP" } else { method };
+                let name = otel::span_method(&req.method);
                 let cx = otel::start_span(o, Cow::Borrowed(name), SpanKind::Client, parent);
                 let span = cx.span();
                 if span.is_recording() {
                     let mut attrs = vec![
-                        KeyValue::new("http.request.method", req.method.as_str().to_owned()),
+                        KeyValue::new("http.request.method", method),
                         KeyValue::new("server.address", endpoint.server_address.to_string()),
                         KeyValue::new("url.full", redacted_url(&req.uri)),
                         KeyValue::new("ms_chassis.client", endpoint.client.to_string()),
                     ];
+                    if method == "_OTHER" {
+                        attrs.push(KeyValue::new(
+                            "http.request.method_original",
+                            req.method.as_str().to_owned(),
+                        ));
+                    }
                     if let Some(port) = endpoint.server_port {
                         attrs.push(KeyValue::new("server.port", i64::from(port)));
                     }

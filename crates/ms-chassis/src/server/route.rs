@@ -79,7 +79,10 @@ where
         let start = Instant::now();
         let route = req.extensions().get::<MatchedPath>().cloned();
         if let Some(r) = &route {
-            crate::telemetry::otel::record_route(req.method().as_str(), r.as_str());
+            crate::telemetry::otel::record_route(
+                crate::telemetry::otel::span_method(req.method()),
+                r.as_str(),
+            );
         }
         let in_flight = shared
             .metrics

@@ -8,6 +8,7 @@
 //! with plain `tracing` macros (bridged by `tracing-opentelemetry`) become its children, and
 //! log lines carry its ids even when it is not sampled.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
@@ -305,7 +306,7 @@ pub(crate) async fn flush(timeout: Duration) {
 /// sampler, without the SDK's span, its attributes or its allocations.
 pub(crate) fn start_span(
     o: &Otel,
-    name: std::borrow::Cow<'static, str>,
+    name: Cow<'static, str>,
     kind: SpanKind,
     parent: &Context,
 ) -> Context {
@@ -350,18 +351,29 @@ pub(crate) fn server_span(
     req: &axum::http::Request<axum::body::Body>,
     peer: Option<std::net::SocketAddr>,
 ) -> Context {
-    let method = static_method(req.method());
-    let cx = start_span(o, method.clone(), SpanKind::Server, parent);
+    let method = crate::metrics::method_label(req.method());
+    let cx = start_span(
+        o,
+        Cow::Borrowed(span_method(req.method())),
+        SpanKind::Server,
+        parent,
+    );
     let span = cx.span();
     if span.is_recording() {
         // Static strings where the value allows: a sampled request allocates only for the
         // values it must copy.
-        let scheme: std::borrow::Cow<'static, str> = match req.uri().scheme_str() {
+        let scheme: Cow<'static, str> = match req.uri().scheme_str() {
             None | Some("http") => "http".into(),
             Some("https") => "https".into(),
             Some(other) => other.to_owned().into(),
         };
-        let mut attrs = Vec::with_capacity(9);
+        let mut attrs = Vec::with_capacity(10);
+        if method == "_OTHER" {
+            attrs.push(KeyValue::new(
+                "http.request.method_original",
+                req.method().as_str().to_owned(),
+            ));
+        }
         attrs.extend([
             KeyValue::new("http.request.method", method),
             KeyValue::new("url.path", req.uri().path().to_owned()),
@@ -418,18 +430,13 @@ fn host_and_port(host: &[u8], scheme: &str) -> Option<(String, Option<u16>)> {
     Some((host.to_owned(), port))
 }
 
-/// The span name before routing: the method, without allocating for the common ones.
-fn static_method(m: &axum::http::Method) -> std::borrow::Cow<'static, str> {
-    use axum::http::Method;
-    match *m {
-        Method::GET => "GET".into(),
-        Method::POST => "POST".into(),
-        Method::PUT => "PUT".into(),
-        Method::DELETE => "DELETE".into(),
-        Method::PATCH => "PATCH".into(),
-        Method::HEAD => "HEAD".into(),
-        Method::OPTIONS => "OPTIONS".into(),
-        _ => m.as_str().to_owned().into(),
+/// The span name's method, as the HTTP semantic conventions ask: a known method as it is,
+/// anything else `HTTP` (a client can send any token as a method, and span names must
+/// stay few).
+pub(crate) fn span_method(m: &axum::http::Method) -> &'static str {
+    match crate::metrics::method_label(m) {
+        "_OTHER" => "HTTP",
+        known => known,
     }
 }
 
@@ -474,7 +481,17 @@ pub(crate) fn end_server_span(cx: &Context, status: axum::http::StatusCode) {
 
 #[cfg(test)]
 mod tests {
-    use super::host_and_port;
+    use super::{host_and_port, span_method};
+
+    #[test]
+    fn span_names_use_known_methods_and_http_for_the_rest() {
+        use axum::http::Method;
+        assert_eq!(span_method(&Method::GET), "GET");
+        assert_eq!(span_method(&Method::PATCH), "PATCH");
+        assert_eq!(span_method(&Method::TRACE), "TRACE");
+        assert_eq!(span_method(&Method::from_bytes(b"BREW").unwrap()), "HTTP");
+        assert_eq!(span_method(&Method::from_bytes(b"get").unwrap()), "HTTP");
+    }
 
     #[test]
     fn server_address_and_port_come_from_the_host_header() {
