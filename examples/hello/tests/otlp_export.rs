@@ -159,6 +159,7 @@ async fn spans_attributes_and_resource(
         ("http.response.status_code", Some(Attr::Int(200))),
         ("url.path", str_attr("/hello/ada")),
         ("url.scheme", str_attr("http")),
+        ("network.protocol.version", str_attr("1.1")),
         ("server.address", str_attr("127.0.0.1")),
         ("server.port", Some(Attr::Int(i64::from(hello.port)))),
         ("client.address", str_attr("127.0.0.1")),

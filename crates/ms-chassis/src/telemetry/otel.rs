@@ -367,7 +367,7 @@ pub(crate) fn server_span(
             Some("https") => "https".into(),
             Some(other) => other.to_owned().into(),
         };
-        let mut attrs = Vec::with_capacity(10);
+        let mut attrs = Vec::with_capacity(11);
         if method == "_OTHER" {
             attrs.push(KeyValue::new(
                 "http.request.method_original",
@@ -379,6 +379,9 @@ pub(crate) fn server_span(
             KeyValue::new("url.path", req.uri().path().to_owned()),
             KeyValue::new("url.scheme", scheme.clone()),
         ]);
+        if let Some(version) = protocol_version(req.version()) {
+            attrs.push(KeyValue::new("network.protocol.version", version));
+        }
         if let Some((host, port)) = req
             .headers()
             .get(axum::http::header::HOST)
@@ -428,6 +431,19 @@ fn host_and_port(host: &[u8], scheme: &str) -> Option<(String, Option<u16>)> {
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
     Some((host.to_owned(), port))
+}
+
+/// `network.protocol.version` for an HTTP version.
+fn protocol_version(v: axum::http::Version) -> Option<&'static str> {
+    use axum::http::Version;
+    match v {
+        Version::HTTP_09 => Some("0.9"),
+        Version::HTTP_10 => Some("1.0"),
+        Version::HTTP_11 => Some("1.1"),
+        Version::HTTP_2 => Some("2"),
+        Version::HTTP_3 => Some("3"),
+        _ => None,
+    }
 }
 
 /// The span name's method, as the HTTP semantic conventions ask: a known method as it is,
