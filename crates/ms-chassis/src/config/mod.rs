@@ -137,8 +137,47 @@ impl Config {
     /// every non-null value under a key whose name contains password, secret, token, key or
     /// credential (any case) replaced by `"<redacted>"`. A `null` stays `null`: it shows
     /// that nothing is set, and hides nothing.
+    ///
+    /// It shows every key in effect, defaults included: a `clients.<name>` block also lists
+    /// the client keys it leaves out, at their defaults (the embedded defaults have no
+    /// clients to hold them).
     pub fn redacted(&self) -> Value {
-        secrets::redact(&self.layered.value, &self.secrets)
+        secrets::redact(&self.effective().0, &self.secrets)
+    }
+
+    /// The merged tree, with each `clients.<name>` block completed by the keys it leaves
+    /// out, at their defaults; and the dotted paths of what was added.
+    fn effective(&self) -> (Value, Vec<String>) {
+        let mut tree = self.layered.value.clone();
+        let mut added = Vec::new();
+        if let Some(Value::Object(clients)) = tree.get_mut("clients") {
+            for (name, block) in clients.iter_mut() {
+                if let (Some(typed), Value::Object(written)) =
+                    (self.chassis.clients.get(name), block)
+                    && let Ok(Value::Object(full)) = serde_json::to_value(typed)
+                {
+                    fill_missing(written, full, &format!("clients.{name}"), &mut added);
+                }
+            }
+        }
+        (tree, added)
+    }
+
+    /// The origin of each value of [`redacted`](Self::redacted), by dotted path: its layer,
+    /// or the embedded defaults for a client key that no layer sets.
+    fn effective_origin(&self) -> impl Fn(&str) -> Option<String> + '_ {
+        let (_, added) = self.effective();
+        move |path: &str| {
+            let filled = added.iter().any(|a| {
+                path.strip_prefix(a.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+            });
+            if filled {
+                Some(source::Origin::defaults().to_string())
+            } else {
+                self.origin_of(path)
+            }
+        }
     }
 
     /// [`redacted`](Self::redacted) as block YAML, each value followed by a comment naming
@@ -152,19 +191,42 @@ impl Config {
     ///     password: "<redacted>"  # config.yaml:7
     /// ```
     pub fn annotated_yaml(&self) -> String {
-        view::annotated_yaml(&self.redacted(), &|p| self.origin_of(p))
+        view::annotated_yaml(&self.redacted(), &self.effective_origin())
     }
 
     /// The layer every value of [`redacted`](Self::redacted) came from, by dotted path. A
     /// value is a scalar, an empty mapping, or a list of scalars (listed whole).
     pub fn leaf_origins(&self) -> BTreeMap<String, String> {
-        view::leaf_origins(&self.redacted(), &|p| self.origin_of(p))
+        view::leaf_origins(&self.redacted(), &self.effective_origin())
     }
 
     /// The dotted key paths whose effective values differ from `older`'s (paths only, so
     /// that a changed secret can be reported without showing it), sorted.
     pub(crate) fn changed_since(&self, older: &Config) -> Vec<String> {
         diff::changed_keys(&older.layered.value, &self.layered.value)
+    }
+}
+
+/// Adds to `into` (at dotted `path`) every key of `from` it lacks, recursively, keeping
+/// what `into` has; pushes the path of each key added onto `added`.
+fn fill_missing(
+    into: &mut serde_json::Map<String, Value>,
+    from: serde_json::Map<String, Value>,
+    path: &str,
+    added: &mut Vec<String>,
+) {
+    for (key, value) in from {
+        let at = format!("{path}.{key}");
+        match (into.get_mut(&key), value) {
+            (None, value) => {
+                into.insert(key, value);
+                added.push(at);
+            }
+            (Some(Value::Object(have)), Value::Object(more)) => {
+                fill_missing(have, more, &at, added)
+            }
+            _ => {}
+        }
     }
 }
 
@@ -645,6 +707,45 @@ fn check_log_filter(filter: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_effective_config_shows_every_client_key_and_where_it_came_from() {
+        let cfg = ConfigLoader::new()
+            .yaml(
+                "clients:\n  books:\n    url: http://books:8080\n    timeout: 3s\n    \
+                 retry: { max_attempts: 5 }\n",
+            )
+            .load()
+            .unwrap();
+        let books = &cfg.redacted()["clients"]["books"];
+        assert_eq!(books["timeout"], "3s", "written: kept as written");
+        assert_eq!(books["connect_timeout"], "1s", "left out: its default");
+        assert_eq!(books["retry"]["max_attempts"], 5);
+        assert_eq!(books["retry"]["enabled"], true);
+        assert_eq!(books["rate_limit"]["enabled"], false);
+        assert_eq!(books["pool"]["max_idle_per_host"], 32);
+        let origins = cfg.leaf_origins();
+        assert_eq!(origins["clients.books.timeout"], "inline config:4");
+        assert_eq!(
+            origins["clients.books.retry.max_attempts"],
+            "inline config:5"
+        );
+        assert_eq!(
+            origins["clients.books.connect_timeout"],
+            "embedded defaults"
+        );
+        assert_eq!(origins["clients.books.retry.enabled"], "embedded defaults");
+        assert_eq!(
+            origins["clients.books.pool.idle_timeout"],
+            "embedded defaults"
+        );
+        let yaml = cfg.annotated_yaml();
+        assert!(
+            yaml.lines()
+                .any(|l| l.contains("connect_timeout: 1s") && l.ends_with("# embedded defaults")),
+            "{yaml}"
+        );
+    }
 
     #[test]
     fn reword_puts_expectation_first() {

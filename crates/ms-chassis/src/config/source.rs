@@ -35,6 +35,16 @@ pub(crate) struct Origin {
     pub(crate) line: Option<usize>,
 }
 
+impl Origin {
+    /// The embedded defaults.
+    pub(crate) fn defaults() -> Self {
+        Origin {
+            source: Source::Defaults,
+            line: None,
+        }
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.source, self.line) {
