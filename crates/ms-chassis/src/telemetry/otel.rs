@@ -509,6 +509,20 @@ mod tests {
         assert_eq!(span_method(&Method::from_bytes(b"get").unwrap()), "HTTP");
     }
 
+    proptest::proptest! {
+        /// `Host` comes from the network: any bytes are an answer or `None`, never a panic.
+        #[test]
+        fn any_host_header_is_read_without_panicking(
+            h in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            s in "[a-z\\[\\]:.@0-9]{0,40}",
+        ) {
+            let _ = host_and_port(&h, "http");
+            if let Some((host, _)) = host_and_port(s.as_bytes(), "https") {
+                proptest::prop_assert!(!host.contains('@'));
+            }
+        }
+    }
+
     #[test]
     fn server_address_and_port_come_from_the_host_header() {
         let hp = |h: &str, scheme| host_and_port(h.as_bytes(), scheme);
