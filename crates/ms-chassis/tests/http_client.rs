@@ -505,7 +505,7 @@ async fn client_settings_change_with_a_config_reload() {
         std::fs::write(
             &file,
             format!(
-                "{TEST_BASE}admin: {{ token: t0k }}\nclients:\n  books:\n    url: {url}\n    retry: {{ max_attempts: {attempts}, initial_backoff: 5ms, max_backoff: 5ms }}\n"
+                "{TEST_BASE}admin: {{ token: t0k }}\nclients:\n  default:\n    retry: {{ max_attempts: {attempts}, initial_backoff: 5ms, max_backoff: 5ms }}\n  books:\n    url: {url}\n"
             ),
         )
         .unwrap();
@@ -513,9 +513,19 @@ async fn client_settings_change_with_a_config_reload() {
     write(&first.url, 1);
     let svc = Service::builder().file(&file).build().unwrap();
     let books = svc.client("books").unwrap();
+    let e = svc.client("default").unwrap_err().to_string();
+    assert!(
+        e.contains("clients.default holds the settings every client inherits"),
+        "{e}"
+    );
     let running = svc.start(Router::new()).await.unwrap();
     books.get("/a").send().await.unwrap();
     assert_eq!((first.hits(), second.hits()), (1, 0));
+    assert_eq!(
+        books.config().retry.config.max_attempts,
+        1,
+        "from clients.default"
+    );
 
     write(&second.url, 2);
     let report: serde_json::Value = client()
@@ -532,6 +542,10 @@ async fn client_settings_change_with_a_config_reload() {
         .unwrap();
     let applied = report["applied"].to_string();
     assert!(applied.contains("clients.books.url"), "{report}");
+    assert!(
+        applied.contains("clients.default.retry.max_attempts"),
+        "a change to the defaults applies live too: {report}"
+    );
     assert_eq!(
         report["restart_required"],
         serde_json::json!([]),
@@ -550,7 +564,7 @@ async fn client_settings_change_with_a_config_reload() {
     assert_eq!(
         second.hits() - before,
         2,
-        "the new retry setting is in force"
+        "the new retry setting, inherited from clients.default, is in force"
     );
     running.shutdown().await.unwrap();
 }

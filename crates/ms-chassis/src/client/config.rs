@@ -11,7 +11,9 @@ use crate::resilience::{
 use crate::telemetry::propagation::is_propagation_header;
 
 /// One client's settings: the `clients.<name>` block of `config.yaml`. Every key has a
-/// default; only `url` must be given.
+/// default; only `url` must be given. Keys a block leaves out come from `clients.default`
+/// when that sets them ([`CLIENT_DEFAULTS`](crate::config::CLIENT_DEFAULTS)), else from
+/// the defaults below.
 ///
 /// ```yaml
 /// clients:

@@ -57,6 +57,16 @@ impl Clients {
             return Ok(c.clone());
         }
         let key = format!("clients.{name}");
+        if name == crate::config::CLIENT_DEFAULTS {
+            return Err(ConfigError::new(
+                None,
+                Some(key),
+                "clients.default holds the settings every client inherits; it is not a \
+                 client: name the service you call, such as svc.client(\"books\")"
+                    .to_owned(),
+            )
+            .into());
+        }
         let config = watch.current();
         let Some(settings) = config.chassis().clients.get(name).cloned() else {
             let known: Vec<&str> = config
@@ -64,6 +74,7 @@ impl Clients {
                 .clients
                 .keys()
                 .map(String::as_str)
+                .filter(|n| *n != crate::config::CLIENT_DEFAULTS)
                 .collect();
             let known = if known.is_empty() {
                 "none".to_owned()

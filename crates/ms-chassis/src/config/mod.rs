@@ -207,6 +207,46 @@ impl Config {
     }
 }
 
+/// The name under `clients` of the settings every client inherits.
+pub const CLIENT_DEFAULTS: &str = "default";
+
+/// Gives every `clients.<name>` block each key of `clients.default` that it does not set
+/// itself, recursively (a client's own value, a list included, replaces the default's),
+/// with the default's origins, so errors and `config check --print` point at the line in
+/// `clients.default`. `url` is never inherited. Returns the dotted paths added.
+fn inherit_client_defaults(layered: &mut Layered) -> Vec<String> {
+    let Some(Value::Object(clients)) = layered.value.get_mut("clients") else {
+        return Vec::new();
+    };
+    let Some(Value::Object(mut defaults)) = clients.get(CLIENT_DEFAULTS).cloned() else {
+        return Vec::new();
+    };
+    defaults.remove("url");
+    let mut added = Vec::new();
+    for (name, block) in clients.iter_mut() {
+        if name != CLIENT_DEFAULTS
+            && let Value::Object(block) = block
+        {
+            fill_missing(
+                block,
+                defaults.clone(),
+                &format!("clients.{name}"),
+                &mut added,
+            );
+        }
+    }
+    let from = format!("clients.{CLIENT_DEFAULTS}");
+    for path in &added {
+        // `clients.<name>.<rest>` came from `clients.default.<rest>`.
+        let rest = path
+            .strip_prefix("clients.")
+            .and_then(|p| p.split_once('.'))
+            .map_or("", |(_, rest)| rest);
+        layered.copy_origins(&format!("{from}.{rest}"), path);
+    }
+    added
+}
+
 /// Adds to `into` (at dotted `path`) every key of `from` it lacks, recursively, keeping
 /// what `into` has; pushes the path of each key added onto `added`.
 fn fill_missing(
@@ -374,12 +414,24 @@ impl ConfigLoader {
             .key_file
             .unwrap_or_else(|| PathBuf::from(secrets::DEFAULT_KEY_FILE));
         let (secrets, mut diagnostics) = secrets::decrypt_in_place(&mut layered, &key_file);
+        let inherited = inherit_client_defaults(&mut layered);
 
         // One run shows as much as possible: typos, every type error, and the rules that
         // types cannot express.
         let typed = type_collecting(&layered);
         diagnostics.extend(unknown_keys(&layered, &typed.chassis));
-        diagnostics.extend(typed.errors.iter().cloned());
+        // A bad value in `clients.default` is reported there, not again for every client
+        // that inherited it.
+        diagnostics.extend(
+            typed
+                .errors
+                .iter()
+                .filter(|d| {
+                    let key = d.key.as_deref().unwrap_or_default();
+                    !inherited.iter().any(|p| is_under(key, p))
+                })
+                .cloned(),
+        );
         // A dropped value was typed as its default: rules about it would judge the default.
         diagnostics.extend(
             validate(&typed.chassis, &layered, &|k| typed.defaulted(k))
@@ -655,6 +707,22 @@ fn validate(
         );
     }
     for (name, client) in &c.clients {
+        if name == CLIENT_DEFAULTS {
+            if client.url.is_some() {
+                fail(
+                    "clients.default.url",
+                    "expected no url here: clients.default holds what every client inherits, \
+                     and a base URL belongs to one client (clients.<name>.url)"
+                        .to_owned(),
+                );
+            }
+            for (key, message) in client.validate(name) {
+                if key != "url" {
+                    fail(&format!("clients.{name}.{key}"), message);
+                }
+            }
+            continue;
+        }
         for (key, message) in client.validate(name) {
             fail(&format!("clients.{name}.{key}"), message);
         }
@@ -745,6 +813,83 @@ mod tests {
                 .any(|l| l.contains("connect_timeout: 1s") && l.ends_with("# embedded defaults")),
             "{yaml}"
         );
+    }
+
+    #[test]
+    fn every_client_inherits_what_it_leaves_out_from_clients_default() {
+        let cfg = ConfigLoader::new()
+            .yaml(
+                "clients:\n  default:\n    timeout: 3s\n    retry: { max_attempts: 5 }\n    \
+                 propagate_headers: [x-tenant-id]\n  books:\n    url: http://books\n    \
+                 timeout: 1s\n    propagate_headers: []\n  authors:\n    url: http://authors\n",
+            )
+            .env_vars([("MS__CLIENTS__DEFAULT__CONNECT_TIMEOUT", "250ms")])
+            .load()
+            .unwrap();
+        let clients = &cfg.chassis().clients;
+        let (books, authors) = (&clients["books"], &clients["authors"]);
+        use std::time::Duration;
+        assert_eq!(books.timeout, Duration::from_secs(1), "its own value wins");
+        assert_eq!(authors.timeout, Duration::from_secs(3), "inherited");
+        assert_eq!(
+            books.retry.config.max_attempts, 5,
+            "inherited inside a block"
+        );
+        assert_eq!(authors.retry.config.max_attempts, 5);
+        assert!(books.retry.enabled);
+        assert_eq!(
+            books.connect_timeout,
+            Duration::from_millis(250),
+            "from any layer"
+        );
+        assert!(
+            books.propagate_headers.is_empty(),
+            "a list replaces, not appends"
+        );
+        assert_eq!(authors.propagate_headers, ["x-tenant-id"]);
+        assert_eq!(authors.url.as_deref(), Some("http://authors"));
+        let origins = cfg.leaf_origins();
+        assert_eq!(origins["clients.authors.timeout"], "inline config:3");
+        assert_eq!(origins["clients.books.timeout"], "inline config:8");
+        assert_eq!(
+            origins["clients.authors.retry.max_attempts"],
+            "inline config:4"
+        );
+        assert_eq!(
+            origins["clients.authors.connect_timeout"],
+            "environment variable MS__CLIENTS__DEFAULT__CONNECT_TIMEOUT"
+        );
+    }
+
+    #[test]
+    fn clients_default_is_checked_once_and_holds_no_url() {
+        let e = ConfigLoader::new()
+            .yaml(
+                "clients:\n  default:\n    url: http://everyone\n    timeout: 3 parsecs\n  \
+                 books: { url: http://books }\n  authors: { url: http://authors }\n",
+            )
+            .load()
+            .unwrap_err();
+        let keys: Vec<_> = e
+            .diagnostics()
+            .iter()
+            .map(|d| d.key.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            keys,
+            ["clients.default.timeout", "clients.default.url"],
+            "{e}"
+        );
+        assert!(e.to_string().contains("inline config:4"), "{e}");
+        // A rule broken by a client's own value and an inherited one names the client.
+        let e = ConfigLoader::new()
+            .yaml(
+                "clients:\n  default: { total_timeout: 1s }\n  \
+                 books: { url: http://books, timeout: 2s }\n",
+            )
+            .load()
+            .unwrap_err();
+        assert!(e.to_string().contains("clients.books.total_timeout"), "{e}");
     }
 
     #[test]

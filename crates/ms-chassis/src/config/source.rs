@@ -97,6 +97,21 @@ impl Layered {
             .is_some_and(|o| o.source == Source::Defaults)
     }
 
+    /// Gives `to` and everything under it the origins of `from` and everything under it
+    /// (a subtree copied from `from` to `to`); keeps `from`'s.
+    pub(crate) fn copy_origins(&mut self, from: &str, to: &str) {
+        let copied: Vec<(String, Origin)> = self
+            .origins
+            .iter()
+            .filter_map(|(path, origin)| {
+                let rest = path.strip_prefix(from)?;
+                (rest.is_empty() || rest.starts_with(['.', '[']))
+                    .then(|| (format!("{to}{rest}"), origin.clone()))
+            })
+            .collect();
+        self.origins.extend(copied);
+    }
+
     /// Gives `to` the origin of `from` (a key renamed in place, such as a decrypted
     /// `enc_` key), and forgets `from`.
     pub(crate) fn move_origin(&mut self, from: &str, to: &str) {

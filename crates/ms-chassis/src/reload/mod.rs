@@ -28,8 +28,11 @@ use crate::telemetry::{levels, otel};
 
 /// Keys the chassis applies live. Everything else it owns needs a restart; the user's keys
 /// are live where a [`ConfigWatch`] subscriber follows them.
-const LIVE: [&str; 10] = [
+const LIVE: [&str; 11] = [
     "logging.level",
+    // Reaches every client through the `clients.<name>` keys it fills in, which the clients
+    // follow; a client built later reads it then.
+    "clients.default",
     "logging.access",
     "health",
     "tracing.sampler",
