@@ -505,7 +505,7 @@ async fn client_settings_change_with_a_config_reload() {
         std::fs::write(
             &file,
             format!(
-                "{TEST_BASE}admin: {{ token: t0k }}\nclients:\n  default:\n    retry: {{ max_attempts: {attempts}, initial_backoff: 5ms, max_backoff: 5ms }}\n  books:\n    url: {url}\n"
+                "{TEST_BASE}admin: {{ token: t0k }}\nclients:\n  default:\n    retry: {{ max_attempts: {attempts}, initial_backoff: 5ms, max_backoff: 5ms }}\n  books:\n    url: {url}\n  authors:\n    url: {url}\n"
             ),
         )
         .unwrap();
@@ -545,6 +545,10 @@ async fn client_settings_change_with_a_config_reload() {
     assert!(
         applied.contains("clients.default.retry.max_attempts"),
         "a change to the defaults applies live too: {report}"
+    );
+    assert!(
+        applied.contains("clients.authors.url"),
+        "a client not built yet will read the new settings when it is: {report}"
     );
     assert_eq!(
         report["restart_required"],

@@ -30,9 +30,9 @@ use crate::telemetry::{levels, otel};
 /// are live where a [`ConfigWatch`] subscriber follows them.
 const LIVE: [&str; 11] = [
     "logging.level",
-    // Reaches every client through the `clients.<name>` keys it fills in, which the clients
-    // follow; a client built later reads it then.
-    "clients.default",
+    // A client built with `svc.client` follows its `clients.<name>` keys (which
+    // `clients.default` fills in); one not built yet reads the config current when it is.
+    "clients",
     "logging.access",
     "health",
     "tracing.sampler",
