@@ -419,19 +419,18 @@ impl ConfigLoader {
         // One run shows as much as possible: typos, every type error, and the rules that
         // types cannot express.
         let typed = type_collecting(&layered);
-        diagnostics.extend(unknown_keys(&layered, &typed.chassis));
-        // A bad value in `clients.default` is reported there, not again for every client
-        // that inherited it.
+        // A bad key or value in `clients.default` is reported there, not again for every
+        // client that inherited it.
+        let own = |d: &ConfigDiagnostic| {
+            let key = d.key.as_deref().unwrap_or_default();
+            !inherited.iter().any(|p| is_under(key, p))
+        };
         diagnostics.extend(
-            typed
-                .errors
-                .iter()
-                .filter(|d| {
-                    let key = d.key.as_deref().unwrap_or_default();
-                    !inherited.iter().any(|p| is_under(key, p))
-                })
-                .cloned(),
+            unknown_keys(&layered, &typed.chassis)
+                .into_iter()
+                .filter(own),
         );
+        diagnostics.extend(typed.errors.iter().filter(|d| own(d)).cloned());
         // A dropped value was typed as its default: rules about it would judge the default.
         diagnostics.extend(
             validate(&typed.chassis, &layered, &|k| typed.defaulted(k))
@@ -865,8 +864,9 @@ mod tests {
     fn clients_default_is_checked_once_and_holds_no_url() {
         let e = ConfigLoader::new()
             .yaml(
-                "clients:\n  default:\n    url: http://everyone\n    timeout: 3 parsecs\n  \
-                 books: { url: http://books }\n  authors: { url: http://authors }\n",
+                "clients:\n  default:\n    url: http://everyone\n    timeout: 3 parsecs\n    \
+                 retry: { max_atempts: 2 }\n  books: { url: http://books }\n  \
+                 authors: { url: http://authors }\n",
             )
             .load()
             .unwrap_err();
@@ -877,7 +877,11 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            ["clients.default.timeout", "clients.default.url"],
+            [
+                "clients.default.retry.max_atempts",
+                "clients.default.timeout",
+                "clients.default.url"
+            ],
             "{e}"
         );
         assert!(e.to_string().contains("inline config:4"), "{e}");
