@@ -382,11 +382,13 @@ pub(crate) fn server_span(
         if let Some(version) = protocol_version(req.version()) {
             attrs.push(KeyValue::new("network.protocol.version", version));
         }
-        if let Some((host, port)) = req
+        // HTTP/2 carries the authority in the URI (`:authority`), HTTP/1.1 in `Host`.
+        let authority = req
             .headers()
             .get(axum::http::header::HOST)
-            .and_then(|h| host_and_port(h.as_bytes(), &scheme))
-        {
+            .map(|h| h.as_bytes())
+            .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()));
+        if let Some((host, port)) = authority.and_then(|a| host_and_port(a, &scheme)) {
             attrs.push(KeyValue::new("server.address", host));
             if let Some(port) = port {
                 attrs.push(KeyValue::new("server.port", i64::from(port)));
@@ -407,10 +409,10 @@ pub(crate) fn server_span(
     cx
 }
 
-/// `server.address` and `server.port` from a `Host` header, as the HTTP semantic
-/// conventions ask: an IPv6 literal without its brackets, and the scheme's default port
-/// when the header names none. `None` for a header that is not a valid authority, or
-/// that carries userinfo (a client has no business sending it there).
+/// `server.address` and `server.port` from a `Host` header or an HTTP/2 `:authority`, as
+/// the HTTP semantic conventions ask: an IPv6 literal without its brackets, and the
+/// scheme's default port when none is named. `None` for what is not a valid authority, or
+/// carries userinfo (a client has no business sending it there).
 fn host_and_port(host: &[u8], scheme: &str) -> Option<(String, Option<u16>)> {
     let authority = axum::http::uri::Authority::try_from(host).ok()?;
     if authority.as_str().contains('@') {
