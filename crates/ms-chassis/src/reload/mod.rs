@@ -30,9 +30,6 @@ use crate::telemetry::{levels, otel};
 /// are live where a [`ConfigWatch`] subscriber follows them.
 const LIVE: [&str; 11] = [
     "logging.level",
-    // A client built with `svc.client` follows its `clients.<name>` keys (which
-    // `clients.default` fills in); one not built yet reads the config current when it is.
-    "clients",
     "logging.access",
     "health",
     "tracing.sampler",
@@ -44,6 +41,9 @@ const LIVE: [&str; 11] = [
     "resilience.load_shedding.tolerance",
     "resilience.load_shedding.smoothing",
     "resilience.load_shedding.window",
+    // A client built with `svc.client` follows its `clients.<name>` keys (which
+    // `clients.default` fills in); one not built yet reads the config current when it is.
+    "clients",
 ];
 
 /// What started a reload.
