@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
-use support::{client, eventually, send_signal, spawn_hello, spawn_hello_unready};
+use support::{client, eventually, spawn_hello, spawn_hello_unready};
 
 /// A JSON object's members in order, duplicates kept (a `Map` would silently drop them).
 struct Members(Vec<(String, Value)>);
@@ -211,13 +211,7 @@ async fn every_stdout_line_is_one_flat_json_object() {
         .unwrap();
     assert_eq!(res.status(), 200);
 
-    send_signal(hello.pid, "TERM");
-    let exit = hello.wait_exit(Duration::from_secs(60)).await;
-    assert!(
-        exit.success(),
-        "exit {exit}; stderr:\n{}",
-        hello.stderr_text()
-    );
+    hello.terminate(Duration::from_secs(60)).await;
 
     let lines = hello.stdout_lines();
     // listening, 6 access lines, the handler's line, and the shutdown steps at least.
@@ -310,13 +304,7 @@ async fn warn_level_silences_info_lines() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    send_signal(hello.pid, "TERM");
-    let exit = hello.wait_exit(Duration::from_secs(60)).await;
-    assert!(
-        exit.success(),
-        "exit {exit}; stderr:\n{}",
-        hello.stderr_text()
-    );
+    hello.terminate(Duration::from_secs(60)).await;
 
     let lines = hello.stdout_lines();
     for line in &lines {

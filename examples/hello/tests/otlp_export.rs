@@ -24,7 +24,7 @@ use support::otlp::{
     self, Attr, ReceivedSpan, Receiver, Transport, closed_port, random_span_id, random_trace_id,
     traceparent,
 };
-use support::{Hello, client, eventually, send_signal, spawn_hello};
+use support::{Hello, client, eventually, spawn_hello};
 
 /// How long spans may take to reach the receiver: the batch processor exports every 5 s,
 /// and the machine is busy.
@@ -351,13 +351,7 @@ async fn spans_attributes_and_resource(
         receiver.rejected()
     );
 
-    send_signal(hello.pid, "TERM");
-    let status = hello.wait_exit(Duration::from_secs(45)).await;
-    assert!(
-        status.success(),
-        "exit {status}\nstderr:\n{}",
-        hello.stderr_text()
-    );
+    hello.terminate(Duration::from_secs(45)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,14 +441,8 @@ async fn sigterm_flushes_pending_spans(transport: Transport) {
     );
 
     let signalled = Instant::now();
-    send_signal(hello.pid, "TERM");
-    let status = hello.wait_exit(Duration::from_secs(45)).await;
+    hello.terminate(Duration::from_secs(45)).await;
     let took = signalled.elapsed();
-    assert!(
-        status.success(),
-        "exit {status}\nstderr:\n{}",
-        hello.stderr_text()
-    );
     assert!(
         took < Duration::from_secs(30),
         "shutdown took {took:?} with a 20 s grace"
@@ -600,14 +588,8 @@ async fn dead_collector_never_fails_or_blocks_requests(transport: Transport, dea
     );
 
     let signalled = Instant::now();
-    send_signal(hello.pid, "TERM");
-    let status = hello.wait_exit(GRACE + Duration::from_secs(20)).await;
+    hello.terminate(GRACE + Duration::from_secs(20)).await;
     let took = signalled.elapsed();
-    assert!(
-        status.success(),
-        "exit {status}\nstderr:\n{}",
-        hello.stderr_text()
-    );
     // The grace, plus slack for a busy machine to end a process.
     assert!(
         took < GRACE + Duration::from_secs(3),

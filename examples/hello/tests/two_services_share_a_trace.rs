@@ -32,7 +32,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as OtlpStatus;
 use serde_json::Value;
 use support::otlp::{self, Attr, ReceivedSpan, Transport};
-use support::{Hello, client, eventually, send_signal, spawn_hello};
+use support::{Hello, client, eventually, spawn_hello};
 
 const EXPORT_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -391,14 +391,8 @@ async fn a_calls_b(transport: Transport, a_propagation: Option<&str>, through_ta
     assert_eq!(b_access["service"], "hello-b", "{b_access}");
     assert_eq!(b_access["span_id"], b_server.span_id(), "{b_access}");
 
-    for (name, svc) in [("A", &mut a), ("B", &mut b)] {
-        send_signal(svc.pid, "TERM");
-        let status = svc.wait_exit(Duration::from_secs(45)).await;
-        assert!(
-            status.success(),
-            "{name} exit {status}\nstderr:\n{}",
-            svc.stderr_text()
-        );
+    for svc in [&mut a, &mut b] {
+        svc.terminate(Duration::from_secs(45)).await;
     }
 }
 

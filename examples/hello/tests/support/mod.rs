@@ -185,6 +185,18 @@ impl Hello {
 
     /// Waits up to `deadline` for the child to exit, then for its output to be fully read.
     /// Panics (the guard then kills it) if it does not exit in time.
+    /// Sends SIGTERM and asserts a clean exit (status 0) within `deadline`, showing stderr
+    /// otherwise.
+    pub async fn terminate(&mut self, deadline: Duration) {
+        send_signal(self.pid, "TERM");
+        let status = self.wait_exit(deadline).await;
+        assert!(
+            status.success(),
+            "exit {status}\nstderr:\n{}",
+            self.stderr_text()
+        );
+    }
+
     pub async fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
         let child = self.child.as_mut().expect("child not yet reaped");
         let status = match tokio::time::timeout(deadline, child.wait()).await {
