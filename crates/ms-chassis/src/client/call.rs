@@ -125,10 +125,13 @@ impl tower::Service<Request<CallBody>> for Call {
         // its small handle, not the request too.
         let pending = to_reqwest(parts, bytes, url).map(|r| self.endpoint.http.execute(r));
         Box::pin(async move {
+            // reqwest's errors show the whole URL, query and password included; client
+            // errors name the path only.
             let result = match pending {
                 Ok(p) => p.await,
                 Err(e) => Err(e),
-            };
+            }
+            .map_err(reqwest::Error::without_url);
             match &result {
                 Ok(res) => attempt.finish(Some(res.status()), None),
                 Err(e) => attempt.finish(None, Some(error_type(e))),

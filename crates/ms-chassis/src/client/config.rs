@@ -335,18 +335,20 @@ impl ClientConfig {
 }
 
 /// Parses a client's base URL: `http` or `https`, with a host, without query or fragment.
+/// Its errors show the URL without its password.
 pub(crate) fn parse_base_url(raw: &str) -> Result<reqwest::Url, String> {
+    let shown = crate::config::shown_url(raw);
     let url = reqwest::Url::parse(raw.trim()).map_err(|e| {
-        format!("expected an http(s) URL such as http://books:8080, found {raw:?}: {e}")
+        format!("expected an http(s) URL such as http://books:8080, found {shown:?}: {e}")
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(format!(
-            "expected an http:// or https:// URL with a host, found {raw:?}"
+            "expected an http:// or https:// URL with a host, found {shown:?}"
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
-            "expected a base URL without query or fragment, found {raw:?}"
+            "expected a base URL without query or fragment, found {shown:?}"
         ));
     }
     Ok(url)
@@ -397,5 +399,10 @@ mod tests {
         ] {
             assert!(parse_base_url(bad).is_err(), "{bad}");
         }
+        let e = parse_base_url("http://svc:s3cret@books/?a=1").unwrap_err();
+        assert!(
+            !e.contains("s3cret") && e.contains("svc:<redacted>@books"),
+            "{e}"
+        );
     }
 }

@@ -147,7 +147,10 @@ impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpClient")
             .field("name", &self.inner.name)
-            .field("url", &self.current().base.as_str())
+            .field(
+                "url",
+                &crate::config::shown_url(self.current().base.as_str()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -364,7 +367,8 @@ impl HttpClient {
         use crate::resilience::CircuitState;
         let state = self.inner.breaker.state();
         let current = self.current();
-        let base = current.base.as_str().to_owned();
+        // /health is public: the URL is shown without its password.
+        let base = crate::config::shown_url(current.base.as_str()).into_owned();
         if matches!(state, CircuitState::Open | CircuitState::ForcedOpen) {
             return CheckOutcome::down(format!("circuit breaker is {state}"))
                 .with("url", base)

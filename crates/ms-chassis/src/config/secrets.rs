@@ -505,6 +505,12 @@ fn redact_url_password(s: &str) -> Option<String> {
     ))
 }
 
+/// `s` fit to show in a message, a log line or an endpoint: a URL's password replaced by
+/// `<redacted>`, anything else as it is.
+pub(crate) fn shown_url(s: &str) -> std::borrow::Cow<'_, str> {
+    redact_url_password(s).map_or(s.into(), Into::into)
+}
+
 /// The merged tree with every decrypted value, and every non-null value under a sensitive
 /// key name, replaced by `<redacted>`; passwords in URLs (`http://user:pw@host`) too.
 pub(crate) fn redact(value: &Value, secrets: &Secrets) -> Value {
