@@ -201,6 +201,7 @@ impl HttpClient {
         config: ClientConfig,
         deps: Deps,
     ) -> Result<Self, ClientConfigError> {
+        validated(name, &config)?;
         let breaker_config = config.breaker.config.clone();
         let breaker =
             crate::resilience::CircuitBreakerLayer::new(name, breaker_config, &deps.resilience)
@@ -241,13 +242,7 @@ impl HttpClient {
     /// on. The breaker keeps its state unless its settings changed; invalid settings
     /// leave the client as it was.
     pub fn reconfigure(&self, config: ClientConfig) -> Result<(), ClientConfigError> {
-        if let Some((key, message)) = config.validate(&self.inner.name).into_iter().next() {
-            return Err(ClientConfigError {
-                client: self.inner.name.to_string(),
-                key,
-                message,
-            });
-        }
+        validated(&self.inner.name, &config)?;
         let old = self.current();
         if old.config == config {
             return Ok(());
@@ -447,13 +442,9 @@ impl Current {
             key: key.to_owned(),
             message,
         };
-        let raw = config.url.as_deref().ok_or_else(|| {
-            fail(
-                "url",
-                "missing: expected the service's base URL, such as http://books:8080".into(),
-            )
-        })?;
-        let base = config::parse_base_url(raw).map_err(|m| fail("url", m))?;
+        // `validated` has checked the URL.
+        let base = config::parse_base_url(config.url.as_deref().unwrap_or_default())
+            .map_err(|m| fail("url", m))?;
         // Keep the connection pool when nothing about connections changed.
         let http = match old {
             Some(o)
@@ -478,26 +469,24 @@ impl Current {
             deps.duration.clone(),
         );
         let m = &deps.resilience;
-        let retry = match config.retry.get() {
-            Some(c) => Some(
-                RetryLayer::new(name, c.clone(), m).map_err(|e| layer_error(name, "retry", &e))?,
-            ),
-            None => None,
-        };
-        let bulkhead = match config.bulkhead.get() {
-            Some(c) => Some(
-                BulkheadLayer::new(name, c.clone(), m)
-                    .map_err(|e| layer_error(name, "bulkhead", &e))?,
-            ),
-            None => None,
-        };
-        let rate_limit = match config.rate_limit.get() {
-            Some(c) => Some(
-                RateLimitLayer::new(name, c.clone(), m)
-                    .map_err(|e| layer_error(name, "rate_limit", &e))?,
-            ),
-            None => None,
-        };
+        let retry = config
+            .retry
+            .get()
+            .map(|c| RetryLayer::new(name, c.clone(), m))
+            .transpose()
+            .map_err(|e| layer_error(name, "retry", &e))?;
+        let bulkhead = config
+            .bulkhead
+            .get()
+            .map(|c| BulkheadLayer::new(name, c.clone(), m))
+            .transpose()
+            .map_err(|e| layer_error(name, "bulkhead", &e))?;
+        let rate_limit = config
+            .rate_limit
+            .get()
+            .map(|c| RateLimitLayer::new(name, c.clone(), m))
+            .transpose()
+            .map_err(|e| layer_error(name, "rate_limit", &e))?;
         let attempt = TimeoutLayer::per_attempt(name, config.timeout, m).layer(call);
         // The overall timer can wait for the call's second poll if whatever the first poll
         // waits for (a bulkhead or rate-limit slot, or the first attempt, bounded by
@@ -533,6 +522,18 @@ impl Current {
             propagate,
             config,
         })
+    }
+}
+
+/// The first problem with `config`, as [`ClientConfig::validate`] finds them.
+fn validated(name: &str, config: &ClientConfig) -> Result<(), ClientConfigError> {
+    match config.validate(name).into_iter().next() {
+        Some((key, message)) => Err(ClientConfigError {
+            client: name.to_owned(),
+            key,
+            message,
+        }),
+        None => Ok(()),
     }
 }
 
