@@ -359,8 +359,12 @@ async fn the_breaker_opens_rejects_without_io_and_is_steered_from_admin() {
     );
 
     assert_eq!(force("books", "forced_open").await.unwrap().status(), 200);
-    let e = books.get("/books/1").send().await.unwrap_err();
+    let e = books.get("/books/1?q=x").send().await.unwrap_err();
     assert!(matches!(e.kind(), ClientErrorKind::CircuitOpen), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "client `books`: GET /books/1: circuit breaker is open: call not attempted"
+    );
 
     let metrics = http
         .get(format!("{base}/metrics"))

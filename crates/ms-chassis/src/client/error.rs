@@ -11,7 +11,7 @@ use crate::resilience::{BoxError, ResilienceError};
 ///
 /// The message names the client, the method and the path (never the query string, which
 /// may carry credentials), then the reason:
-/// `client books: GET /books/7: circuit breaker books is open: call not permitted`.
+/// ``client `books`: GET /books/7: circuit breaker is open: call not attempted``.
 /// Match on [`kind`](Self::kind) to act on the reason.
 #[derive(Debug, thiserror::Error)]
 #[error("client `{client}`: {method} {path}: {kind}")]
@@ -118,7 +118,8 @@ impl ClientError {
     }
 
     /// The status a handler would answer with when this failure ends its request: 504 for
-    /// a timeout, 503 when the call was refused, 502 otherwise.
+    /// a timeout, 503 when the call was refused, 500 for a request that could not be built
+    /// (the caller's bug), 502 otherwise.
     pub fn status_hint(&self) -> StatusCode {
         match self.kind {
             ClientErrorKind::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
