@@ -459,14 +459,7 @@ async fn reload(base: &str) -> reqwest::Response {
 }
 
 async fn reloads_total(base: &str, result: &str) -> u64 {
-    let text = client()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = support::metrics_text(base).await;
     let prefix = format!("ms_chassis_config_reloads_total{{result=\"{result}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

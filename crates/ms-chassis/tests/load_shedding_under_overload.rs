@@ -151,15 +151,8 @@ async fn warm_up_then_overload(client: &reqwest::Client, url: &str) -> Outcomes 
 }
 
 /// The value of the `name="server"` series of `metric` on `/metrics`, if any.
-async fn server_series(client: &reqwest::Client, url: &str, metric: &str) -> Option<f64> {
-    let body = client
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body");
+async fn server_series(url: &str, metric: &str) -> Option<f64> {
+    let body = support::metrics_text(url).await;
     let prefix = format!("{metric}{{name=\"server\"}} ");
     body.lines()
         .find_map(|l| l.strip_prefix(&prefix))
@@ -174,7 +167,7 @@ async fn overload_is_shed_fast_accepted_requests_stay_fast_and_the_service_recov
     let without = warm_up_then_overload(&client, &off.url).await;
     assert!(without.shed.is_empty(), "nothing sheds without it");
     assert_eq!(
-        server_series(&client, &off.url, "ms_chassis_load_shedding_limit").await,
+        server_series(&off.url, "ms_chassis_load_shedding_limit").await,
         None,
         "no shedder, no series"
     );
@@ -214,7 +207,7 @@ async fn overload_is_shed_fast_accepted_requests_stay_fast_and_the_service_recov
         with.ok.len() * 2 > without.ok.len(),
         "shedding keeps the dependency busy: {summary}"
     );
-    let shed_total = server_series(&client, &on.url, "ms_chassis_load_shed_total").await;
+    let shed_total = server_series(&on.url, "ms_chassis_load_shed_total").await;
     assert_eq!(
         shed_total,
         Some(with.shed.len() as f64),
@@ -228,7 +221,7 @@ async fn overload_is_shed_fast_accepted_requests_stay_fast_and_the_service_recov
         "the service to recover",
         || async {
             let ok = client.get(&url).send().await.ok()?.status() == 200;
-            let limit = server_series(&client, &on.url, "ms_chassis_load_shedding_limit").await?;
+            let limit = server_series(&on.url, "ms_chassis_load_shedding_limit").await?;
             (ok && limit > 2.0).then_some(())
         },
     )
@@ -286,7 +279,7 @@ resilience:
     assert_shed_retry_after(res, "3").await;
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the handler never ran");
     assert_eq!(
-        server_series(&client, &svc.url, "ms_chassis_load_shed_total").await,
+        server_series(&svc.url, "ms_chassis_load_shed_total").await,
         Some(1.0)
     );
 
@@ -320,18 +313,21 @@ async fn a_reload_retunes_the_limit_and_names_what_needs_a_restart() {
     let running = svc.start(router()).await.unwrap();
     let url = format!("http://{}", running.local_addr());
     let client = support::client();
-    let limit = || server_series(&client, &url, "ms_chassis_load_shedding_limit");
+    let limit = || server_series(&url, "ms_chassis_load_shedding_limit");
     assert_eq!(limit().await, Some(20.0));
 
     // A lower ceiling applies at once: the limit moves into the new bounds.
     write("{ enabled: true, initial_limit: 5, min_limit: 2, max_limit: 5, retry_after: 3s }");
-    let reload = || async {
-        let res = client
+    let post_reload = || async {
+        client
             .post(format!("{url}/admin/config/reload"))
             .header("authorization", "Bearer t0k")
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    };
+    let reload = || async {
+        let res = post_reload().await;
         assert_eq!(res.status(), 200);
         res.json::<Value>().await.unwrap()
     };
@@ -355,12 +351,7 @@ async fn a_reload_retunes_the_limit_and_names_what_needs_a_restart() {
 
     // Invalid tuning is rejected as a whole; the limit stays.
     write("{ enabled: true, min_limit: 9, max_limit: 5 }");
-    let res = client
-        .post(format!("{url}/admin/config/reload"))
-        .header("authorization", "Bearer t0k")
-        .send()
-        .await
-        .unwrap();
+    let res = post_reload().await;
     assert_eq!(res.status(), 422, "{}", res.text().await.unwrap());
     assert_eq!(limit().await, Some(5.0));
     running.shutdown().await.unwrap();

@@ -49,6 +49,17 @@ pub fn client() -> reqwest::Client {
         .expect("client builds")
 }
 
+/// `GET {base}/metrics` as text, asserting a 200.
+pub async fn metrics_text(base: &str) -> String {
+    let res = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(res.status(), 200, "GET /metrics");
+    res.text().await.expect("the /metrics body")
+}
+
 /// The path of a peer binary, or a panic naming the command that installs it. Tests never
 /// skip silently.
 pub fn require_tool(bin: &str, install: &str) -> PathBuf {
