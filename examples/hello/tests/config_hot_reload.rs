@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Hello, client, eventually, spawn_hello_as_configured};
+use support::{Hello, client, eventually, get_text, spawn_hello_as_configured};
 
 const SPANS_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -65,12 +65,6 @@ fn management(hello: &Hello) -> String {
         .and_then(|v| v["management"].as_str().map(str::to_owned))
         .unwrap_or_else(|| panic!("no management address:\n{}", hello.stdout_text()));
     format!("http://{port}")
-}
-
-async fn get_text(url: &str) -> String {
-    let res = client().get(url).send().await.unwrap();
-    assert_eq!(res.status(), 200, "GET {url}");
-    res.text().await.unwrap()
 }
 
 async fn greeting(hello: &Hello) -> String {

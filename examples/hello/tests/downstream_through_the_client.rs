@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::Value;
 use support::otlp::{self, Attr, Transport};
-use support::{client, spawn_hello};
+use support::{client, get_text, spawn_hello};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -157,14 +157,7 @@ async fn a_dead_downstream_opens_the_breaker_and_the_demo_stays_responsive() {
     assert_eq!(check["status"], "DOWN", "{health}");
     assert_eq!(check["data"]["breaker"], "OPEN", "{health}");
 
-    let metrics = http
-        .get(a.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&a.url("/metrics")).await;
     assert!(
         metrics.contains(r#"ms_chassis_circuit_breaker_state{name="downstream",state="open"} 1"#),
         "{metrics}"

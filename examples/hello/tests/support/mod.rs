@@ -294,6 +294,13 @@ pub fn send_signal(pid: u32, signal: &str) {
     assert!(status.success(), "kill -{signal} {pid} failed: {status}");
 }
 
+/// `GET url` as text, asserting a 200.
+pub async fn get_text(url: &str) -> String {
+    let res = client().get(url).send().await.expect("send the GET");
+    assert_eq!(res.status(), 200, "GET {url}");
+    res.text().await.expect("read the body")
+}
+
 /// A client with generous timeouts and no connection reuse, so each request is a fresh
 /// accept on the listener.
 pub fn fresh_connection_client() -> reqwest::Client {
