@@ -10,9 +10,9 @@ use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
 use pin_project_lite::pin_project;
 use serde::de::DeserializeOwned;
-use tokio::time::Sleep;
 
 use super::error::{ClientError, ClientErrorKind};
+use crate::resilience::timeout::LazyDeadline;
 
 /// A response from an [`HttpClient`](super::HttpClient).
 ///
@@ -83,8 +83,7 @@ impl ClientResponse {
         let body = self.inner.into_body();
         let read = WithinDeadline {
             inner: Limited::new(body, limit).collect(),
-            sleep: None,
-            deadline: b.deadline,
+            deadline: LazyDeadline::new(b.deadline),
         };
         let err = |kind| ClientError::new(&self.client, &self.method, &self.path, kind);
         match read.await {
@@ -132,8 +131,7 @@ pin_project! {
         #[pin]
         inner: F,
         #[pin]
-        sleep: Option<Sleep>,
-        deadline: tokio::time::Instant,
+        deadline: LazyDeadline,
     }
 }
 
@@ -141,18 +139,14 @@ impl<F: Future> Future for WithinDeadline<F> {
     type Output = Option<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         if let Poll::Ready(out) = this.inner.poll(cx) {
             return Poll::Ready(Some(out));
         }
-        if this.sleep.is_none() {
-            this.sleep
-                .set(Some(tokio::time::sleep_until(*this.deadline)));
+        if this.deadline.poll_expired(cx) {
+            return Poll::Ready(None);
         }
-        match this.sleep.as_pin_mut().map(|s| s.poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(None),
-            _ => Poll::Pending,
-        }
+        Poll::Pending
     }
 }
 
@@ -167,23 +161,20 @@ mod tests {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
         let ready = WithinDeadline {
             inner: std::future::ready(7),
-            sleep: None,
-            deadline,
+            deadline: LazyDeadline::new(deadline),
         };
         assert_eq!(ready.await, Some(7));
 
         let slow = WithinDeadline {
             inner: tokio::time::sleep(Duration::from_millis(20)),
-            sleep: None,
-            deadline,
+            deadline: LazyDeadline::new(deadline),
         };
         assert_eq!(slow.await, Some(()));
 
         let start = tokio::time::Instant::now();
         let hung = WithinDeadline {
             inner: std::future::pending::<()>(),
-            sleep: None,
-            deadline,
+            deadline: LazyDeadline::new(deadline),
         };
         assert_eq!(hung.await, None);
         assert_eq!(tokio::time::Instant::now(), deadline, "cut at the deadline");
@@ -191,8 +182,7 @@ mod tests {
 
         let past = WithinDeadline {
             inner: std::future::pending::<()>(),
-            sleep: None,
-            deadline: deadline - Duration::from_millis(10),
+            deadline: LazyDeadline::new(deadline - Duration::from_millis(10)),
         };
         assert_eq!(past.await, None, "a passed deadline cuts at once");
     }

@@ -16,8 +16,9 @@
 //! The client's overall timeout goes one step further (`TimeoutLayer::armed_late`, for the
 //! client only): its timer is created only on the second poll that finds the call pending.
 //! An HTTP call is never ready on its first poll, but is usually done on its second (its
-//! response woke it), so the overall timer is then never created. This is sound only because something
-//! inside is sure to wake the call before the overall deadline: the first attempt's own
+//! response woke it), so the overall timer is then never created. This is sound only
+//! because something inside is sure to wake the call before the overall deadline: the
+//! first attempt's own
 //! timeout, never longer than the overall one, and any wait before it (a bulkhead's or
 //! rate limiter's `max_wait`) that is no longer either; the client checks that.
 //!
@@ -168,8 +169,7 @@ where
             .unwrap_or_else(|| now + Duration::from_secs(86400 * 365 * 30));
         TimeoutResponseFuture {
             inner: self.inner.call(req),
-            deadline,
-            sleep: None,
+            deadline: LazyDeadline::new(deadline),
             late: self.late,
             after: self.after,
             timeouts: self.timeouts.clone(),
@@ -178,14 +178,51 @@ where
 }
 
 pin_project! {
+    /// A deadline whose timer is created only when first asked about, for futures that
+    /// are usually done before they need one (see the [module docs](self)). Shared by
+    /// this layer, the client's body reads and the server's request guard.
+    #[derive(Debug)]
+    pub(crate) struct LazyDeadline {
+        deadline: Instant,
+        #[pin]
+        sleep: Option<Sleep>,
+    }
+}
+
+impl LazyDeadline {
+    pub(crate) fn new(deadline: Instant) -> Self {
+        LazyDeadline {
+            deadline,
+            sleep: None,
+        }
+    }
+
+    /// Whether the deadline has passed. The first call creates the timer, which wakes the
+    /// task at the deadline.
+    pub(crate) fn poll_expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        let mut this = self.project();
+        if this.sleep.is_none() {
+            this.sleep
+                .set(Some(tokio::time::sleep_until(*this.deadline)));
+        }
+        this.sleep
+            .as_pin_mut()
+            .is_some_and(|sleep| sleep.poll(cx).is_ready())
+    }
+
+    /// Whether the timer exists yet.
+    fn armed(&self) -> bool {
+        self.sleep.is_some()
+    }
+}
+
+pin_project! {
     /// The response future of [`Timeout`].
     pub struct TimeoutResponseFuture<F> {
         #[pin]
         inner: F,
-        deadline: Instant,
-        // Created on the first poll that finds `inner` not ready.
         #[pin]
-        sleep: Option<Sleep>,
+        deadline: LazyDeadline,
         // Whether to let one pending poll pass without a timer first.
         late: bool,
         after: Duration,
@@ -209,25 +246,18 @@ where
     type Output = Result<T, ResilienceError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result.map_err(ResilienceError::from_inner));
         }
-        if this.sleep.is_none() {
-            if std::mem::take(this.late) {
-                return Poll::Pending;
-            }
-            this.sleep
-                .set(Some(tokio::time::sleep_until(*this.deadline)));
+        if !this.deadline.armed() && std::mem::take(this.late) {
+            return Poll::Pending;
         }
-        let sleep = this.sleep.as_pin_mut().expect("just set");
-        match sleep.poll(cx) {
-            Poll::Ready(()) => {
-                this.timeouts.inc();
-                Poll::Ready(Err(ResilienceError::Timeout { after: *this.after }))
-            }
-            Poll::Pending => Poll::Pending,
+        if this.deadline.poll_expired(cx) {
+            this.timeouts.inc();
+            return Poll::Ready(Err(ResilienceError::Timeout { after: *this.after }));
         }
+        Poll::Pending
     }
 }
 

@@ -23,12 +23,13 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower::Service;
 
 use super::problem::{problem, problem_body, problem_response};
 use crate::config::LimitsSection;
 use crate::resilience::AdaptiveLimit;
+use crate::resilience::timeout::LazyDeadline;
 
 /// The limits from `server.limits` and `resilience.load_shedding`, shared by every route.
 #[derive(Debug)]
@@ -139,10 +140,10 @@ impl Limits {
         };
         let future = GuardFuture {
             inner: Some(inner),
-            sleep: None,
             deadline: self
                 .timeout
-                .map(|t| (Instant::from_std(start.into_std() + t), t)),
+                .map(|t| LazyDeadline::new(Instant::from_std(start.into_std() + t))),
+            timeout: self.timeout.unwrap_or_default(),
             early: None,
         };
         (future, self.counted)
@@ -213,11 +214,12 @@ pin_project! {
     pub(crate) struct GuardFuture<F> {
         #[pin]
         inner: Option<F>,
-        // Armed only once the handler has returned Pending: most requests finish on their
-        // first poll and never touch the timer wheel.
+        // Its timer is armed only once the handler has returned Pending: most requests
+        // finish on their first poll and never touch the timer wheel.
         #[pin]
-        sleep: Option<Sleep>,
-        deadline: Option<(Instant, Duration)>,
+        deadline: Option<LazyDeadline>,
+        // `server.limits.request_timeout`, to name it in the 504.
+        timeout: Duration,
         early: Option<Response<Body>>,
     }
 }
@@ -226,8 +228,8 @@ impl<F> GuardFuture<F> {
     fn done(res: Response<Body>) -> Self {
         Self {
             inner: None,
-            sleep: None,
             deadline: None,
+            timeout: Duration::ZERO,
             early: Some(res),
         }
     }
@@ -259,21 +261,15 @@ where
                 return Poll::Ready(Ok(panic_response(payload.as_ref())));
             }
         }
-        if this.sleep.is_none()
-            && let Some((deadline, _)) = this.deadline
+        if let Some(deadline) = this.deadline.as_pin_mut()
+            && deadline.poll_expired(cx)
         {
-            this.sleep.set(Some(tokio::time::sleep_until(*deadline)));
-        }
-        if let Some(sleep) = this.sleep.as_pin_mut()
-            && sleep.poll(cx).is_ready()
-        {
-            let timeout = this.deadline.map(|(_, t)| t).unwrap_or_default();
             this.inner.set(None);
             return Poll::Ready(Ok(problem(
                 StatusCode::GATEWAY_TIMEOUT,
                 &format!(
                     "the request took longer than server.limits.request_timeout ({})",
-                    humantime::format_duration(timeout)
+                    humantime::format_duration(*this.timeout)
                 ),
             )));
         }
