@@ -1,12 +1,12 @@
-//! The chassis server stack around the user's router, and the listeners.
+//! The chassis server stack around the user's routes, and the listeners.
 //!
-//! Outermost first: request id, trace context extraction and the server span, the request
-//! context (for logs), then routing, then — inside the router, where the route template is
-//! known — RED metrics and the access log, panic catcher, load shedding at a global
+//! Routing first, then — inside the router, where the route template is known — in this
+//! order: request id, trace context extraction and the server span, the request context
+//! (for logs), RED metrics and the access log, panic catcher, load shedding at a global
 //! concurrency limit (fixed, and adaptive when `resilience.load_shedding` is on), body size
-//! check and timeout, then the user's handler. The chassis endpoints (health, metrics,
-//! admin) are dispatched *outside* this stack, so they answer even when the user's routes
-//! are saturated or timing out.
+//! check and timeout, then the user's handler (see `route`). The chassis endpoints (health,
+//! metrics, admin) are dispatched *outside* this stack, so they answer even when the user's
+//! routes are saturated or timing out.
 
 mod guard;
 mod problem;
@@ -14,9 +14,8 @@ mod request_id;
 mod route;
 
 use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
+use std::future::{Ready, ready};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
@@ -28,23 +27,19 @@ use axum::http::{Request, Response};
 use axum::routing::future::RouteFuture;
 use axum::serve::IncomingStream;
 use futures_util::future::Either;
-use opentelemetry::context::{FutureExt as _, WithContext};
-use opentelemetry::trace::TraceContextExt as _;
 use tokio::net::TcpListener;
-use tokio::task::futures::TaskLocalFuture;
 use tower::{Service, ServiceBuilder};
 
 use crate::client::Forwarding;
 use crate::config::{ChassisConfig, ConfigError};
 use crate::metrics::Metrics;
 use crate::resilience::{AdaptiveLimit, ResilienceMetrics};
-use crate::telemetry::{RequestContext, otel};
 
 pub use problem::PROBLEM_JSON;
 pub(crate) use problem::{problem, problem_with};
 pub use request_id::{RequestId, X_REQUEST_ID};
 
-/// Wraps the user's router in the chassis stack. Also returns the server's adaptive limit,
+/// Puts the chassis stack in the user's router. Also returns the server's adaptive limit,
 /// when `resilience.load_shedding` is on, for config reloads to retune.
 pub(crate) fn user_stack(
     router: Router,
@@ -52,7 +47,7 @@ pub(crate) fn user_stack(
     metrics: Option<&Metrics>,
     access_log: Arc<AtomicBool>,
     forwarding: Arc<Forwarding>,
-) -> Result<(ChassisStack, Option<AdaptiveLimit>), ConfigError> {
+) -> Result<(Router, Option<AdaptiveLimit>), ConfigError> {
     let limits = &cfg.server.limits;
     let body_limit = usize::try_from(limits.body_size).unwrap_or(usize::MAX);
     let shedder = shedder(cfg, metrics)?;
@@ -61,6 +56,7 @@ pub(crate) fn user_stack(
         limits: guard::Limits::new(limits, shedder),
         metrics: metrics.map(Metrics::http_instruments),
         access_log,
+        forwarding,
     };
     // One `Router::layer` call: each call adds a boxed service per route. axum's body
     // extractors stop at 2 MiB by themselves; `DefaultBodyLimit` (an extension on every
@@ -75,7 +71,7 @@ pub(crate) fn user_stack(
                 .layer(DefaultBodyLimit::max(body_limit)),
         )
     };
-    Ok((ChassisStack { router, forwarding }, adaptive))
+    Ok((router, adaptive))
 }
 
 /// The limit axum's body extractors apply when no `DefaultBodyLimit` is set, which is
@@ -103,91 +99,18 @@ fn shedder(
     Ok(Some(guard::Shedder::new(limit, config.retry_after_secs())))
 }
 
-/// The outer, route-independent part of the stack: the request id and the request context
-/// (for logs), around the user's router with its route layer.
-#[derive(Clone)]
-pub(crate) struct ChassisStack {
-    router: Router,
-    /// The incoming headers that clients propagate, captured into the request context.
-    forwarding: Arc<Forwarding>,
-}
-
-impl Service<Request<Body>> for ChassisStack {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = StackFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Body>) -> StackFuture {
-        let id = RequestId::from_headers(req.headers());
-        let (cx, parent_span_id) = match otel::get() {
-            Some(o) => {
-                let parent = o.propagation.extract_headers(req.headers());
-                let remote = parent.span().span_context().clone();
-                let peer = req
-                    .extensions()
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|c| c.0);
-                let cx = otel::server_span(o, &parent, &req, peer);
-                (cx, remote.is_valid().then(|| remote.span_id()))
-            }
-            None => (opentelemetry::Context::new(), None),
-        };
-        let forwarded = self.forwarding.capture(req.headers());
-        let ctx = RequestContext::new(id.clone(), cx.clone(), parent_span_id, forwarded);
-        let inner = ctx.sync_scope(|| {
-            let _attached = cx.clone().attach();
-            self.router.call(req)
-        });
-        StackFuture {
-            inner: ctx.scope(inner.with_context(cx.clone())),
-            id: Some(id),
-            otel: Some(cx),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    pub(crate) struct StackFuture {
-        #[pin]
-        inner: TaskLocalFuture<RequestContext, WithContext<RouteFuture<Infallible>>>,
-        id: Option<RequestId>,
-        otel: Option<opentelemetry::Context>,
-    }
-}
-
-impl Future for StackFuture {
-    type Output = Result<Response<Body>, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Ok(mut res) = std::task::ready!(this.inner.poll(cx));
-        if let Some(cx) = this.otel.take() {
-            otel::end_server_span(&cx, res.status());
-        }
-        if let Some(id) = this.id.take() {
-            res.headers_mut()
-                .insert(X_REQUEST_ID, id.header_value().clone());
-        }
-        Poll::Ready(Ok(res))
-    }
-}
-
 /// The service a listener serves: chassis endpoints by exact path, everything else through
 /// the user stack. Exact matching on a handful of paths is cheaper than a second router.
 #[derive(Clone)]
 pub(crate) struct Dispatch {
     chassis: Option<Arc<(Router, Vec<String>)>>,
-    user: Option<ChassisStack>,
+    user: Option<Router>,
     peer: Option<SocketAddr>,
 }
 
 impl Dispatch {
     /// `chassis` with the exact paths it serves, and/or the user stack.
-    pub(crate) fn new(chassis: Option<(Router, Vec<String>)>, user: Option<ChassisStack>) -> Self {
+    pub(crate) fn new(chassis: Option<(Router, Vec<String>)>, user: Option<Router>) -> Self {
         Self {
             chassis: chassis.map(Arc::new),
             user,
@@ -199,10 +122,7 @@ impl Dispatch {
 impl Service<Request<Body>> for Dispatch {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Either<
-        Either<RouteFuture<Infallible>, StackFuture>,
-        Ready<Result<Response<Body>, Infallible>>,
-    >;
+    type Future = Either<RouteFuture<Infallible>, Ready<Result<Response<Body>, Infallible>>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -215,10 +135,10 @@ impl Service<Request<Body>> for Dispatch {
         if let Some(chassis) = &self.chassis
             && is_chassis_path(&chassis.1, req.uri().path())
         {
-            return Either::Left(Either::Left(chassis.0.clone().call(req)));
+            return Either::Left(chassis.0.clone().call(req));
         }
         match &mut self.user {
-            Some(user) => Either::Left(Either::Right(user.call(req))),
+            Some(user) => Either::Left(user.call(req)),
             None => Either::Right(ready(Ok(problem(
                 axum::http::StatusCode::NOT_FOUND,
                 "no route matches this path",

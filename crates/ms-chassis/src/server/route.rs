@@ -1,11 +1,15 @@
-//! The route-aware part of the stack, applied inside the user's router with one
-//! `Router::layer` call so that it runs after routing and knows the matched route template
-//! (`/books/{id}`): RED metrics, the access log line, the request guard (panic catcher,
-//! concurrency limits, body size, timeout), and problem+json for axum's empty 404 — which
+//! The chassis stack of the user's routes, applied inside the user's router with one
+//! `Router::layer` call, which also covers the router's fallbacks: it runs right after
+//! routing, so it knows the matched route template (`/books/{id}`) from the start. In
+//! order: the request id, the trace context and the server span, the request context (for
+//! logs), RED metrics and the access log line, then the request guard (panic catcher,
+//! concurrency limits, body size, timeout); and problem+json for axum's empty 404, which
 //! is only recognisable here, where a miss is known to be a routing miss.
 //!
-//! Every route gets a clone of this layer, but all clones share one [`Shared`], so the
-//! concurrency limit is service-wide, not per route.
+//! One layer rather than an outer one around the router and an inner one per route: every
+//! layer moves the request and nests one more future, and `Router::layer` is needed anyway
+//! for the route template. Every route gets a clone of this layer, but all clones share
+//! one [`Shared`], so the concurrency limit is service-wide, not per route.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,14 +22,18 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath};
 use axum::http::{Method, Request, Response, StatusCode, header};
+use opentelemetry::context::{FutureExt as _, WithContext};
+use opentelemetry::trace::TraceContextExt as _;
 use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 
-use super::RequestId;
 use super::guard::{GuardFuture, Limits};
 use super::problem::problem;
+use super::{RequestId, X_REQUEST_ID};
+use crate::client::Forwarding;
 use crate::metrics::{HttpInstruments, InFlight};
-use crate::telemetry::RequestContext;
+use crate::telemetry::{RequestContext, otel};
 
 /// State shared by every route.
 #[derive(Debug)]
@@ -34,6 +42,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Option<HttpInstruments>,
     /// `logging.access`, which a config reload may change.
     pub(crate) access_log: Arc<AtomicBool>,
+    /// The incoming headers that clients propagate, captured into the request context.
+    pub(crate) forwarding: Arc<Forwarding>,
 }
 
 #[derive(Clone)]
@@ -57,7 +67,6 @@ pub(crate) struct RouteService<S> {
 
 struct AccessRecord {
     method: Method,
-    request_id: Option<RequestId>,
     peer: Option<SocketAddr>,
     start: Instant,
 }
@@ -78,12 +87,23 @@ where
         let shared = &self.shared;
         let start = Instant::now();
         let route = req.extensions().get::<MatchedPath>().cloned();
-        if let Some(r) = &route {
-            crate::telemetry::otel::record_route(
-                crate::telemetry::otel::span_method(req.method()),
-                r.as_str(),
-            );
-        }
+        let id = RequestId::from_headers(req.headers());
+        let peer = || {
+            req.extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0)
+        };
+        let (cx, parent_span_id) = match otel::get() {
+            Some(o) => {
+                let parent = o.propagation.extract_headers(req.headers());
+                let remote = parent.span().span_context().clone();
+                let cx = otel::server_span(o, &parent, &req, peer(), route.as_ref());
+                (cx, remote.is_valid().then(|| remote.span_id()))
+            }
+            None => (opentelemetry::Context::new(), None),
+        };
+        let forwarded = shared.forwarding.capture(req.headers());
+        let ctx = RequestContext::new(id.clone(), cx.clone(), parent_span_id, forwarded);
         let in_flight = shared
             .metrics
             .as_ref()
@@ -93,21 +113,23 @@ where
             .load(Ordering::Relaxed)
             .then(|| AccessRecord {
                 method: req.method().clone(),
-                request_id: RequestContext::with_current(|c| c.request_id().clone()),
-                peer: req
-                    .extensions()
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|c| c.0),
+                peer: peer(),
                 start,
             });
-        let (inner, holds_slot) = shared.limits.call(&mut self.inner, req, start.into());
+        // Inside the context: the user's own layers may log from their `call`.
+        let (inner, holds_slot) = ctx.sync_scope(|| {
+            let _attached = cx.clone().attach();
+            shared.limits.call(&mut self.inner, req, start.into())
+        });
         RouteFuture {
-            inner,
+            inner: ctx.scope(inner.with_context(cx.clone())),
             shared: shared.clone(),
             slot: holds_slot.then_some(start),
             route,
             in_flight,
             access,
+            id: Some(id),
+            otel: Some(cx),
         }
     }
 }
@@ -115,13 +137,16 @@ where
 pin_project! {
     pub(crate) struct RouteFuture<F> {
         #[pin]
-        inner: GuardFuture<F>,
+        inner: TaskLocalFuture<RequestContext, WithContext<GuardFuture<F>>>,
         shared: Arc<Shared>,
         // When the request started, while it holds a concurrency slot.
         slot: Option<Instant>,
         route: Option<MatchedPath>,
         in_flight: Option<InFlight>,
         access: Option<AccessRecord>,
+        id: Option<RequestId>,
+        // The request's OpenTelemetry context, holding its server span.
+        otel: Option<opentelemetry::Context>,
     }
 
     impl<F> PinnedDrop for RouteFuture<F> {
@@ -144,8 +169,8 @@ where
     type Output = Result<Response<Body>, std::convert::Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Ok(mut res) = std::task::ready!(this.inner.poll(cx));
+        let mut this = self.project();
+        let Ok(mut res) = std::task::ready!(this.inner.as_mut().poll(cx));
         if let Some(start) = this.slot.take() {
             this.shared.limits.finish(start);
         }
@@ -156,25 +181,35 @@ where
         {
             res = problem(StatusCode::NOT_FOUND, "no route matches this path");
         }
+        let otel = this.otel.take().unwrap_or_default();
         if let (Some(f), Some(m)) = (this.in_flight.take(), &this.shared.metrics) {
-            m.finish(
-                f,
-                route,
-                res.status(),
-                crate::telemetry::otel::sampled_trace_id(),
-            );
+            m.finish(f, route, res.status(), otel::sampled_trace_id(&otel));
         }
         if let Some(rec) = this.access.take() {
-            tracing::info!(
-                target: "ms_chassis::access",
-                method = %rec.method,
-                route = route.unwrap_or(crate::metrics::UNMATCHED_ROUTE),
-                status = res.status().as_u16(),
-                duration_ms = rec.start.elapsed().as_secs_f64() * 1000.0,
-                request_id = rec.request_id.as_ref().map(RequestId::as_str),
-                peer = rec.peer.map(|p| p.to_string()),
-                "request completed"
-            );
+            // In the request's context, for its ids.
+            let ctx = this.inner.take_value();
+            let _attached = otel.clone().attach();
+            let log = || {
+                tracing::info!(
+                    target: "ms_chassis::access",
+                    method = %rec.method,
+                    route = route.unwrap_or(crate::metrics::UNMATCHED_ROUTE),
+                    status = res.status().as_u16(),
+                    duration_ms = rec.start.elapsed().as_secs_f64() * 1000.0,
+                    request_id = this.id.as_ref().map(RequestId::as_str),
+                    peer = rec.peer.map(|p| p.to_string()),
+                    "request completed"
+                );
+            };
+            match &ctx {
+                Some(ctx) => ctx.sync_scope(log),
+                None => log(),
+            }
+        }
+        otel::end_server_span(&otel, res.status());
+        if let Some(id) = this.id.take() {
+            res.headers_mut()
+                .insert(X_REQUEST_ID, id.header_value().clone());
         }
         Poll::Ready(Ok(res))
     }

@@ -344,12 +344,14 @@ pub(crate) fn start_span(
     parent.with_remote_span_context(sc)
 }
 
-/// Starts the server span of a request as a child of the extracted remote context.
+/// Starts the server span of a request as a child of the extracted remote context. With
+/// the matched route template the span is named `GET /books/{id}` and carries `http.route`.
 pub(crate) fn server_span(
     o: &Otel,
     parent: &Context,
     req: &axum::http::Request<axum::body::Body>,
     peer: Option<std::net::SocketAddr>,
+    route: Option<&axum::extract::MatchedPath>,
 ) -> Context {
     let method = crate::metrics::method_label(req.method());
     let cx = start_span(
@@ -367,7 +369,11 @@ pub(crate) fn server_span(
             Some("https") => "https".into(),
             Some(other) => other.to_owned().into(),
         };
-        let mut attrs = Vec::with_capacity(11);
+        let mut attrs = Vec::with_capacity(12);
+        if let Some(route) = route {
+            span.update_name(format!("{} {}", span_method(req.method()), route.as_str()));
+            attrs.push(KeyValue::new("http.route", route.as_str().to_owned()));
+        }
         if method == "_OTHER" {
             attrs.push(KeyValue::new(
                 "http.request.method_original",
@@ -458,25 +464,11 @@ pub(crate) fn span_method(m: &axum::http::Method) -> &'static str {
     }
 }
 
-/// Names the current server span after the route template: `GET /books/{id}`.
-pub(crate) fn record_route(method: &str, route: &str) {
-    // `map_current` borrows the current context; `current()` would clone it per request.
-    Context::map_current(|cx| {
-        let span = cx.span();
-        if span.is_recording() {
-            span.update_name(format!("{method} {route}"));
-            span.set_attribute(KeyValue::new("http.route", route.to_owned()));
-        }
-    });
-}
-
-/// The trace id of the current span, if it is sampled (for metric exemplars).
-pub(crate) fn sampled_trace_id() -> Option<String> {
-    Context::map_current(|cx| {
-        let span = cx.span();
-        let sc = span.span_context();
-        sc.is_sampled().then(|| sc.trace_id().to_string())
-    })
+/// The trace id of `cx`'s span, if it is sampled (for metric exemplars).
+pub(crate) fn sampled_trace_id(cx: &Context) -> Option<String> {
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_sampled().then(|| sc.trace_id().to_string())
 }
 
 /// Ends the server span with the response status.
