@@ -17,7 +17,7 @@ use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _};
 use prometheus::{Histogram, HistogramVec};
 
 use crate::metrics::method_label;
-use crate::resilience::ReplayBody;
+use crate::resilience::{ReplayBody, now};
 use crate::telemetry::{otel, propagation};
 
 /// A call's body on its way through the client's stack, with the call's own state beside
@@ -245,7 +245,7 @@ impl Attempt {
         };
         Attempt {
             cx,
-            start: Instant::now(),
+            start: now(),
             method,
             endpoint: Arc::clone(endpoint),
             done: false,
@@ -259,9 +259,9 @@ impl Attempt {
             status,
             error,
         };
-        self.endpoint
-            .observe(key, self.start.elapsed().as_secs_f64());
+        self.endpoint.observe(key, self.elapsed().as_secs_f64());
         let span = self.cx.span();
+        // `end` reads the wall clock even for a span that records nothing.
         if span.is_recording() {
             if let Some(s) = status {
                 span.set_attribute(KeyValue::new(
@@ -273,15 +273,19 @@ impl Attempt {
                 span.set_attribute(KeyValue::new("error.type", e.to_owned()));
                 span.set_status(Status::error(e.to_owned()));
             }
+            span.end();
         }
-        span.end();
+    }
+
+    fn elapsed(&self) -> Duration {
+        now().saturating_duration_since(self.start)
     }
 }
 
 impl Drop for Attempt {
     fn drop(&mut self) {
         if !self.done {
-            let why = if self.start.elapsed() >= self.endpoint.attempt_timeout {
+            let why = if self.elapsed() >= self.endpoint.attempt_timeout {
                 "timeout"
             } else {
                 "cancelled"

@@ -73,6 +73,7 @@ mod forward;
 mod registry;
 mod response;
 
+use std::future::Future;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -95,6 +96,7 @@ use call::{Call, CallBody, CallState};
 use response::BodyBounds;
 
 use crate::health::CheckOutcome;
+use crate::resilience::clock::{self, PollClock};
 use crate::resilience::{
     Bulkhead, BulkheadLayer, CircuitBreaker, CircuitBreakerHandle, RateLimit, RateLimitLayer,
     ResilienceConfigError, ResilienceMetrics, Retry, RetryLayer, Timeout, TimeoutLayer,
@@ -667,7 +669,12 @@ impl ClientRequest {
     }
 
     /// Sends the request through the client's stack.
-    pub async fn send(self) -> Result<ClientResponse, ClientError> {
+    pub fn send(self) -> impl Future<Output = Result<ClientResponse, ClientError>> + Send {
+        // One clock reading per poll serves every layer (see `resilience::clock`).
+        PollClock::new(self.send_now())
+    }
+
+    async fn send_now(self) -> Result<ClientResponse, ClientError> {
         let ClientRequest {
             client,
             method,
@@ -686,7 +693,7 @@ impl ClientRequest {
         }
         let url =
             join(&current.base, &path).map_err(|m| err(ClientErrorKind::InvalidRequest(m)))?;
-        let start = tokio::time::Instant::now();
+        let start = clock::tokio_now();
         if !current.propagate.is_empty() {
             RequestContext::with_current(|cx| {
                 for (n, v) in cx.forwarded() {

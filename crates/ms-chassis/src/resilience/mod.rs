@@ -67,6 +67,7 @@
 mod admission;
 pub mod breaker;
 pub mod bulkhead;
+pub(crate) mod clock;
 pub mod rate_limit;
 pub mod retry;
 pub mod shedding;
@@ -88,6 +89,7 @@ pub use breaker::{
     CircuitBreakerMetrics, CircuitBreakerSnapshot, CircuitState, SlidingWindowType,
 };
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadLayer, BulkheadResponseFuture};
+pub(crate) use clock::now;
 pub use metrics::ResilienceMetrics;
 pub use rate_limit::{RateLimit, RateLimitConfig, RateLimitLayer, RateLimitResponseFuture};
 pub use retry::{ReplayBody, Retry, RetryBudgetConfig, RetryConfig, RetryLayer};
@@ -395,11 +397,6 @@ impl ResilienceConfigError {
             message: message.into(),
         }
     }
-}
-
-/// The clock every layer reads: tokio's, so tests can pause and advance time.
-pub(crate) fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 #[cfg(test)]

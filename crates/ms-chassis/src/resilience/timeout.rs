@@ -162,7 +162,7 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let now = Instant::now();
+        let now = super::clock::tokio_now();
         // `tokio::time::sleep`'s fallback, for a duration too long to add: 30 years.
         let deadline = now
             .checked_add(self.after)

@@ -485,8 +485,9 @@ pub(crate) fn end_server_span(cx: &Context, status: axum::http::StatusCode) {
                 status.canonical_reason().unwrap_or("server error"),
             ));
         }
+        // Only here: `end` reads the wall clock even for a span that records nothing.
+        span.end();
     }
-    span.end();
 }
 
 #[cfg(test)]
