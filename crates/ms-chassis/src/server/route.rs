@@ -116,11 +116,12 @@ where
                 peer: peer(),
                 start,
             });
-        // Inside the context: the user's own layers may log from their `call`.
-        let (inner, holds_slot) = ctx.sync_scope(|| {
-            let _attached = cx.clone().attach();
-            shared.limits.call(&mut self.inner, req, start.into())
-        });
+        // Inside the request context, for the logs of the user's own layers' `call`. The
+        // OpenTelemetry context is attached only while the request future is polled: no
+        // span or outgoing call starts in a `call`, and log lines find the trace ids in the
+        // request context.
+        let (inner, holds_slot) =
+            ctx.sync_scope(|| shared.limits.call(&mut self.inner, req, start.into()));
         RouteFuture {
             inner: ctx.scope(inner.with_context(cx.clone())),
             shared: shared.clone(),
