@@ -11,8 +11,11 @@ alternating rounds:
   otlp-down     hello exporting to a closed port (the collector is down), default sampler
 For each: time from exec to the first 200 on /hello, idle RSS, wrk load on 127.0.0.1
 (requests/s, p50, p99), RSS after load. Prints a table of the best round of each with the
-ratio to bare.
+ratio to bare, and the median of the rounds' ratios (a round runs every scenario, one
+after another). Then the latency bare and chassis add per request without queueing: wrk
+with one connection, in alternating rounds (--latency-rounds, 0 to skip).
 Usage: python3 bench/run.py [--duration 10] [--rounds 3] [--connections 32] [--only a,b]
+                            [--latency-rounds 3]
 Needs: apt-get install -y wrk
 """
 import argparse, os, re, shutil, socket, subprocess, sys, time, urllib.request
@@ -97,6 +100,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--only", default="", help="comma-separated scenario names")
+    ap.add_argument("--latency-rounds", type=int, default=3)
     a = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is required: apt-get install -y wrk")
@@ -145,7 +149,36 @@ def main():
               f"{m['p99']:.0f} us | {m['idle_kib'] / 1024:.1f} MiB | {m['loaded_kib'] / 1024:.1f} MiB | "
               f"{fastest_start[name]:.1f} ms |")
     print()
+    for name, v in results.items():
+        ratios = sorted(m["rps"] / r["rps"] for m, r in zip(v, results["bare"]))
+        print(f"{name}: per-round ratio to bare, median {ratios[len(ratios) // 2]:.2f} "
+              f"(rounds {', '.join(f'{x:.2f}' for x in ratios)})")
+    print()
     print(f"otlp-sink: {spans}")
+    if a.latency_rounds:
+        latency(scenarios, a.latency_rounds)
+
+
+def latency(scenarios, rounds):
+    """p50 and p99 with one connection: the time each request takes, without queueing."""
+    runs = {k: [] for k in ("bare", "chassis") if k in scenarios}
+    for r in range(rounds):
+        for name in runs:
+            path, env = scenarios[name]
+            m = measure(path, env, 5, 1)
+            runs[name].append(m)
+            print(f"latency round {r + 1} {name:8} p50 {m['p50']:>5.0f} us  p99 {m['p99']:>5.0f} us",
+                  flush=True)
+    med = {k: {q: sorted(m[q] for m in v)[len(v) // 2] for q in ("p50", "p99")}
+           for k, v in runs.items()}
+    print()
+    print("| one connection, median of rounds | p50 | p99 |")
+    print("|---|---:|---:|")
+    for name, m in med.items():
+        print(f"| {name} | {m['p50']:.0f} us | {m['p99']:.0f} us |")
+    if "chassis" in med:
+        print(f"| added by the chassis | {med['chassis']['p50'] - med['bare']['p50']:+.0f} us | "
+              f"{med['chassis']['p99'] - med['bare']['p99']:+.0f} us |")
 
 
 if __name__ == "__main__":
