@@ -2,15 +2,20 @@
 //!
 //! One [`ResilienceMetrics`] registers each family once on a registry; every layer built
 //! with it adds its own `name` label values. The per-layer children are looked up once, at
-//! construction, so the hot path only touches atomics.
+//! construction, so the hot path only touches atomics. A breaker's gauges (state, failure
+//! and slow-call ratios, buffered calls) are not kept on the calls' path at all: they are
+//! read from the breaker when the registry is gathered (a scrape), so they cost the calls
+//! nothing and never show a window that time has since moved on from.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-use super::breaker::CircuitState;
+use super::breaker::{CircuitState, Shared as BreakerShared};
 use super::timeout::TimeoutScope;
 
 /// The resilience metric families, registered on one [`prometheus::Registry`]. Cheap to
@@ -42,11 +47,8 @@ pub struct ResilienceMetrics {
 
 #[derive(Debug)]
 struct Families {
-    breaker_state: IntGaugeVec,
+    breaker_gauges: BreakerGauges,
     breaker_calls: IntCounterVec,
-    breaker_failure_ratio: GaugeVec,
-    breaker_slow_ratio: GaugeVec,
-    breaker_buffered: IntGaugeVec,
     retries: IntCounterVec,
     timeouts: IntCounterVec,
     bulkhead_active: IntGaugeVec,
@@ -65,11 +67,8 @@ impl ResilienceMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         let m = Self::unregistered();
         let f = &m.families;
-        registry.register(Box::new(f.breaker_state.clone()))?;
+        registry.register(Box::new(GaugesOf(Arc::clone(&m.families))))?;
         registry.register(Box::new(f.breaker_calls.clone()))?;
-        registry.register(Box::new(f.breaker_failure_ratio.clone()))?;
-        registry.register(Box::new(f.breaker_slow_ratio.clone()))?;
-        registry.register(Box::new(f.breaker_buffered.clone()))?;
         registry.register(Box::new(f.retries.clone()))?;
         registry.register(Box::new(f.timeouts.clone()))?;
         registry.register(Box::new(f.bulkhead_active.clone()))?;
@@ -95,30 +94,33 @@ impl ResilienceMetrics {
         };
         ResilienceMetrics {
             families: Arc::new(Families {
-                breaker_state: gauge_vec(
-                    "ms_chassis_circuit_breaker_state",
-                    "Circuit breaker state: 1 for the current state, 0 for the others.",
-                    &["name", "state"],
-                ),
+                breaker_gauges: BreakerGauges {
+                    state: gauge_vec(
+                        "ms_chassis_circuit_breaker_state",
+                        "Circuit breaker state: 1 for the current state, 0 for the others.",
+                        &["name", "state"],
+                    ),
+                    failure_ratio: float_vec(
+                        "ms_chassis_circuit_breaker_failure_ratio",
+                        "Failed calls in the breaker's window, 0-1; -1 below minimum_calls.",
+                        &["name"],
+                    ),
+                    slow_ratio: float_vec(
+                        "ms_chassis_circuit_breaker_slow_call_ratio",
+                        "Slow calls in the breaker's window, 0-1; -1 below minimum_calls.",
+                        &["name"],
+                    ),
+                    buffered: gauge_vec(
+                        "ms_chassis_circuit_breaker_buffered_calls",
+                        "Calls recorded in the breaker's current window.",
+                        &["name"],
+                    ),
+                    breakers: Mutex::new(Vec::new()),
+                },
                 breaker_calls: counter_vec(
                     "ms_chassis_circuit_breaker_calls_total",
                     "Calls seen by a circuit breaker, by kind.",
                     &["name", "kind"],
-                ),
-                breaker_failure_ratio: float_vec(
-                    "ms_chassis_circuit_breaker_failure_ratio",
-                    "Failed calls in the breaker's window, 0-1; -1 below minimum_calls.",
-                    &["name"],
-                ),
-                breaker_slow_ratio: float_vec(
-                    "ms_chassis_circuit_breaker_slow_call_ratio",
-                    "Slow calls in the breaker's window, 0-1; -1 below minimum_calls.",
-                    &["name"],
-                ),
-                breaker_buffered: gauge_vec(
-                    "ms_chassis_circuit_breaker_buffered_calls",
-                    "Calls recorded in the breaker's current window.",
-                    &["name"],
                 ),
                 retries: counter_vec(
                     "ms_chassis_retries_total",
@@ -169,16 +171,17 @@ impl ResilienceMetrics {
         let f = &self.families;
         let kind = |k: &str| f.breaker_calls.with_label_values(&[name, k]);
         BreakerInstruments {
-            state: CircuitState::ALL.map(|s| f.breaker_state.with_label_values(&[name, s.label()])),
             successful: kind("successful"),
             slow: kind("slow"),
             failed: kind("failed"),
             ignored: kind("ignored"),
             not_permitted: kind("not_permitted"),
-            failure_ratio: f.breaker_failure_ratio.with_label_values(&[name]),
-            slow_ratio: f.breaker_slow_ratio.with_label_values(&[name]),
-            buffered: f.breaker_buffered.with_label_values(&[name]),
         }
+    }
+
+    /// Shows `breaker`'s gauges from now on, read from it at every gather.
+    pub(crate) fn track_breaker(&self, breaker: &Arc<BreakerShared>) {
+        self.families.breaker_gauges.track(breaker);
     }
 
     pub(crate) fn retry(&self, name: &str) -> RetryInstruments {
@@ -233,15 +236,108 @@ pub(crate) struct SheddingInstruments {
 /// A breaker's own series.
 #[derive(Debug, Clone)]
 pub(crate) struct BreakerInstruments {
-    pub(crate) state: [IntGauge; 5],
     pub(crate) successful: IntCounter,
     pub(crate) slow: IntCounter,
     pub(crate) failed: IntCounter,
     pub(crate) ignored: IntCounter,
     pub(crate) not_permitted: IntCounter,
-    pub(crate) failure_ratio: Gauge,
-    pub(crate) slow_ratio: Gauge,
-    pub(crate) buffered: IntGauge,
+}
+
+/// The breakers' gauges, set from each live breaker when they are collected.
+#[derive(Debug)]
+struct BreakerGauges {
+    state: IntGaugeVec,
+    failure_ratio: GaugeVec,
+    slow_ratio: GaugeVec,
+    buffered: IntGaugeVec,
+    breakers: Mutex<Vec<Weak<BreakerShared>>>,
+}
+
+impl BreakerGauges {
+    fn track(&self, breaker: &Arc<BreakerShared>) {
+        self.breakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::downgrade(breaker));
+        self.show(breaker);
+    }
+
+    /// Sets `breaker`'s series from its state now.
+    fn show(&self, breaker: &BreakerShared) {
+        let name = breaker.name();
+        let (state, m) = breaker.state_and_metrics();
+        for s in CircuitState::ALL {
+            self.state
+                .with_label_values(&[name, s.label()])
+                .set(i64::from(s == state));
+        }
+        let ratio = |r: Option<f64>| r.map_or(-1.0, |r| r / 100.0);
+        self.failure_ratio
+            .with_label_values(&[name])
+            .set(ratio(m.failure_rate));
+        self.slow_ratio
+            .with_label_values(&[name])
+            .set(ratio(m.slow_call_rate));
+        self.buffered
+            .with_label_values(&[name])
+            .set(i64::from(m.buffered_calls));
+    }
+
+    /// Brings every live breaker's series up to date; a dropped breaker's series go,
+    /// unless a live breaker has its name.
+    fn refresh(&self) {
+        let mut breakers = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+        let live: Vec<Arc<BreakerShared>> = breakers.iter().filter_map(Weak::upgrade).collect();
+        breakers.retain(|weak| weak.strong_count() > 0);
+        for b in &live {
+            self.show(b);
+        }
+        let shown = |name: &str| live.iter().any(|b| b.name().as_ref() == name);
+        for family in self.buffered.collect() {
+            for metric in family.get_metric() {
+                let Some(name) = metric.get_label().iter().find(|l| l.name() == "name") else {
+                    continue;
+                };
+                let name = name.value();
+                if !shown(name) {
+                    let _ = self.failure_ratio.remove_label_values(&[name]);
+                    let _ = self.slow_ratio.remove_label_values(&[name]);
+                    let _ = self.buffered.remove_label_values(&[name]);
+                    for s in CircuitState::ALL {
+                        let _ = self.state.remove_label_values(&[name, s.label()]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The registry's handle on the breakers' gauges.
+struct GaugesOf(Arc<Families>);
+
+impl Collector for GaugesOf {
+    fn desc(&self) -> Vec<&Desc> {
+        let g = &self.0.breaker_gauges;
+        [
+            g.state.desc(),
+            g.failure_ratio.desc(),
+            g.slow_ratio.desc(),
+            g.buffered.desc(),
+        ]
+        .concat()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let g = &self.0.breaker_gauges;
+        g.refresh();
+        [
+            g.state.collect(),
+            g.failure_ratio.collect(),
+            g.slow_ratio.collect(),
+            g.buffered.collect(),
+        ]
+        .concat()
+    }
 }
 
 /// A retry layer's own series.

@@ -25,8 +25,10 @@ impl CircuitBreakerLayer {
         config: CircuitBreakerConfig,
         metrics: &ResilienceMetrics,
     ) -> Result<Self, ResilienceConfigError> {
+        let shared = Arc::new(Shared::new(name, config, metrics.breaker(name))?);
+        metrics.track_breaker(&shared);
         Ok(CircuitBreakerLayer {
-            shared: Arc::new(Shared::new(name, config, metrics.breaker(name))?),
+            shared,
             classifier: HttpClassifier::server_errors(),
         })
     }

@@ -79,7 +79,7 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 struct Inner {
     machine: Machine,
-    /// The state the gauges show.
+    /// The state last logged.
     shown: CircuitState,
 }
 
@@ -98,12 +98,6 @@ impl Shared {
             }),
             instruments,
         };
-        for (i, gauge) in shared.instruments.state.iter().enumerate() {
-            gauge.set(i64::from(i == CircuitState::Closed.index()));
-        }
-        shared.instruments.failure_ratio.set(-1.0);
-        shared.instruments.slow_ratio.set(-1.0);
-        shared.instruments.buffered.set(0);
         Ok(shared)
     }
 
@@ -111,7 +105,7 @@ impl Shared {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `f` on the machine, then brings the gauges up to date.
+    /// Runs `f` on the machine, then logs a change of state.
     fn with<R>(&self, f: impl FnOnce(&mut Machine, Instant) -> R) -> R {
         self.with_at(now(), f)
     }
@@ -123,8 +117,6 @@ impl Shared {
         let state = inner.machine.state(now);
         if state != inner.shown {
             let from = std::mem::replace(&mut inner.shown, state);
-            self.instruments.state[from.index()].set(0);
-            self.instruments.state[state.index()].set(1);
             if state == CircuitState::Open {
                 let wait = inner.machine.open_until().saturating_duration_since(now);
                 tracing::warn!(
@@ -138,15 +130,12 @@ impl Shared {
                 tracing::info!(breaker = %self.name, %from, to = %state, "circuit breaker state changed");
             }
         }
-        let m = inner.machine.metrics(now);
-        self.instruments
-            .failure_ratio
-            .set(m.failure_rate.map_or(-1.0, |r| r / 100.0));
-        self.instruments
-            .slow_ratio
-            .set(m.slow_call_rate.map_or(-1.0, |r| r / 100.0));
-        self.instruments.buffered.set(i64::from(m.buffered_calls));
         r
+    }
+
+    /// The state and the window now, for the gauges.
+    pub(crate) fn state_and_metrics(&self) -> (CircuitState, CircuitBreakerMetrics) {
+        self.with(|m, now| (m.state(now), m.metrics(now)))
     }
 
     /// Asks for a permit; a rejection is counted.
@@ -726,6 +715,48 @@ mod tests {
         assert_eq!(json["name"], "books");
         assert_eq!(json["state"], "CLOSED");
         assert_eq!(json["metrics"]["failure_rate"], serde_json::Value::Null);
+    }
+
+    /// The gauges are read from the breaker at the scrape: time alone moves an open breaker
+    /// to half-open, with no call to update them, and a dropped breaker's series go.
+    #[tokio::test(start_paused = true)]
+    async fn gauges_are_read_at_the_scrape() {
+        let registry = Registry::new();
+        let metrics = ResilienceMetrics::new(&registry).unwrap();
+        let down = Downstream::new();
+        let layer = CircuitBreakerLayer::new("books", config(), &metrics).unwrap();
+        let svc = ServiceBuilder::new().layer(layer).service(down.service());
+        let scrape = || {
+            let mut out = Vec::new();
+            TextEncoder::new()
+                .encode(&registry.gather(), &mut out)
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let open = "ms_chassis_circuit_breaker_state{name=\"books\",state=\"open\"} 1";
+        let half_open = "ms_chassis_circuit_breaker_state{name=\"books\",state=\"half_open\"} 1";
+
+        assert!(scrape().contains("ms_chassis_circuit_breaker_buffered_calls{name=\"books\"} 0"));
+        down.set(Mode::Fail);
+        calls(&svc, 4).await;
+        let text = scrape();
+        assert!(text.contains(open), "{text}");
+        assert!(text.contains("ms_chassis_circuit_breaker_buffered_calls{name=\"books\"} 4"));
+
+        tokio::time::sleep(config().wait_in_open).await;
+        let text = scrape();
+        assert!(
+            text.contains(half_open),
+            "no call since, yet half-open:\n{text}"
+        );
+        assert!(!text.contains(open), "{text}");
+
+        drop(svc);
+        let text = scrape();
+        assert!(
+            !text.contains("circuit_breaker_state{name=\"books\""),
+            "a dropped breaker's gauges go:\n{text}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

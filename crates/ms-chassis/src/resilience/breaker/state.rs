@@ -50,16 +50,6 @@ impl CircuitState {
             CircuitState::Disabled => "disabled",
         }
     }
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            CircuitState::Closed => 0,
-            CircuitState::Open => 1,
-            CircuitState::HalfOpen => 2,
-            CircuitState::ForcedOpen => 3,
-            CircuitState::Disabled => 4,
-        }
-    }
 }
 
 impl std::fmt::Display for CircuitState {
