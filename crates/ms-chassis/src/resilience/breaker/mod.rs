@@ -394,6 +394,15 @@ mod tests {
         out
     }
 
+    /// `registry` in the Prometheus text format.
+    fn scrape(registry: &Registry) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&registry.gather(), &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
     fn is_open(r: &Result<u16, ResilienceError>) -> bool {
         matches!(r, Err(ResilienceError::CircuitOpen { name }) if &**name == "b")
     }
@@ -653,13 +662,6 @@ mod tests {
         let layer = CircuitBreakerLayer::new("books", config(), &metrics).unwrap();
         let handle = layer.handle();
         let svc = ServiceBuilder::new().layer(layer).service(down.service());
-        let scrape = || {
-            let mut out = Vec::new();
-            TextEncoder::new()
-                .encode(&registry.gather(), &mut out)
-                .unwrap();
-            String::from_utf8(out).unwrap()
-        };
 
         calls(&svc, 2).await;
         handle.force_open();
@@ -678,7 +680,7 @@ mod tests {
             "no timer ends a forced state"
         );
 
-        let text = scrape();
+        let text = scrape(&registry);
         for line in [
             "ms_chassis_circuit_breaker_state{name=\"books\",state=\"forced_open\"} 1",
             "ms_chassis_circuit_breaker_state{name=\"books\",state=\"closed\"} 0",
@@ -703,7 +705,7 @@ mod tests {
         assert_eq!(handle.metrics().buffered_calls, 0);
         calls(&svc, 4).await;
         assert_eq!(handle.state(), CircuitState::Open);
-        let text = scrape();
+        let text = scrape(&registry);
         assert!(text.contains("ms_chassis_circuit_breaker_state{name=\"books\",state=\"open\"} 1"));
         assert!(text.contains("ms_chassis_circuit_breaker_failure_ratio{name=\"books\"} 1"));
 
@@ -726,25 +728,21 @@ mod tests {
         let down = Downstream::new();
         let layer = CircuitBreakerLayer::new("books", config(), &metrics).unwrap();
         let svc = ServiceBuilder::new().layer(layer).service(down.service());
-        let scrape = || {
-            let mut out = Vec::new();
-            TextEncoder::new()
-                .encode(&registry.gather(), &mut out)
-                .unwrap();
-            String::from_utf8(out).unwrap()
-        };
         let open = "ms_chassis_circuit_breaker_state{name=\"books\",state=\"open\"} 1";
         let half_open = "ms_chassis_circuit_breaker_state{name=\"books\",state=\"half_open\"} 1";
 
-        assert!(scrape().contains("ms_chassis_circuit_breaker_buffered_calls{name=\"books\"} 0"));
+        assert!(
+            scrape(&registry)
+                .contains("ms_chassis_circuit_breaker_buffered_calls{name=\"books\"} 0")
+        );
         down.set(Mode::Fail);
         calls(&svc, 4).await;
-        let text = scrape();
+        let text = scrape(&registry);
         assert!(text.contains(open), "{text}");
         assert!(text.contains("ms_chassis_circuit_breaker_buffered_calls{name=\"books\"} 4"));
 
         tokio::time::sleep(config().wait_in_open).await;
-        let text = scrape();
+        let text = scrape(&registry);
         assert!(
             text.contains(half_open),
             "no call since, yet half-open:\n{text}"
@@ -752,7 +750,7 @@ mod tests {
         assert!(!text.contains(open), "{text}");
 
         drop(svc);
-        let text = scrape();
+        let text = scrape(&registry);
         assert!(
             !text.contains("circuit_breaker_state{name=\"books\""),
             "a dropped breaker's gauges go:\n{text}"
