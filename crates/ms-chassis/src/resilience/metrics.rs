@@ -255,10 +255,12 @@ struct BreakerGauges {
 
 impl BreakerGauges {
     fn track(&self, breaker: &Arc<BreakerShared>) {
-        self.breakers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::downgrade(breaker));
+        let mut breakers = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+        // Also pruned here: families that are never gathered must not keep every
+        // breaker ever built.
+        breakers.retain(|weak| weak.strong_count() > 0);
+        breakers.push(Arc::downgrade(breaker));
+        drop(breakers);
         self.show(breaker);
     }
 
