@@ -25,9 +25,9 @@ use opentelemetry_sdk::trace::{
     ShouldSample,
 };
 
-use super::export_queue;
 use super::propagation::{self, Propagation, SamplingState};
 use super::stdout_exporter::StdoutExporter;
+use super::{export_queue, presampled};
 use crate::config::{
     ChassisConfig, ConfigError, OtlpProtocol, SamplerKind, SamplerSection, TraceExporter,
 };
@@ -101,6 +101,9 @@ impl ShouldSample for ChassisSampler {
         attributes: &[KeyValue],
         links: &[Link],
     ) -> SamplingResult {
+        if let Some(decided) = presampled::take_decision() {
+            return decided;
+        }
         let rule = self
             .rule
             .read()
@@ -167,6 +170,7 @@ pub(crate) fn init(
     let counters = export_queue::SpanCounters::register();
     let mut builder = SdkTracerProvider::builder()
         .with_sampler(sampler.clone())
+        .with_id_generator(presampled::PresampledIds::default())
         .with_resource(resource.build());
     if t.exporter == TraceExporter::Stdout {
         let processor =
@@ -301,23 +305,16 @@ pub(crate) async fn flush(timeout: Duration) {
 /// Starts a span of the chassis (a request's server span, a client call's span) as a child
 /// of `parent`, and returns the context holding it.
 ///
-/// When no exporter is configured, no span is ever exported, so none is recorded: the span
-/// is only its ids and the sampling decision (which callees still need), taken by the same
-/// sampler, without the SDK's span, its attributes or its allocations.
+/// The sampler decides first. A span that is not sampled, or not exported anywhere, is
+/// only its ids and that decision (which callees still need), without the SDK's span, its
+/// attributes or its allocations. A sampled one is built by the SDK with the decision
+/// already taken and, for a new trace, the trace id it was taken on (see `presampled`).
 pub(crate) fn start_span(
     o: &Otel,
     name: Cow<'static, str>,
     kind: SpanKind,
     parent: &Context,
 ) -> Context {
-    if o.exporting {
-        let span = o
-            .tracer
-            .span_builder(name)
-            .with_kind(kind)
-            .start_with_context(&o.tracer, parent);
-        return parent.with_span(span);
-    }
     let ids = opentelemetry_sdk::trace::RandomIdGenerator::default();
     let parent_sc = parent.span().span_context().clone();
     let (trace_id, flags) = if parent_sc.is_valid() {
@@ -331,6 +328,16 @@ pub(crate) fn start_span(
     let decision = o
         .sampler
         .should_sample(Some(parent), trace_id, &name, &kind, &[], &[]);
+    if o.exporting && decision.decision != opentelemetry_sdk::trace::SamplingDecision::Drop {
+        let new_trace = (!parent_sc.is_valid()).then_some(trace_id);
+        let span = presampled::with_decision(decision, new_trace, || {
+            o.tracer
+                .span_builder(name)
+                .with_kind(kind)
+                .start_with_context(&o.tracer, parent)
+        });
+        return parent.with_span(span);
+    }
     let sampled = decision.decision == opentelemetry_sdk::trace::SamplingDecision::RecordAndSample;
     let sc = SpanContext::new(
         trace_id,
