@@ -143,13 +143,15 @@ impl Config {
     /// the client keys it leaves out, at their defaults (the embedded defaults have no
     /// clients to hold them).
     pub fn redacted(&self) -> Value {
-        secrets::redact(&self.effective().0, &self.secrets)
+        self.redacted_with_origins().0
     }
 
-    /// The merged tree, with each `clients.<name>` block completed by the keys it leaves
-    /// out, at their defaults; and the dotted paths of what was added.
-    fn effective(&self) -> (Value, Vec<String>) {
+    /// [`redacted`](Self::redacted), and the origin of each of its values by dotted path:
+    /// its layer, or the embedded defaults for a client key that no layer sets.
+    fn redacted_with_origins(&self) -> (Value, impl Fn(&str) -> Option<String> + '_) {
         let mut tree = self.layered.value.clone();
+        // Each `clients.<name>` block completed by the keys it leaves out, at their
+        // defaults; `added` holds their dotted paths.
         let mut added = Vec::new();
         if let Some(Value::Object(clients)) = tree.get_mut("clients") {
             for (name, block) in clients.iter_mut() {
@@ -161,24 +163,14 @@ impl Config {
                 }
             }
         }
-        (tree, added)
-    }
-
-    /// The origin of each value of [`redacted`](Self::redacted), by dotted path: its layer,
-    /// or the embedded defaults for a client key that no layer sets.
-    fn effective_origin(&self) -> impl Fn(&str) -> Option<String> + '_ {
-        let (_, added) = self.effective();
-        move |path: &str| {
-            let filled = added.iter().any(|a| {
-                path.strip_prefix(a.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
-            });
-            if filled {
+        let origin = move |path: &str| {
+            if added.iter().any(|a| is_under(path, a)) {
                 Some(source::Origin::defaults().to_string())
             } else {
                 self.origin_of(path)
             }
-        }
+        };
+        (secrets::redact(&tree, &self.secrets), origin)
     }
 
     /// [`redacted`](Self::redacted) as block YAML, each value followed by a comment naming
@@ -192,13 +184,15 @@ impl Config {
     ///     password: "<redacted>"  # config.yaml:7
     /// ```
     pub fn annotated_yaml(&self) -> String {
-        view::annotated_yaml(&self.redacted(), &self.effective_origin())
+        let (tree, origin) = self.redacted_with_origins();
+        view::annotated_yaml(&tree, &origin)
     }
 
     /// The layer every value of [`redacted`](Self::redacted) came from, by dotted path. A
     /// value is a scalar, an empty mapping, or a list of scalars (listed whole).
     pub fn leaf_origins(&self) -> BTreeMap<String, String> {
-        view::leaf_origins(&self.redacted(), &self.effective_origin())
+        let (tree, origin) = self.redacted_with_origins();
+        view::leaf_origins(&tree, &origin)
     }
 
     /// The dotted key paths whose effective values differ from `older`'s (paths only, so

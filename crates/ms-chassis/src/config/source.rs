@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use serde_json::{Map, Value};
 
+use super::diff::is_under;
 use super::error::ConfigError;
 
 /// Prefix of environment overrides: `MS__SERVER__PORT=9000` sets `server.port`.
@@ -103,11 +104,8 @@ impl Layered {
         let copied: Vec<(String, Origin)> = self
             .origins
             .iter()
-            .filter_map(|(path, origin)| {
-                let rest = path.strip_prefix(from)?;
-                (rest.is_empty() || rest.starts_with(['.', '[']))
-                    .then(|| (format!("{to}{rest}"), origin.clone()))
-            })
+            .filter(|(path, _)| is_under(path, from))
+            .map(|(path, origin)| (format!("{to}{}", &path[from.len()..]), origin.clone()))
             .collect();
         self.origins.extend(copied);
     }
