@@ -145,35 +145,33 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
-        let retries = match state.as_mut().project() {
-            StateProj::Retrying { retries } => return retries.as_mut().poll(cx),
-            StateProj::First {
-                future,
-                shared,
-                classifier,
-                spare,
-            } => {
-                let result = ready!(future.poll(cx)).map_err(ResilienceError::from_inner);
-                if classifier.classify(result.as_ref()) != Outcome::Failure {
-                    return Poll::Ready(result);
+        loop {
+            match state.as_mut().project() {
+                StateProj::Retrying { retries } => return retries.as_mut().poll(cx),
+                StateProj::First {
+                    future,
+                    shared,
+                    classifier,
+                    spare,
+                } => {
+                    let result = ready!(future.poll(cx)).map_err(ResilienceError::from_inner);
+                    if classifier.classify(result.as_ref()) != Outcome::Failure {
+                        return Poll::Ready(result);
+                    }
+                    let Some((svc, parts, body)) = spare.take() else {
+                        shared.instruments.not_retryable.inc();
+                        return Poll::Ready(result);
+                    };
+                    let retries = Box::pin(retries(
+                        svc,
+                        (parts, body),
+                        Arc::clone(shared),
+                        classifier.clone(),
+                        result,
+                    ));
+                    state.set(State::Retrying { retries });
                 }
-                let Some((svc, parts, body)) = spare.take() else {
-                    shared.instruments.not_retryable.inc();
-                    return Poll::Ready(result);
-                };
-                Box::pin(retries(
-                    svc,
-                    (parts, body),
-                    Arc::clone(shared),
-                    classifier.clone(),
-                    result,
-                ))
             }
-        };
-        state.set(State::Retrying { retries });
-        match state.project() {
-            StateProj::Retrying { retries } => retries.as_mut().poll(cx),
-            StateProj::First { .. } => unreachable!("just set"),
         }
     }
 }
