@@ -271,8 +271,8 @@ mod tests {
 
     use super::*;
 
-    /// `layer` (a clone: they share the slots) over a fake downstream that holds every call until released; with the
-    /// count of calls that arrived there, and the release.
+    /// `layer` (a clone: they share the slots) over a fake downstream that holds every call
+    /// until released; with the count of calls that arrived there, and the release.
     #[allow(clippy::type_complexity)]
     fn held(
         layer: BulkheadLayer,

@@ -18,9 +18,9 @@
 //! An HTTP call is never ready on its first poll, but is usually done on its second (its
 //! response woke it), so the overall timer is then never created. This is sound only
 //! because something inside is sure to wake the call before the overall deadline: the
-//! first attempt's own
-//! timeout, never longer than the overall one, and any wait before it (a bulkhead's or
-//! rate limiter's `max_wait`) that is no longer either; the client checks that.
+//! first attempt's own timeout, never longer than the overall one, and any wait before it
+//! (a bulkhead's or rate limiter's `max_wait`) that is no longer either; the client checks
+//! that.
 //!
 //! ```
 //! use std::time::Duration;
