@@ -27,7 +27,7 @@ use crate::config::{Config, ConfigLoader, ConfigWatch};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
-use crate::server::{Dispatch, MakeDispatch, user_stack};
+use crate::server::{ConnectionLimits, Dispatch, user_stack};
 use crate::{Error, Result};
 
 /// A configured service, ready to serve a router.
@@ -262,25 +262,44 @@ impl Service {
             None => (Dispatch::new(chassis, user), None),
         };
 
+        let (max_connections, soft_limit) = match cfg.server.limits.max_connections {
+            Some(0) => (usize::MAX, None),
+            Some(n) => (n, None),
+            None => crate::server::default_max_connections(),
+        };
+        let limits = &cfg.server.limits;
+        let listener_metrics = |name: &str| metrics_on.then(|| self.metrics.connections(name));
         let stop_accepting = CancellationToken::new();
-        let main_task = tokio::spawn(
-            axum::serve(listener, MakeDispatch(main_app))
-                .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
-                .into_future(),
-        );
+        let main_task = tokio::spawn(crate::server::serve(
+            listener,
+            main_app,
+            Arc::new(ConnectionLimits::new(limits, max_connections)),
+            listener_metrics("main"),
+            stop_accepting.clone(),
+        ));
         let stop_management = CancellationToken::new();
         let mut management_addr = None;
         let management_task = match management {
             Some((l, app)) => {
                 management_addr = Some(l.local_addr()?);
-                Some(tokio::spawn(
-                    axum::serve(l, MakeDispatch(app))
-                        .with_graceful_shutdown(stop_management.clone().cancelled_owned())
-                        .into_future(),
-                ))
+                let max = crate::server::management_max_connections(max_connections);
+                Some(tokio::spawn(crate::server::serve(
+                    l,
+                    app,
+                    Arc::new(ConnectionLimits::new(limits, max)),
+                    listener_metrics("management"),
+                    stop_management.clone(),
+                )))
             }
             None => None,
         };
+        tracing::info!(
+            max_connections = (max_connections != usize::MAX).then_some(max_connections),
+            rlimit_nofile = soft_limit,
+            header_read_timeout = %humantime::format_duration(limits.header_read_timeout),
+            idle_timeout = %humantime::format_duration(limits.idle_timeout),
+            "connection limits"
+        );
         self.health.set_serving();
         crate::reload::watcher::spawn(reloader, self.shutdown.clone());
         tracing::info!(

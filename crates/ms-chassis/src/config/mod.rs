@@ -45,9 +45,9 @@ use secrets::Secrets;
 pub(crate) use secrets::shown_url;
 pub use secrets::{DEFAULT_KEY_FILE, KEY_FILE_VAR, SecretError, SecretKey, key_file_from_env};
 pub use sections::{
-    AdminSection, ChassisConfig, HealthSection, LimitsSection, LogFormat, LoggingSection,
-    ManagementSection, MetricsSection, OtlpProtocol, SamplerKind, SamplerSection, ServerSection,
-    ServiceSection, ShutdownSection, TraceExporter, TracingSection,
+    AdminSection, ChassisConfig, HealthSection, Http2Section, LimitsSection, LogFormat,
+    LoggingSection, ManagementSection, MetricsSection, OtlpProtocol, SamplerKind, SamplerSection,
+    ServerSection, ServiceSection, ShutdownSection, TraceExporter, TracingSection,
 };
 use source::{Layered, Source};
 pub(crate) use values::byte_size;
@@ -634,6 +634,10 @@ fn walk_unknown(
     }
 }
 
+/// The largest `server.limits.header_size`: HTTP/2's header list size is a `u32`, and heads
+/// this large are an attack rather than a request.
+const MAX_HEADER_SIZE: u64 = 16 * 1024 * 1024;
+
 /// Rules that types alone cannot express. A rule that reads a key besides its own skips when
 /// that key was `defaulted` after a type error.
 fn validate(
@@ -676,6 +680,29 @@ fn validate(
         fail(
             "server.management.port",
             format!("must differ from server.port ({})", c.server.port),
+        );
+    }
+    let limits = &c.server.limits;
+    if !(crate::server::MIN_HEADER_SIZE..=MAX_HEADER_SIZE).contains(&limits.header_size) {
+        fail(
+            "server.limits.header_size",
+            format!(
+                "expected a size from 8KiB to 16MiB, found {} bytes",
+                limits.header_size
+            ),
+        );
+    }
+    if limits.http2.max_concurrent_streams == 0 {
+        fail(
+            "server.limits.http2.max_concurrent_streams",
+            "expected at least 1 stream, such as 256".to_owned(),
+        );
+    }
+    if !limits.http2.keep_alive_interval.is_zero() && limits.http2.keep_alive_timeout.is_zero() {
+        fail(
+            "server.limits.http2.keep_alive_timeout",
+            "expected a duration above zero, such as 20s, while keep_alive_interval is on"
+                .to_owned(),
         );
     }
     if let Some(r) = c.tracing.sampler.ratio

@@ -122,19 +122,43 @@ impl Default for ManagementSection {
     }
 }
 
-/// `server.limits:` bounds on the user's routes. Chassis endpoints are exempt.
+/// `server.limits:` bounds on the user's routes (request timeout, body size, concurrency),
+/// which the chassis endpoints are exempt from, and on every connection of both listeners
+/// (head and idle timeouts, connection cap, header size, HTTP/2). The connection keys take
+/// effect at a restart.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct LimitsSection {
-    /// Whole-request timeout; over it the client gets 504. `0` disables. Default `30s`.
+    /// Whole-request timeout, reading a streamed body included; over it the client gets
+    /// 504. `0` disables. Default `30s`.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
-    /// Largest request body; over it the client gets 413. Default `2MiB`.
+    /// Largest request body, however it is sent; over it the client gets 413. Default `2MiB`.
     #[serde(with = "byte_size")]
     pub body_size: u64,
     /// Requests handled at once across all routes; excess gets 503. `0` disables. Default 1024.
     pub concurrency: usize,
+    /// Time a client gets to send a complete request head, from the accept or, on a
+    /// keep-alive connection, from the first byte of the next request; then the connection
+    /// is closed. `0` disables. Default `10s`.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// How long a connection with no request in flight and no bytes moving stays open.
+    /// `0` disables. Default `60s`.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Connections open at once on the main listener; more are closed as soon as they are
+    /// accepted. `null` (default) derives it from the process's open-file limit
+    /// (`RLIMIT_NOFILE` less a quarter, at least 64, for outgoing connections and files),
+    /// logged at startup. `0` means no cap. The management listener takes at most 64.
+    pub max_connections: Option<usize>,
+    /// Largest request head: the HTTP/1 request line and headers, the HTTP/2 header list.
+    /// At least `8KiB`. Default `64KiB`.
+    #[serde(with = "byte_size")]
+    pub header_size: u64,
+    /// HTTP/2 (cleartext, with prior knowledge) limits.
+    pub http2: Http2Section,
 }
 
 impl Default for LimitsSection {
@@ -143,6 +167,38 @@ impl Default for LimitsSection {
             request_timeout: Duration::from_secs(30),
             body_size: 2 * 1024 * 1024,
             concurrency: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: None,
+            header_size: 64 * 1024,
+            http2: Http2Section::default(),
+        }
+    }
+}
+
+/// `server.limits.http2:` bounds on each HTTP/2 connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct Http2Section {
+    /// Streams a client may open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`); more are
+    /// refused with `REFUSED_STREAM`. At least 1. Default 256.
+    pub max_concurrent_streams: u32,
+    /// How long a connection may receive nothing before it is sent a PING. `0` disables.
+    /// Default `20s`.
+    #[serde(with = "duration")]
+    pub keep_alive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is closed. Default `20s`.
+    #[serde(with = "duration")]
+    pub keep_alive_timeout: Duration,
+}
+
+impl Default for Http2Section {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 256,
+            keep_alive_interval: Duration::from_secs(20),
+            keep_alive_timeout: Duration::from_secs(20),
         }
     }
 }

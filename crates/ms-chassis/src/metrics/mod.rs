@@ -68,6 +68,8 @@ struct MetricsInner {
     config_reloads: IntCounterVec,
     client_duration: HistogramVec,
     resilience: ResilienceMetrics,
+    open_connections: IntGaugeVec,
+    closed_connections: IntCounterVec,
 }
 
 /// `http_client_request_duration_seconds`, unregistered.
@@ -148,6 +150,24 @@ impl Metrics {
         let client_duration = client_duration_histogram()?;
         registry.register(Box::new(client_duration.clone()))?;
         let resilience = ResilienceMetrics::new(&registry)?;
+        let open_connections = IntGaugeVec::new(
+            Opts::new(
+                "http_server_open_connections",
+                "Connections open, by listener (main or management).",
+            ),
+            &["listener"],
+        )?;
+        registry.register(Box::new(open_connections.clone()))?;
+        let closed_connections = IntCounterVec::new(
+            Opts::new(
+                "ms_chassis_connections_closed_total",
+                "Connections the chassis closed, by listener and reason: header_timeout (no \
+                 complete request head in server.limits.header_read_timeout), idle (no request \
+                 in server.limits.idle_timeout) or limit (over server.limits.max_connections).",
+            ),
+            &["listener", "reason"],
+        )?;
+        registry.register(Box::new(closed_connections.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -161,6 +181,8 @@ impl Metrics {
                 config_reloads,
                 client_duration,
                 resilience,
+                open_connections,
+                closed_connections,
             }),
         })
     }
@@ -210,6 +232,20 @@ impl Metrics {
     /// `ms_chassis_config_reloads_total`, by `result`.
     pub(crate) fn config_reloads(&self) -> IntCounterVec {
         self.inner.config_reloads.clone()
+    }
+
+    /// The connection metrics of `listener` (`main` or `management`), every series present
+    /// from the start.
+    pub(crate) fn connections(&self, listener: &str) -> crate::server::ConnectionMetrics {
+        let closed = crate::server::CloseReason::ALL.map(|r| {
+            self.inner
+                .closed_connections
+                .with_label_values(&[listener, r.label()])
+        });
+        crate::server::ConnectionMetrics {
+            open: self.inner.open_connections.with_label_values(&[listener]),
+            closed,
+        }
     }
 
     pub(crate) fn http_instruments(&self) -> HttpInstruments {

@@ -103,18 +103,25 @@ impl Limits {
     where
         S: Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>,
     {
-        if let Some(declared) = content_length(&req)
-            && declared > self.body_size
-        {
-            let res = problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "the request body of {declared} bytes exceeds server.limits.body_size ({} bytes)",
-                    self.body_size
-                ),
-            );
-            return (GuardFuture::done(res), false);
-        }
+        let req = match body_length(&req) {
+            BodyLength::Declared(declared) if declared > self.body_size => {
+                let res = problem(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!(
+                        "the request body of {declared} bytes exceeds server.limits.body_size ({} bytes)",
+                        self.body_size
+                    ),
+                );
+                return (GuardFuture::done(res), false);
+            }
+            BodyLength::Declared(_) => req,
+            // Streamed (chunked, or HTTP/2 without a length): cut off at the limit however
+            // the handler reads it; axum's extractors answer 413 when the cut comes.
+            BodyLength::Streamed => {
+                let limit = usize::try_from(self.body_size).unwrap_or(usize::MAX);
+                req.map(|b| Body::new(http_body_util::Limited::new(b, limit)))
+            }
+        };
         if self.counted {
             let before = self.in_flight.fetch_add(1, Ordering::Acquire);
             if before >= self.max_in_flight {
@@ -179,12 +186,21 @@ impl Shedder {
     }
 }
 
-/// The body length the request declares, if any: hyper turns `Content-Length` into the
-/// body's exact size hint, which is read without looking the header up and parsing it again
-/// on every request.
-fn content_length(req: &Request<Body>) -> Option<u64> {
+enum BodyLength {
+    /// `Content-Length`, or none for a request that has no body.
+    Declared(u64),
+    Streamed,
+}
+
+/// The body length the request declares: hyper turns `Content-Length` (and a request with
+/// no body) into the body's exact size hint, which is read without looking the header up
+/// and parsing it again on every request.
+fn body_length(req: &Request<Body>) -> BodyLength {
     use http_body::Body as _;
-    req.body().size_hint().exact()
+    match req.body().size_hint().exact() {
+        Some(n) => BodyLength::Declared(n),
+        None => BodyLength::Streamed,
+    }
 }
 
 fn shed() -> Response<Body> {

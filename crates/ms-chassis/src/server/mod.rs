@@ -8,14 +8,17 @@
 //! metrics, admin) are dispatched *outside* this stack, so they answer even when the user's
 //! routes are saturated or timing out.
 
+mod connection;
 mod guard;
+mod listener;
 mod problem;
 mod request_id;
 mod route;
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::future::{Future, Ready, ready};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
@@ -25,16 +28,21 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::http::{Request, Response};
 use axum::routing::future::RouteFuture;
-use axum::serve::IncomingStream;
 use futures_util::future::Either;
-use tokio::net::TcpListener;
 use tower::{Service, ServiceBuilder};
+
+use connection::Activity;
 
 use crate::client::Forwarding;
 use crate::config::{ChassisConfig, ConfigError};
 use crate::metrics::Metrics;
 use crate::resilience::{AdaptiveLimit, ResilienceMetrics};
 
+pub(crate) use connection::CloseReason;
+pub(crate) use listener::{
+    ConnectionLimits, ConnectionMetrics, MIN_HEADER_SIZE, default_max_connections,
+    management_max_connections, serve,
+};
 pub use problem::PROBLEM_JSON;
 pub(crate) use problem::{problem, problem_with};
 pub use request_id::{RequestId, X_REQUEST_ID};
@@ -99,12 +107,13 @@ fn shedder(
     Ok(Some(guard::Shedder::new(limit, config.retry_after_secs())))
 }
 
-/// The service a listener serves: chassis endpoints by exact path, everything else through
-/// the user stack. Exact matching on a handful of paths is cheaper than a second router.
+/// What a listener serves: chassis endpoints by exact path, everything else through the
+/// user stack. Exact matching on a handful of paths is cheaper than a second router.
 #[derive(Clone)]
 pub(crate) struct Dispatch {
     chassis: Option<Arc<(Router, Vec<String>)>>,
     user: Option<Router>,
+    /// The connection's peer, for `ConnectInfo`.
     peer: Option<SocketAddr>,
 }
 
@@ -117,33 +126,45 @@ impl Dispatch {
             peer: None,
         }
     }
-}
 
-impl Service<Request<Body>> for Dispatch {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Either<RouteFuture<Infallible>, Ready<Result<Response<Body>, Infallible>>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+    /// Routes one request of a connection whose [`Activity`] the future holds while the
+    /// request is in flight.
+    fn dispatch(&self, mut req: Request<Body>, activity: Arc<Activity>) -> DispatchFuture {
         if let Some(peer) = self.peer {
             req.extensions_mut().insert(ConnectInfo(peer));
         }
-        if let Some(chassis) = &self.chassis
-            && is_chassis_path(&chassis.1, req.uri().path())
-        {
-            return Either::Left(chassis.0.clone().call(req));
-        }
-        match &mut self.user {
-            Some(user) => Either::Left(user.call(req)),
-            None => Either::Right(ready(Ok(problem(
+        let inner = match (&self.chassis, &self.user) {
+            (Some(chassis), _) if is_chassis_path(&chassis.1, req.uri().path()) => {
+                Either::Left(chassis.0.clone().call(req))
+            }
+            (_, Some(user)) => Either::Left(user.clone().call(req)),
+            (_, None) => Either::Right(ready(Ok(problem(
                 axum::http::StatusCode::NOT_FOUND,
                 "no route matches this path",
             )))),
+        };
+        DispatchFuture {
+            inner,
+            _activity: activity,
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request in flight on a connection.
+    pub(crate) struct DispatchFuture {
+        #[pin]
+        inner: Either<RouteFuture<Infallible>, Ready<Result<Response<Body>, Infallible>>>,
+        // Counts the request as in flight for the connection's idle timeout until dropped.
+        _activity: Arc<Activity>,
+    }
+}
+
+impl Future for DispatchFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
     }
 }
 
@@ -153,24 +174,4 @@ fn is_chassis_path(paths: &[String], path: &str) -> bool {
     paths.iter().any(|p| {
         p == path || (p.ends_with('/') && path.len() > p.len() && path.starts_with(p.as_str()))
     })
-}
-
-/// Hands each accepted connection a [`Dispatch`] that knows the peer address.
-#[derive(Clone)]
-pub(crate) struct MakeDispatch(pub(crate) Dispatch);
-
-impl Service<IncomingStream<'_, TcpListener>> for MakeDispatch {
-    type Response = Dispatch;
-    type Error = Infallible;
-    type Future = Ready<Result<Dispatch, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, stream: IncomingStream<'_, TcpListener>) -> Self::Future {
-        let mut d = self.0.clone();
-        d.peer = Some(*stream.remote_addr());
-        ready(Ok(d))
-    }
 }
