@@ -71,19 +71,55 @@ pub async fn spawn_hello(envs: &[(&str, &str)]) -> Hello {
 /// waits for its "listening" line to learn the port.
 pub async fn spawn_hello_as_configured(envs: &[(&str, &str)]) -> Hello {
     let mut hello = spawn_hello_unready(envs);
-    let addr = wait_for_listening(&mut hello).await;
+    learn_port(&mut hello).await;
+    hello
+}
+
+/// Waits for the "listening" line and reads the port from it.
+async fn learn_port(hello: &mut Hello) {
+    let addr = wait_for_listening(hello).await;
     hello.port = addr
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse().ok())
         .unwrap_or_else(|| panic!("cannot read a port from addr {addr:?}"));
     assert_ne!(hello.port, 0, "hello reported port 0: {addr}");
-    hello
 }
 
 /// Starts `hello` with exactly `envs` and returns at once, without waiting for anything.
 pub fn spawn_hello_unready(envs: &[(&str, &str)]) -> Hello {
+    spawn_with(hello_command(envs, &std::env::temp_dir()))
+}
+
+/// Starts `hello` (plus `MS__SERVER__PORT=0`) under `ulimit -n nofile`, as in a container
+/// with a small open-file limit, and waits for its "listening" line.
+pub async fn spawn_hello_with_nofile(envs: &[(&str, &str)], nofile: u32) -> Hello {
+    let mut all = vec![("MS__SERVER__PORT", "0")];
+    all.extend_from_slice(envs);
+    let hello = hello_command(&all, &std::env::temp_dir());
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\""))
+        .arg(hello.as_std().get_program());
+    for (k, v) in hello.as_std().get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    sh.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut hello = spawn_with(sh);
+    learn_port(&mut hello).await;
+    hello
+}
+
+/// Spawns `cmd` in a fresh empty working directory.
+fn spawn_with(mut cmd: Command) -> Hello {
     let cwd = tempfile::tempdir().expect("create a temp working dir");
-    let mut child = hello_command(envs, cwd.path())
+    let mut child = cmd
+        .current_dir(cwd.path())
         .spawn()
         .expect("spawn the hello binary");
     let pid = child.id().expect("a freshly spawned child has a pid");
