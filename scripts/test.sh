@@ -15,21 +15,29 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-# Python peers: the real OpenTelemetry SDK and its propagators (tracing interop),
-# `cryptography` (Fernet interop of `enc_` config values, as PyMS uses it) and
-# `prometheus_client` (the reference OpenMetrics parser).
-if ! python3 -c "import opentelemetry.sdk, opentelemetry.propagators.b3, opentelemetry.propagators.jaeger, opentelemetry.exporter.otlp.proto.http, cryptography, prometheus_client.openmetrics.parser" 2>/dev/null; then
-    echo "installing Python test peers"
-    peers=(opentelemetry-sdk opentelemetry-propagator-b3 opentelemetry-propagator-jaeger
-           opentelemetry-exporter-otlp-proto-http cryptography prometheus-client)
-    python3 -m pip --version >/dev/null 2>&1 || {
+# Python peers, in a venv this script creates once and reuses (never the system Python):
+# the real OpenTelemetry SDK and its propagators (tracing interop), `cryptography` (Fernet
+# interop of `enc_` config values, as PyMS uses it) and `prometheus_client` (the reference
+# OpenMetrics parser). The tests run `python3`, which the PATH below makes the venv's.
+venv="${MS_TEST_VENV:-$PWD/.venv-test}"
+if [ ! -x "$venv/bin/python3" ]; then
+    echo "creating the test venv at $venv"
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+        sudo=""
         [ "$(id -u)" = 0 ] || sudo=sudo
-        ${sudo:-} apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive ${sudo:-} apt-get install -y --no-install-recommends python3-pip
-    }
-    # Debian's own python3 refuses pip installs (PEP 668) unless told otherwise.
-    python3 -m pip install --quiet --disable-pip-version-check "${peers[@]}" ||
-        python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${peers[@]}"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends python3-venv
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+    fi
+fi
+export PATH="$venv/bin:$PATH"
+export VIRTUAL_ENV="$venv"
+if ! python3 -c "import opentelemetry.sdk, opentelemetry.propagators.b3, opentelemetry.propagators.jaeger, opentelemetry.exporter.otlp.proto.http, cryptography, prometheus_client.openmetrics.parser" 2>/dev/null; then
+    echo "installing Python test peers into $venv"
+    python3 -m pip install --quiet --disable-pip-version-check \
+        opentelemetry-sdk opentelemetry-propagator-b3 opentelemetry-propagator-jaeger \
+        opentelemetry-exporter-otlp-proto-http cryptography prometheus-client
 fi
 
 cargo test --workspace --locked "$@"
