@@ -7,6 +7,10 @@
 //! check and timeout, then the user's handler (see `route`). The chassis endpoints (health,
 //! metrics, admin) are dispatched *outside* this stack, so they answer even when the user's
 //! routes are saturated or timing out.
+//!
+//! Below the stack, each listener runs its own accept loop (`listener`) with a cap on open
+//! connections, and serves each connection (`connection`) with head and idle timeouts and
+//! the HTTP/2 limits of `server.limits`.
 
 mod connection;
 mod guard;
