@@ -128,7 +128,8 @@ fn keygen_encrypt_config_service_round_trip() {
 
     // A real service reads the plaintext.
     let svc = Service::builder()
-        .config(ConfigLoader::new().file(&config).key_file(&key))
+        .file(&config)
+        .key_file(&key)
         .build()
         .unwrap();
     assert_eq!(

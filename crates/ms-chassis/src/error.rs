@@ -30,6 +30,9 @@ pub enum Error {
     /// The server failed while running.
     #[error("server: {0}")]
     Server(#[from] std::io::Error),
+    /// A task of the server panicked or was cancelled; the message keeps the panic's.
+    #[error("server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl std::fmt::Debug for Error {

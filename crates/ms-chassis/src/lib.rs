@@ -15,17 +15,20 @@ mod service;
 pub mod telemetry;
 
 pub use error::{Error, Result};
-pub use service::{CancellationToken, RunningService, Service, ServiceBuilder};
+pub use server::Problem;
+pub use service::{CancellationToken, RunningService, ServeOptions, Service, ServiceBuilder};
 
 /// Re-exported so services need no direct axum dependency for the basics.
 pub use axum;
 
 /// The names a typical service needs.
 pub mod prelude {
+    pub use crate::client::{ClientError, HttpClient};
     pub use crate::health::{CheckOutcome, Probe};
-    pub use crate::{Result, Service};
+    pub use crate::{Problem, Result, Service};
     pub use axum::Router;
     pub use axum::extract::{Json, Path, Query, State};
     pub use axum::http::StatusCode;
+    pub use axum::response::{IntoResponse, Response};
     pub use axum::routing::{delete, get, patch, post, put};
 }

@@ -56,20 +56,33 @@ impl std::fmt::Debug for Service {
     }
 }
 
-/// Builds a [`Service`] from config given in code or from files.
+/// Builds a [`Service`] from config given in code or from files: every setting of a
+/// [`ConfigLoader`], on the builder itself.
+///
+/// ```
+/// let svc = ms_chassis::Service::builder()
+///     .yaml("service: { name: books }")
+///     .env_vars([("MS__SERVER__PORT", "0")])
+///     .build()?;
+/// assert_eq!(svc.config().chassis().service.name, "books");
+/// # Ok::<(), ms_chassis::Error>(())
+/// ```
+///
+/// Start from a loader of your own with [`Service::builder_from`] or `From<ConfigLoader>`;
+/// the builder then adds to that loader, and nothing given to either is lost.
 #[derive(Debug, Default)]
 #[must_use]
 pub struct ServiceBuilder {
     loader: ConfigLoader,
 }
 
-impl ServiceBuilder {
-    /// Uses this loader instead of the default (embedded defaults only).
-    pub fn config(mut self, loader: ConfigLoader) -> Self {
-        self.loader = loader;
-        self
+impl From<ConfigLoader> for ServiceBuilder {
+    fn from(loader: ConfigLoader) -> Self {
+        Self { loader }
     }
+}
 
+impl ServiceBuilder {
     /// Reads this config file, or `config.yaml` in this directory.
     pub fn file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.loader = self.loader.file(path);
@@ -85,6 +98,23 @@ impl ServiceBuilder {
     /// Adds YAML given in code (above files, below environment).
     pub fn yaml(mut self, yaml: impl Into<String>) -> Self {
         self.loader = self.loader.yaml(yaml);
+        self
+    }
+
+    /// Reads `MS__*` overrides from these variables (see [`ConfigLoader::env_vars`]).
+    pub fn env_vars<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.loader = self.loader.env_vars(vars);
+        self
+    }
+
+    /// Reads the key of `enc_` values from this file (see [`ConfigLoader::key_file`]).
+    pub fn key_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.loader = self.loader.key_file(path);
         self
     }
 
@@ -112,12 +142,18 @@ impl Service {
     /// Loads config the standard way (`MS_CONFIG_FILE`, `MS_PROFILE`, `MS__*` overrides)
     /// and sets up logging and metrics.
     pub fn from_env() -> Result<Self> {
-        Self::builder().config(ConfigLoader::from_env()).build()
+        Self::builder_from(ConfigLoader::from_env()).build()
     }
 
-    /// A builder for tests and embedders.
+    /// A builder with only the embedded defaults, for tests and embedders.
     pub fn builder() -> ServiceBuilder {
         ServiceBuilder::default()
+    }
+
+    /// A builder that adds to `loader`: `Service::builder_from(ConfigLoader::from_env())`
+    /// reads the standard files and variables, then what the builder adds.
+    pub fn builder_from(loader: ConfigLoader) -> ServiceBuilder {
+        ServiceBuilder::from(loader)
     }
 
     /// The configuration loaded at startup.
@@ -175,6 +211,22 @@ impl Service {
         self.clients.get(name, &self.watch, &self.shutdown)
     }
 
+    /// The HTTP client `name` if `clients.<name>` is configured, `None` if it is not: for
+    /// a dependency the service can do without. An error only when the client is
+    /// configured but cannot be built.
+    ///
+    /// ```
+    /// # let svc = ms_chassis::Service::builder().build()?;
+    /// let books = svc.optional_client("books")?;
+    /// assert!(books.is_none(), "no clients.books block");
+    /// # Ok::<(), ms_chassis::Error>(())
+    /// ```
+    pub fn optional_client(&self, name: &str) -> Result<Option<HttpClient>> {
+        let configured = name != crate::config::CLIENT_DEFAULTS
+            && self.watch.current().chassis().clients.contains_key(name);
+        configured.then(|| self.client(name)).transpose()
+    }
+
     /// The metric registry: add the service's own metrics here.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -187,17 +239,43 @@ impl Service {
     }
 
     /// Serves `router` in the chassis stack until SIGTERM or Ctrl-C, then shuts down
-    /// gracefully.
+    /// gracefully. A second signal exits at once (status 130); see [`Service::serve_with`]
+    /// to choose otherwise.
     pub async fn serve(self, router: Router) -> Result<()> {
+        self.serve_with(router, ServeOptions::default()).await
+    }
+
+    /// [`Service::serve`] with options.
+    ///
+    /// ```no_run
+    /// # async fn run() -> ms_chassis::Result<()> {
+    /// use ms_chassis::{ServeOptions, Service};
+    /// let svc = Service::from_env()?;
+    /// // A second Ctrl-C is logged and ignored: the graceful shutdown always finishes,
+    /// // and pending spans are flushed.
+    /// let options = ServeOptions::default().exit_on_second_signal(false);
+    /// svc.serve_with(ms_chassis::axum::Router::new(), options).await
+    /// # }
+    /// ```
+    pub async fn serve_with(self, router: Router, options: ServeOptions) -> Result<()> {
         let trigger = self.shutdown.clone();
         let running = self.start(router).await?;
         tokio::spawn(async move {
             let signal = wait_for_signal().await;
             tracing::info!(signal, "shutdown signal received");
             trigger.cancel();
-            let signal = wait_for_signal().await;
-            tracing::warn!(signal, "second signal received: exiting without draining");
-            std::process::exit(130);
+            loop {
+                let signal = wait_for_signal().await;
+                if options.exit_on_second_signal {
+                    tracing::warn!(signal, "second signal received: exiting without draining");
+                    std::process::exit(130);
+                }
+                tracing::warn!(
+                    signal,
+                    "signal received during the graceful shutdown: ignored \
+                     (exit_on_second_signal is off)"
+                );
+            }
         });
         running.wait().await
     }
@@ -337,6 +415,33 @@ async fn bind(host: std::net::IpAddr, port: u16, setting: &'static str) -> Resul
     })
 }
 
+/// How [`Service::serve_with`] behaves.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    /// Whether a second SIGTERM or Ctrl-C during the graceful shutdown exits the process at
+    /// once, with status 130, skipping the drain and the span flush. Default true, as
+    /// impatient operators expect of Ctrl-C.
+    pub exit_on_second_signal: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            exit_on_second_signal: true,
+        }
+    }
+}
+
+impl ServeOptions {
+    /// Sets [`ServeOptions::exit_on_second_signal`].
+    #[must_use]
+    pub fn exit_on_second_signal(mut self, exit: bool) -> Self {
+        self.exit_on_second_signal = exit;
+        self
+    }
+}
+
 /// A service serving in the background.
 #[derive(Debug)]
 pub struct RunningService {
@@ -364,10 +469,7 @@ impl RunningService {
 
     /// Waits until the service has shut down.
     pub async fn wait(self) -> Result<()> {
-        match self.done.await {
-            Ok(r) => r,
-            Err(e) => Err(Error::Server(std::io::Error::other(e))),
-        }
+        self.done.await?
     }
 
     /// Triggers shutdown and waits for it to complete.
@@ -430,10 +532,7 @@ async fn supervise(mut s: Supervised) -> Result<()> {
 }
 
 fn flatten(joined: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<()> {
-    match joined {
-        Ok(r) => r.map_err(Error::Server),
-        Err(e) => Err(Error::Server(std::io::Error::other(e))),
-    }
+    Ok(joined??)
 }
 
 async fn wait_for_signal() -> &'static str {

@@ -17,8 +17,7 @@ use support::{TEST_BASE, client, eventually};
 
 /// A service started from `loader` (plus [`TEST_BASE`] below it), with an empty router.
 async fn start(loader: ConfigLoader, setup: impl FnOnce(&Service)) -> RunningService {
-    let svc = Service::builder()
-        .config(loader)
+    let svc = Service::builder_from(loader)
         .build()
         .expect("test config is valid");
     setup(&svc);

@@ -170,6 +170,45 @@ impl From<ResilienceError> for ClientErrorKind {
     }
 }
 
+/// The answer for a request that ends because a call to a dependency failed: the status
+/// of [`ClientError::status_hint`] (502, 503 or 504; 500 for a request that could not be
+/// built) with a generic detail that names no internal client, address or cause, so
+/// callers learn nothing of the service's insides. The whole error is logged at `warn`,
+/// with the request's trace and request ids, for the operator.
+///
+/// ```
+/// use ms_chassis::prelude::*;
+///
+/// async fn featured(State(books): State<HttpClient>) -> Result<Json<serde_json::Value>, Problem> {
+///     let book = books.get_json("/books/featured").await?;
+///     Ok(Json(book))
+/// }
+/// # let _ = featured;
+/// ```
+impl From<ClientError> for crate::Problem {
+    fn from(e: ClientError) -> Self {
+        let status = e.status_hint();
+        tracing::warn!(
+            error = %e,
+            client = %e.client,
+            kind = e.kind.name(),
+            status = status.as_u16(),
+            "a call to a dependency failed"
+        );
+        let detail = match status {
+            StatusCode::GATEWAY_TIMEOUT => {
+                "a service this request depends on did not answer in time"
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                "a service this request depends on is unavailable; retry later"
+            }
+            StatusCode::INTERNAL_SERVER_ERROR => "the request could not be completed",
+            _ => "a service this request depends on failed",
+        };
+        crate::Problem::new(status).with_detail(detail)
+    }
+}
+
 fn inner_reqwest(e: &ResilienceError) -> Option<&reqwest::Error> {
     e.inner()?.downcast_ref::<reqwest::Error>()
 }

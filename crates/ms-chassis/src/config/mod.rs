@@ -50,7 +50,7 @@ pub use sections::{
     ServerSection, ServiceSection, ShutdownSection, TraceExporter, TracingSection,
 };
 use source::{Layered, Source};
-pub(crate) use values::byte_size;
+pub(crate) use values::{byte_size, duration};
 pub use watch::ConfigWatch;
 
 /// Env var naming the config file or directory.

@@ -14,9 +14,14 @@ fn describe(v: &serde_json::Value) -> String {
     }
 }
 
-/// `30s`, `250ms`, `5m`, `1h 30m`; a bare `0` means zero.
+/// `30s`, `250ms`, `5m`, `1h 30m`; a bare `0` means zero; at most [`MAX_DURATION`].
 pub(crate) mod duration {
     use super::*;
+
+    /// The longest duration config accepts: 365 days. Anything longer is a typo or an
+    /// attempt to mean "never", and would overflow the deadlines computed from it
+    /// (`Instant + d` panics); settings that can be off document `0` for that.
+    pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
     pub(crate) fn parse(s: &str) -> Option<Duration> {
         let s = s.trim();
@@ -26,23 +31,56 @@ pub(crate) mod duration {
         humantime::parse_duration(s).ok()
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        let parsed = match &v {
+    fn from_value<E: de::Error>(v: &serde_json::Value) -> Result<Duration, E> {
+        let parsed = match v {
             serde_json::Value::String(s) => parse(s),
             serde_json::Value::Number(n) if n.as_u64() == Some(0) => Some(Duration::ZERO),
             _ => None,
         };
-        parsed.ok_or_else(|| {
-            de::Error::custom(format!(
+        match parsed {
+            Some(d) if d <= MAX_DURATION => Ok(d),
+            Some(_) => Err(E::custom(format!(
+                "expected a duration of at most 365 days, found {}",
+                describe(v)
+            ))),
+            None => Err(E::custom(format!(
                 "expected a duration such as 30s, 250ms or 5m, found {}",
-                describe(&v)
-            ))
-        })
+                describe(v)
+            ))),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        from_value(&serde_json::Value::deserialize(d)?)
     }
 
     pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         humantime::format_duration(*d).to_string().serialize(s)
+    }
+
+    /// The same, for an optional duration: `null` is `None`.
+    pub(crate) mod option {
+        use super::*;
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            let v = serde_json::Value::deserialize(d)?;
+            if v.is_null() {
+                return Ok(None);
+            }
+            from_value(&v).map(Some)
+        }
+
+        pub(crate) fn serialize<S: Serializer>(
+            d: &Option<Duration>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
     }
 }
 
@@ -182,6 +220,20 @@ mod tests {
             let v = serde_json::to_value(B { b: n }).unwrap();
             assert_eq!(v["b"], shown);
             assert_eq!(serde_json::from_value::<B>(v).unwrap().b, n);
+        }
+    }
+
+    #[test]
+    fn absurd_durations_are_errors_not_overflows() {
+        let t: T = serde_json::from_value(json!({"d": "365days"})).unwrap();
+        assert_eq!(t.d, duration::MAX_DURATION);
+        for absurd in ["366days", "1000years", "100000000years"] {
+            let e = serde_json::from_value::<T>(json!({ "d": absurd })).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with("expected a duration of at most 365 days, found"),
+                "{absurd}: {e}"
+            );
         }
     }
 

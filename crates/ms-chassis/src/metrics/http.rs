@@ -24,12 +24,19 @@ pub(crate) struct HttpInstruments {
     pub(crate) exemplars: Arc<Exemplars>,
 }
 
-/// One request being measured. Finish it with [`HttpInstruments::finish`]; if it is dropped
-/// unfinished (the client went away), [`HttpInstruments::abandon`] keeps the gauge right.
+/// One request being measured: it counts in the in-flight gauge until it is dropped,
+/// finished with [`HttpInstruments::finish`] or not (the client went away).
 #[derive(Debug)]
 pub(crate) struct InFlight {
     method: &'static str,
     start: Instant,
+    active: IntGauge,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.active.dec();
+    }
 }
 
 impl HttpInstruments {
@@ -38,6 +45,7 @@ impl HttpInstruments {
         InFlight {
             method: method_label(method),
             start,
+            active: self.active.clone(),
         }
     }
 
@@ -50,7 +58,6 @@ impl HttpInstruments {
         status: StatusCode,
         sampled_trace: Option<String>,
     ) {
-        self.active.dec();
         let labels = [f.method, route.unwrap_or(UNMATCHED_ROUTE), status.as_str()];
         let seconds = f.start.elapsed().as_secs_f64();
         self.duration.with_label_values(&labels).observe(seconds);
@@ -62,10 +69,6 @@ impl HttpInstruments {
                 trace_id,
             );
         }
-    }
-
-    pub(crate) fn abandon(&self, _f: InFlight) {
-        self.active.dec();
     }
 }
 
@@ -110,8 +113,10 @@ mod tests {
             .with_label_values(&["_OTHER", UNMATCHED_ROUTE, "404"])
             .get_sample_count();
         assert_eq!(n, 1);
+        // Dropped unfinished (the client went away): the gauge is right by itself.
         let f = i.start(&Method::GET, Instant::now());
-        i.abandon(f);
+        assert_eq!(i.active.get(), 1);
+        drop(f);
         assert_eq!(i.active.get(), 0);
     }
 }

@@ -47,7 +47,7 @@ pub(crate) use listener::{
     ConnectionLimits, ConnectionMetrics, MIN_HEADER_SIZE, default_max_connections,
     management_max_connections, serve,
 };
-pub use problem::PROBLEM_JSON;
+pub use problem::{PROBLEM_JSON, Problem};
 pub(crate) use problem::{problem, problem_with};
 pub use request_id::{RequestId, X_REQUEST_ID};
 

@@ -1,11 +1,181 @@
-//! RFC 7807 `application/problem+json` bodies for the errors the chassis itself produces.
+//! [`Problem`]: RFC 9457 (formerly RFC 7807) `application/problem+json` error responses, for
+//! the errors the chassis produces and for the user's own handlers.
+//!
+//! One type for both, so every error a service answers with has the same shape, whether it
+//! comes from the chassis's limits, from a failed call to another service
+//! (`From<ClientError>`), or from the handler's own checks.
+
+use std::borrow::Cow;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Response, StatusCode, header};
+use axum::response::IntoResponse;
 use serde_json::{Map, Value};
 
-/// Media type of RFC 7807 problem details.
+/// Media type of RFC 9457 problem details.
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The members RFC 9457 defines; an extension may not take their names.
+const STANDARD_MEMBERS: [&str; 5] = ["type", "title", "status", "detail", "instance"];
+
+/// An RFC 9457 problem detail: a JSON error body with `type`, `title`, `status`, `detail`,
+/// `instance` and extension members, answered as `application/problem+json`.
+///
+/// `type` defaults to `about:blank`, and then `title` defaults to the status's reason
+/// phrase, as the RFC asks. Return it from a handler, alone or as the error of a `Result`:
+///
+/// ```
+/// use ms_chassis::prelude::*;
+///
+/// async fn book(Path(id): Path<u32>) -> Result<Json<serde_json::Value>, Problem> {
+///     if id == 0 {
+///         return Err(Problem::new(StatusCode::BAD_REQUEST)
+///             .with_detail("book ids start at 1")
+///             .with_extension("field", "id"));
+///     }
+///     Ok(Json(serde_json::json!({ "id": id })))
+/// }
+/// # let _: Router = Router::new().route("/books/{id}", get(book));
+/// ```
+///
+/// A failed call to another service converts with `?`: see
+/// [`ClientError`](crate::client::ClientError)'s `From` impl, which answers 502, 503 or 504
+/// with a detail that names no internal client or cause.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    status: StatusCode,
+    kind: Option<Cow<'static, str>>,
+    title: Option<Cow<'static, str>>,
+    detail: Option<Cow<'static, str>>,
+    instance: Option<Cow<'static, str>>,
+    extensions: Map<String, Value>,
+}
+
+impl Problem {
+    /// A problem with `status`, `type` `about:blank` and the status's reason as `title`.
+    pub fn new(status: StatusCode) -> Self {
+        Self {
+            status,
+            kind: None,
+            title: None,
+            detail: None,
+            instance: None,
+            extensions: Map::new(),
+        }
+    }
+
+    /// The `type` URI reference that identifies the kind of problem (default
+    /// `about:blank`).
+    #[must_use]
+    pub fn with_type(mut self, uri: impl Into<Cow<'static, str>>) -> Self {
+        self.kind = Some(uri.into());
+        self
+    }
+
+    /// A short summary of the kind of problem (default: the status's reason phrase).
+    #[must_use]
+    pub fn with_title(mut self, title: impl Into<Cow<'static, str>>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// An explanation of this occurrence, for the client.
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// A URI reference that identifies this occurrence.
+    #[must_use]
+    pub fn with_instance(mut self, instance: impl Into<Cow<'static, str>>) -> Self {
+        self.instance = Some(instance.into());
+        self
+    }
+
+    /// An extension member beside the standard ones, such as `"errors": [...]`. A name of
+    /// a standard member (`type`, `title`, `status`, `detail`, `instance`) is ignored: those
+    /// are set with their own methods.
+    #[must_use]
+    pub fn with_extension(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        let name = name.into();
+        if !STANDARD_MEMBERS.contains(&name.as_str()) {
+            self.extensions.insert(name, value.into());
+        }
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The `type` member.
+    pub fn kind(&self) -> &str {
+        self.kind.as_deref().unwrap_or("about:blank")
+    }
+
+    /// The `title` member.
+    pub fn title(&self) -> &str {
+        self.title
+            .as_deref()
+            .unwrap_or_else(|| self.status.canonical_reason().unwrap_or("Error"))
+    }
+
+    /// The `detail` member, if set.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
+    /// The `instance` member, if set.
+    pub fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
+    }
+
+    /// The extension members.
+    pub fn extensions(&self) -> &Map<String, Value> {
+        &self.extensions
+    }
+
+    /// The JSON document.
+    pub fn to_json(&self) -> Value {
+        let mut body = self.extensions.clone();
+        body.insert("type".into(), self.kind().into());
+        body.insert("title".into(), self.title().into());
+        body.insert("status".into(), self.status.as_u16().into());
+        if let Some(d) = &self.detail {
+            body.insert("detail".into(), d.as_ref().into());
+        }
+        if let Some(i) = &self.instance {
+            body.insert("instance".into(), i.as_ref().into());
+        }
+        Value::Object(body)
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.title())?;
+        if let Some(d) = &self.detail {
+            write!(f, ": {d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problem {}
+
+impl From<StatusCode> for Problem {
+    fn from(status: StatusCode) -> Self {
+        Self::new(status)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> axum::response::Response {
+        problem_response(self.status, self.to_json().to_string().into())
+    }
+}
 
 /// Builds a problem response: `type` is `about:blank`, so `title` is the status phrase.
 pub(crate) fn problem(status: StatusCode, detail: &str) -> Response<Body> {
@@ -27,15 +197,9 @@ pub(crate) fn problem_body(
     detail: &str,
     extensions: Map<String, Value>,
 ) -> Bytes {
-    let mut body = extensions;
-    body.insert("type".into(), "about:blank".into());
-    body.insert(
-        "title".into(),
-        status.canonical_reason().unwrap_or("Error").into(),
-    );
-    body.insert("status".into(), status.as_u16().into());
-    body.insert("detail".into(), detail.into());
-    Value::Object(body).to_string().into()
+    let mut p = Problem::new(status).with_detail(detail.to_owned());
+    p.extensions = extensions;
+    p.to_json().to_string().into()
 }
 
 /// A problem response around a body from [`problem_body`]: for an answer given so often
@@ -46,4 +210,44 @@ pub(crate) fn problem_response(status: StatusCode, body: Bytes) -> Response<Body
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_rfc() {
+        let p = Problem::new(StatusCode::NOT_FOUND);
+        assert_eq!(
+            p.to_json(),
+            serde_json::json!({"type": "about:blank", "title": "Not Found", "status": 404})
+        );
+        assert_eq!(p.to_string(), "404 Not Found");
+    }
+
+    #[test]
+    fn every_member_and_extensions_but_never_over_a_standard_one() {
+        let p = Problem::new(StatusCode::CONFLICT)
+            .with_type("https://example.com/probs/out-of-stock")
+            .with_title("Out of stock")
+            .with_detail("book 7 has 0 copies left")
+            .with_instance("/orders/12")
+            .with_extension("book", 7)
+            .with_extension("status", 200);
+        assert_eq!(
+            p.to_json(),
+            serde_json::json!({
+                "type": "https://example.com/probs/out-of-stock",
+                "title": "Out of stock",
+                "status": 409,
+                "detail": "book 7 has 0 copies left",
+                "instance": "/orders/12",
+                "book": 7,
+            })
+        );
+        let res = p.into_response();
+        assert_eq!(res.status(), StatusCode::CONFLICT);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
 }

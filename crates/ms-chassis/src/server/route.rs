@@ -156,9 +156,6 @@ pin_project! {
             if this.slot.take().is_some() {
                 this.shared.limits.release();
             }
-            if let (Some(f), Some(m)) = (this.in_flight.take(), &this.shared.metrics) {
-                m.abandon(f);
-            }
         }
     }
 }
