@@ -207,7 +207,15 @@ impl Service {
     pub async fn start(self, router: Router) -> Result<RunningService> {
         let cfg = self.config.chassis();
         let metrics_on = cfg.metrics.enabled;
-        let mut chassis = crate::health::routes(self.health.clone());
+        let exposure = match &cfg.server.management {
+            Some(m) if m.host.is_loopback() => Exposure::LoopbackManagement,
+            _ => Exposure::Reachable,
+        };
+        let watch = self.watch.clone();
+        let mut chassis = crate::health::routes(
+            self.health.clone(),
+            Arc::new(move |h| crate::admin::authorized(exposure, &watch, h)),
+        );
         let mut chassis_paths: Vec<String> = crate::health::PATHS
             .iter()
             .chain(crate::admin::PATHS.iter())
@@ -224,10 +232,6 @@ impl Service {
             self.access_log.clone(),
             self.metrics.config_reloads(),
         ));
-        let exposure = match &cfg.server.management {
-            Some(m) if m.host.is_loopback() => Exposure::LoopbackManagement,
-            _ => Exposure::Reachable,
-        };
         chassis = chassis.merge(crate::admin::routes(Admin::new(
             reloader.clone(),
             self.config.clone(),

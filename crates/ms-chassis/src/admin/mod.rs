@@ -25,7 +25,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Response, StatusCode};
+use axum::http::{HeaderMap, Response, StatusCode};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -36,7 +36,7 @@ pub(crate) use access::Exposure;
 pub(crate) use info::Started;
 
 use crate::client::Clients;
-use crate::config::Config;
+use crate::config::{Config, ConfigWatch};
 use crate::reload::Reloader;
 use crate::server::problem_with;
 
@@ -92,6 +92,12 @@ impl Admin {
     fn shutdown(&self) -> &CancellationToken {
         &self.inner.shutdown
     }
+}
+
+/// Whether a request with `headers` may call the protected admin endpoints; for the health
+/// checks' details.
+pub(crate) fn authorized(exposure: Exposure, watch: &ConfigWatch, headers: &HeaderMap) -> bool {
+    access::allowed(exposure, watch, headers)
 }
 
 /// The admin routes.
