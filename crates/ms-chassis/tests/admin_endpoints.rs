@@ -81,12 +81,14 @@ fn expected_commit() -> String {
 async fn info_names_the_service_the_build_and_the_uptime() {
     let before = SystemTime::now() - Duration::from_secs(1);
     let s = start(
-        yaml("service: { name: books, version: 1.2.3 }").profile("staging"),
+        yaml(&format!(
+            "{LOOPBACK_MANAGEMENT}\nservice: {{ name: books, version: 1.2.3 }}"
+        ))
+        .profile("staging"),
         |_| {},
     )
     .await;
-    // Public, on the main port, no token.
-    let info = get_json(&format!("{}/admin/info", main_port(&s))).await;
+    let info = get_json(&format!("{}/admin/info", management(&s))).await;
     assert_eq!(info["service"], "books", "{info}");
     assert_eq!(info["version"], "1.2.3", "{info}");
     assert_eq!(info["chassis_version"], env!("CARGO_PKG_VERSION"), "{info}");
@@ -110,7 +112,7 @@ async fn info_names_the_service_the_build_and_the_uptime() {
     let uptime = info["uptime_seconds"].as_f64().unwrap();
     assert!(uptime >= 0.0, "{info}");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let later = get_json(&format!("{}/admin/info", main_port(&s))).await;
+    let later = get_json(&format!("{}/admin/info", management(&s))).await;
     assert!(
         // Rounded to milliseconds.
         later["uptime_seconds"].as_f64().unwrap() >= uptime + 0.199,
@@ -119,7 +121,7 @@ async fn info_names_the_service_the_build_and_the_uptime() {
 
     // The same facts label the build info gauge.
     let metrics = client()
-        .get(format!("{}/metrics", main_port(&s)))
+        .get(format!("{}/metrics", management(&s)))
         .send()
         .await
         .unwrap()
@@ -296,7 +298,8 @@ async fn loggers_reject_bad_input_naming_the_field() {
 }
 
 /// Every protected endpoint, as (method, path).
-const PROTECTED: [(&str, &str); 4] = [
+const PROTECTED: [(&str, &str); 5] = [
+    ("GET", "/admin/info"),
     ("GET", "/admin/config"),
     ("GET", "/admin/loggers"),
     ("POST", "/admin/loggers"),
@@ -355,8 +358,6 @@ async fn with_a_token_every_protected_endpoint_requires_it() {
         .await
         .unwrap();
     problem(res, 401).await;
-    // Info is public.
-    get_json(&format!("{base}/admin/info")).await;
     s.shutdown().await.unwrap();
 }
 
@@ -415,7 +416,6 @@ async fn with_neither_a_token_nor_a_loopback_management_port_they_are_off() {
         // A token does not help when none is configured.
         problem(call(&base, method, path, Some("anything")).await, 404).await;
     }
-    get_json(&format!("{base}/admin/info")).await;
     s.shutdown().await.unwrap();
 }
 
@@ -586,3 +586,4 @@ async fn reload_applies_live_settings_rejects_bad_config_and_reports_restarts() 
     assert!(reloads_total(&base, "success").await >= 2);
     s.shutdown().await.unwrap();
 }
+

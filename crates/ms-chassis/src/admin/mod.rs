@@ -2,7 +2,7 @@
 //!
 //! | endpoint                    | what it does                                   | who may call |
 //! |-----------------------------|------------------------------------------------|--------------|
-//! | `GET /admin/info`           | service, build, profile, start time, uptime    | anyone       |
+//! | `GET /admin/info`           | service, build, profile, start time, uptime    | protected    |
 //! | `GET /admin/config`         | the effective config, secrets redacted         | protected    |
 //! | `GET /admin/loggers`        | the log filter: root and per-target levels     | protected    |
 //! | `POST /admin/loggers`       | change a level, optionally for a while         | protected    |
@@ -11,8 +11,10 @@
 //! | `POST /admin/breakers/{name}` | force a breaker open, closed or disabled     | protected    |
 //!
 //! "Protected" is the rule in [`access`]: open on a loopback management port, else a
-//! bearer `admin.token`, else off. They are chassis endpoints: dispatched by exact path
-//! outside the user's stack (no timeouts, limits or user middleware), and on the
+//! bearer `admin.token`, else off. Every one is protected, `/admin/info` too: versions and
+//! the git commit tell an attacker which known bugs to try. The same rule decides who sees
+//! the health checks' details ([`authorized`]). They are chassis endpoints: dispatched by
+//! exact path outside the user's stack (no timeouts, limits or user middleware), and on the
 //! management listener when `server.management` is set.
 
 mod access;
@@ -102,16 +104,14 @@ pub(crate) fn authorized(exposure: Exposure, watch: &ConfigWatch, headers: &Head
 
 /// The admin routes.
 pub(crate) fn routes(admin: Admin) -> Router {
-    let protected = Router::new()
+    Router::new()
+        .route("/admin/info", get(info))
         .route("/admin/config", get(config))
         .route("/admin/loggers", get(loggers::get).post(loggers::post))
         .route("/admin/config/reload", post(reload))
         .route("/admin/breakers", get(breakers::list))
         .route("/admin/breakers/{name}", post(breakers::force))
-        .route_layer(axum::middleware::from_fn_with_state(admin.clone(), guard));
-    Router::new()
-        .route("/admin/info", get(info))
-        .merge(protected)
+        .route_layer(axum::middleware::from_fn_with_state(admin.clone(), guard))
         .with_state(admin)
 }
 

@@ -402,12 +402,13 @@ impl Default for TracingSection {
     }
 }
 
-/// `admin:` who may use the admin endpoints that change state or show config.
+/// `admin:` who may use the admin endpoints (`/admin/info` included).
 ///
 /// With a `token`, those endpoints require `Authorization: Bearer <token>`. Without one,
 /// they answer only on a management port bound to a loopback address
-/// (`server.management.host: 127.0.0.1`), and are off elsewhere. `/admin/info` is always
-/// public. The token may be stored encrypted, as `enc_token`.
+/// (`server.management.host: 127.0.0.1`), and are off elsewhere. The same rule decides who
+/// sees the health checks' details (`health.show_details: when_authorized`). The token may
+/// be stored encrypted, as `enc_token`.
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
