@@ -172,7 +172,7 @@ impl Service {
     /// # Ok::<(), ms_chassis::Error>(())
     /// ```
     pub fn client(&self, name: &str) -> Result<HttpClient> {
-        self.clients.get(name, &self.watch, &self.shutdown)
+        self.clients.get(name, &self.watch)
     }
 
     /// The metric registry: add the service's own metrics here.
@@ -229,6 +229,7 @@ impl Service {
             self.loader.clone(),
             self.watch.clone(),
             self.health.clone(),
+            self.clients.clone(),
             self.access_log.clone(),
             self.metrics.config_reloads(),
         ));

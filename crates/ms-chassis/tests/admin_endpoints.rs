@@ -1,8 +1,9 @@
 //! The admin endpoints over real sockets: `/admin/info` names the service and the build,
 //! `/admin/config` never shows a secret, `/admin/loggers` changes levels (and reverts them),
-//! `/admin/config/reload` applies what can change live and reports what cannot, and the
-//! protection rule holds: a bearer token where one is set, nothing needed on a loopback
-//! management port, and off otherwise.
+//! `/admin/config/reload` applies what can change live, reports what cannot and what
+//! refused its new settings, and the protection rule holds for every endpoint, `/admin/info`
+//! included: a bearer token where one is set, nothing needed on a loopback management port,
+//! and off otherwise.
 
 mod support;
 
@@ -587,3 +588,78 @@ async fn reload_applies_live_settings_rejects_bad_config_and_reports_restarts() 
     s.shutdown().await.unwrap();
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn a_client_that_refuses_its_new_settings_is_reported_as_failed_not_applied() {
+    // The service reads the file through a symlink from another directory. The watcher
+    // watches the link's directory, so an edit of the target does not reload by itself, and
+    // the report read here is that of this test's own reload.
+    let (real_dir, link_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let file = real_dir.path().join("config.yaml");
+    let link = link_dir.path().join("config.yaml");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    let config = |clients: &str| {
+        format!("{TEST_BASE}  management: {{ host: 127.0.0.1, port: 0 }}\nclients:\n{clients}")
+    };
+    write(
+        &file,
+        &config(
+            "  books: { url: 'http://127.0.0.1:9/' }\n  \
+             authors: { url: 'http://127.0.0.1:9/', timeout: 2s }\n",
+        ),
+    );
+    let svc = Service::builder().file(&link).build().unwrap();
+    let books = svc.client("books").unwrap();
+    let authors = svc.client("authors").unwrap();
+    let s = svc.start(Router::new()).await.unwrap();
+    let base = management(&s);
+
+    // `clients.books` is gone, but the service holds the client: it cannot take settings
+    // that are not there, and keeps its own. `clients.authors` changes as asked.
+    write(
+        &file,
+        &config("  authors: { url: 'http://127.0.0.1:9/', timeout: 3s }\n"),
+    );
+    let res = reload(&base).await;
+    assert_eq!(res.status(), 200);
+    let report: Value = res.json().await.unwrap();
+    assert_eq!(report["result"], "success", "{report}");
+    let failed = report["failed"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(failed.len(), 1, "{report}");
+    assert_eq!(failed[0]["part"], "clients.books", "{report}");
+    assert_eq!(failed[0]["key"], "clients.books.url", "{report}");
+    assert!(
+        failed[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer in the config"),
+        "{report}"
+    );
+    assert!(
+        strings(&report["changed"]).contains(&"clients.books.url".to_owned()),
+        "{report}"
+    );
+    let applied = strings(&report["applied"]);
+    assert_eq!(applied, ["clients.authors.timeout"], "{report}");
+    assert_eq!(books.config().url.as_deref(), Some("http://127.0.0.1:9/"));
+    assert_eq!(authors.config().timeout, Duration::from_secs(3));
+
+    // A reload where every client takes its settings has no `failed` heading.
+    write(
+        &file,
+        &config(
+            "  books: { url: 'http://127.0.0.1:9/' }\n  \
+             authors: { url: 'http://127.0.0.1:9/', timeout: 4s }\n",
+        ),
+    );
+    let report: Value = reload(&base).await.json().await.unwrap();
+    assert!(report.get("failed").is_none(), "{report}");
+    assert_eq!(
+        strings(&report["applied"]),
+        ["clients.authors.timeout", "clients.books.url"],
+        "{report}"
+    );
+    s.shutdown().await.unwrap();
+}
