@@ -346,6 +346,7 @@ impl Health {
     /// Runs the checks of the given probes concurrently and aggregates them. A check with a
     /// run in flight is not run again: its result is awaited; one whose last result is
     /// younger than `health.cache_ttl` is not run at all. The lifecycle state is read now.
+    /// Runs are spawned on the Tokio runtime this is called in.
     pub async fn evaluate(&self, probes: &[Probe]) -> Report {
         let selected: Vec<Arc<Registered>> = self
             .inner
