@@ -208,7 +208,7 @@ impl Service {
     /// # Ok::<(), ms_chassis::Error>(())
     /// ```
     pub fn client(&self, name: &str) -> Result<HttpClient> {
-        self.clients.get(name, &self.watch, &self.shutdown)
+        self.clients.get(name, &self.watch)
     }
 
     /// The HTTP client `name` if `clients.<name>` is configured, `None` if it is not: for
@@ -285,7 +285,15 @@ impl Service {
     pub async fn start(self, router: Router) -> Result<RunningService> {
         let cfg = self.config.chassis();
         let metrics_on = cfg.metrics.enabled;
-        let mut chassis = crate::health::routes(self.health.clone());
+        let exposure = match &cfg.server.management {
+            Some(m) if m.host.is_loopback() => Exposure::LoopbackManagement,
+            _ => Exposure::Reachable,
+        };
+        let watch = self.watch.clone();
+        let mut chassis = crate::health::routes(
+            self.health.clone(),
+            Arc::new(move |h| crate::admin::authorized(exposure, &watch, h)),
+        );
         let mut chassis_paths: Vec<String> = crate::health::PATHS
             .iter()
             .chain(crate::admin::PATHS.iter())
@@ -299,13 +307,10 @@ impl Service {
             self.loader.clone(),
             self.watch.clone(),
             self.health.clone(),
+            self.clients.clone(),
             self.access_log.clone(),
             self.metrics.config_reloads(),
         ));
-        let exposure = match &cfg.server.management {
-            Some(m) if m.host.is_loopback() => Exposure::LoopbackManagement,
-            _ => Exposure::Reachable,
-        };
         chassis = chassis.merge(crate::admin::routes(Admin::new(
             reloader.clone(),
             self.config.clone(),

@@ -1,8 +1,9 @@
 //! The admin endpoints over real sockets: `/admin/info` names the service and the build,
 //! `/admin/config` never shows a secret, `/admin/loggers` changes levels (and reverts them),
-//! `/admin/config/reload` applies what can change live and reports what cannot, and the
-//! protection rule holds: a bearer token where one is set, nothing needed on a loopback
-//! management port, and off otherwise.
+//! `/admin/config/reload` applies what can change live, reports what cannot and what
+//! refused its new settings, and the protection rule holds for every endpoint, `/admin/info`
+//! included: a bearer token where one is set, nothing needed on a loopback management port,
+//! and off otherwise.
 
 mod support;
 
@@ -80,12 +81,14 @@ fn expected_commit() -> String {
 async fn info_names_the_service_the_build_and_the_uptime() {
     let before = SystemTime::now() - Duration::from_secs(1);
     let s = start(
-        yaml("service: { name: books, version: 1.2.3 }").profile("staging"),
+        yaml(&format!(
+            "{LOOPBACK_MANAGEMENT}\nservice: {{ name: books, version: 1.2.3 }}"
+        ))
+        .profile("staging"),
         |_| {},
     )
     .await;
-    // Public, on the main port, no token.
-    let info = get_json(&format!("{}/admin/info", main_port(&s))).await;
+    let info = get_json(&format!("{}/admin/info", management(&s))).await;
     assert_eq!(info["service"], "books", "{info}");
     assert_eq!(info["version"], "1.2.3", "{info}");
     assert_eq!(info["chassis_version"], env!("CARGO_PKG_VERSION"), "{info}");
@@ -109,7 +112,7 @@ async fn info_names_the_service_the_build_and_the_uptime() {
     let uptime = info["uptime_seconds"].as_f64().unwrap();
     assert!(uptime >= 0.0, "{info}");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let later = get_json(&format!("{}/admin/info", main_port(&s))).await;
+    let later = get_json(&format!("{}/admin/info", management(&s))).await;
     assert!(
         // Rounded to milliseconds.
         later["uptime_seconds"].as_f64().unwrap() >= uptime + 0.199,
@@ -118,7 +121,7 @@ async fn info_names_the_service_the_build_and_the_uptime() {
 
     // The same facts label the build info gauge.
     let metrics = client()
-        .get(format!("{}/metrics", main_port(&s)))
+        .get(format!("{}/metrics", management(&s)))
         .send()
         .await
         .unwrap()
@@ -295,7 +298,8 @@ async fn loggers_reject_bad_input_naming_the_field() {
 }
 
 /// Every protected endpoint, as (method, path).
-const PROTECTED: [(&str, &str); 4] = [
+const PROTECTED: [(&str, &str); 5] = [
+    ("GET", "/admin/info"),
     ("GET", "/admin/config"),
     ("GET", "/admin/loggers"),
     ("POST", "/admin/loggers"),
@@ -354,8 +358,6 @@ async fn with_a_token_every_protected_endpoint_requires_it() {
         .await
         .unwrap();
     problem(res, 401).await;
-    // Info is public.
-    get_json(&format!("{base}/admin/info")).await;
     s.shutdown().await.unwrap();
 }
 
@@ -414,7 +416,6 @@ async fn with_neither_a_token_nor_a_loopback_management_port_they_are_off() {
         // A token does not help when none is configured.
         problem(call(&base, method, path, Some("anything")).await, 404).await;
     }
-    get_json(&format!("{base}/admin/info")).await;
     s.shutdown().await.unwrap();
 }
 
@@ -583,5 +584,81 @@ async fn reload_applies_live_settings_rejects_bad_config_and_reports_restarts() 
     assert_eq!(report["result"], "success", "{report}");
     assert!(strings(&report["restart_required"]).is_empty(), "{report}");
     assert!(reloads_total(&base, "success").await >= 2);
+    s.shutdown().await.unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_client_that_refuses_its_new_settings_is_reported_as_failed_not_applied() {
+    // The service reads the file through a symlink from another directory. The watcher
+    // watches the link's directory, so an edit of the target does not reload by itself, and
+    // the report read here is that of this test's own reload.
+    let (real_dir, link_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let file = real_dir.path().join("config.yaml");
+    let link = link_dir.path().join("config.yaml");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    let config = |clients: &str| {
+        format!("{TEST_BASE}  management: {{ host: 127.0.0.1, port: 0 }}\nclients:\n{clients}")
+    };
+    write(
+        &file,
+        &config(
+            "  books: { url: 'http://127.0.0.1:9/' }\n  \
+             authors: { url: 'http://127.0.0.1:9/', timeout: 2s }\n",
+        ),
+    );
+    let svc = Service::builder().file(&link).build().unwrap();
+    let books = svc.client("books").unwrap();
+    let authors = svc.client("authors").unwrap();
+    let s = svc.start(Router::new()).await.unwrap();
+    let base = management(&s);
+
+    // `clients.books` is gone, but the service holds the client: it cannot take settings
+    // that are not there, and keeps its own. `clients.authors` changes as asked.
+    write(
+        &file,
+        &config("  authors: { url: 'http://127.0.0.1:9/', timeout: 3s }\n"),
+    );
+    let res = reload(&base).await;
+    assert_eq!(res.status(), 200);
+    let report: Value = res.json().await.unwrap();
+    assert_eq!(report["result"], "success", "{report}");
+    let failed = report["failed"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(failed.len(), 1, "{report}");
+    assert_eq!(failed[0]["part"], "clients.books", "{report}");
+    assert_eq!(failed[0]["key"], "clients.books.url", "{report}");
+    assert!(
+        failed[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer in the config"),
+        "{report}"
+    );
+    assert!(
+        strings(&report["changed"]).contains(&"clients.books.url".to_owned()),
+        "{report}"
+    );
+    let applied = strings(&report["applied"]);
+    assert_eq!(applied, ["clients.authors.timeout"], "{report}");
+    assert_eq!(books.config().url.as_deref(), Some("http://127.0.0.1:9/"));
+    assert_eq!(authors.config().timeout, Duration::from_secs(3));
+
+    // A reload where every client takes its settings has no `failed` heading.
+    write(
+        &file,
+        &config(
+            "  books: { url: 'http://127.0.0.1:9/' }\n  \
+             authors: { url: 'http://127.0.0.1:9/', timeout: 4s }\n",
+        ),
+    );
+    let report: Value = reload(&base).await.json().await.unwrap();
+    assert!(report.get("failed").is_none(), "{report}");
+    assert_eq!(
+        strings(&report["applied"]),
+        ["clients.authors.timeout", "clients.books.url"],
+        "{report}"
+    );
     s.shutdown().await.unwrap();
 }

@@ -452,11 +452,13 @@ async fn calls_from_a_handler_carry_the_trace_and_only_the_allowed_headers() {
 #[tokio::test]
 async fn the_probe_reports_the_dependency_and_the_breaker() {
     let down = Downstream::start().await;
-    // Credentials in the URL: /health is public and must not show the password.
+    // Credentials in the URL: /health must not show the password, even with the details
+    // shown to everyone. No cache: each probe below sees the downstream as it is now.
     let url = down.url.replacen("http://", "http://probe:s3cret@", 1);
     let svc = service(
         &url,
-        "    probe_path: /healthcheck\n    retry: { enabled: false }\n    breaker: { consecutive_failure_threshold: 2, wait_in_open: 1h }\n",
+        "    probe_path: /healthcheck\n    retry: { enabled: false }\n    breaker: { consecutive_failure_threshold: 2, wait_in_open: 1h }\n\
+         health: { show_details: always, cache_ttl: 0s }\n",
     );
     let books = svc.client("books").unwrap();
     assert!(!format!("{books:?}").contains("s3cret"), "{books:?}");

@@ -2,8 +2,9 @@
 //! while it runs: a new log level takes effect without a restart, `app.greeting` reaches the
 //! `/hello` handler through its subscription, a new sampler decides the next traces, a bad
 //! edit is rejected with the old config kept, a new port is reported as needing a restart,
-//! and a burst of edits is coalesced by one watcher without duplicating log lines or
-//! leaking threads.
+//! a client that cannot take its new settings is logged as failed rather than applied, and
+//! a burst of edits is coalesced by one watcher without duplicating log lines or leaking
+//! threads.
 
 mod support;
 
@@ -432,5 +433,50 @@ async fn twenty_rapid_edits_reload_a_few_times_with_one_watcher_and_no_duplicate
         threads_after <= threads_before,
         "threads grew from {threads_before} to {threads_after}"
     );
+    assert_still_running(&mut hello);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_refuses_its_new_settings_is_logged_as_failed_not_applied() {
+    // hello builds `clients.downstream` at startup when it is configured. Deleting the block
+    // leaves the client without settings to take: it keeps its own, and the reload says so.
+    let with_client = format!(
+        "{}clients:\n  downstream: {{ url: 'http://127.0.0.1:9/' }}\n",
+        config("info", "hello")
+    );
+    let file = ConfigFile::new(&with_client);
+    let mut hello = start(&file).await;
+    file.replace(&config("info", "hola"));
+    let line = eventually(RELOAD_DEADLINE, "the reload line", || async {
+        lines_with(
+            &hello,
+            "config reloaded, but some parts refused their new settings and keep their \
+             previous ones",
+        )
+        .into_iter()
+        .next()
+        .ok_or_else(|| "not yet".to_owned())
+    })
+    .await;
+    assert_eq!(line["level"], "ERROR", "{line}");
+    let failed = line["failed"].as_str().unwrap();
+    assert!(
+        failed.starts_with("clients.downstream.url: missing: clients.downstream is no longer"),
+        "{line}"
+    );
+    assert!(
+        line["changed"]
+            .as_str()
+            .unwrap()
+            .contains("clients.downstream.url"),
+        "{line}"
+    );
+    assert_eq!(line["applied"], "app.greeting", "{line}");
+    assert!(
+        lines_with(&hello, "config reloaded").is_empty(),
+        "{}",
+        hello.stdout_text()
+    );
+    assert_eq!(greeting(&hello).await, "hola, world");
     assert_still_running(&mut hello);
 }

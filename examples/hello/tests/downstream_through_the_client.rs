@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::Value;
 use support::otlp::{self, Attr, Transport};
-use support::{client, get_text, spawn_hello};
+use support::{client, eventually, get_text, spawn_hello};
 
 const DEADLINE: Duration = Duration::from_secs(30);
+
+const ADMIN_TOKEN: &str = "hello-admin-token";
 
 #[tokio::test]
 async fn a_dead_downstream_opens_the_breaker_and_the_demo_stays_responsive() {
@@ -39,6 +41,8 @@ async fn a_dead_downstream_opens_the_breaker_and_the_demo_stays_responsive() {
             "3",
         ),
         ("MS__CLIENTS__DOWNSTREAM__BREAKER__WAIT_IN_OPEN", "1h"),
+        // The checks' details (the breaker state) are for the admin only.
+        ("MS__ADMIN__TOKEN", ADMIN_TOKEN),
     ]);
     let a = spawn_hello(&a_env).await;
     let http = client();
@@ -144,18 +148,39 @@ async fn a_dead_downstream_opens_the_breaker_and_the_demo_stays_responsive() {
     let hello = http.get(a.url("/hello")).send().await.unwrap();
     assert_eq!(hello.status(), 200, "A keeps serving its own routes");
 
-    let health = http.get(a.url("/health")).send().await.unwrap();
-    assert_eq!(health.status(), 503);
-    let health: Value = health.json().await.unwrap();
-    let check = health["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "downstream")
-        .unwrap_or_else(|| panic!("no downstream check: {health}"))
-        .clone();
-    assert_eq!(check["status"], "DOWN", "{health}");
+    // A probe result may be up to health.cache_ttl (1s) old: poll until the check is in.
+    let health = eventually(DEADLINE, "/health to report downstream DOWN", || {
+        let req = http.get(a.url("/health")).bearer_auth(ADMIN_TOKEN).send();
+        async move {
+            let res = req.await.map_err(|e| e.to_string())?;
+            let status = res.status();
+            let health: Value = res.json().await.map_err(|e| e.to_string())?;
+            let check = health["checks"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["name"] == "downstream"))
+                .cloned()
+                .ok_or_else(|| format!("no downstream check: {health}"))?;
+            if check["status"] == "DOWN" {
+                Ok((status, check, health))
+            } else {
+                Err(format!("{status}: {health}"))
+            }
+        }
+    })
+    .await;
+    let (status, check, health) = health;
+    assert_eq!(status, 503, "{health}");
     assert_eq!(check["data"]["breaker"], "OPEN", "{health}");
+    // Without the token: the status only.
+    let public: Value = http
+        .get(a.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!public.to_string().contains("OPEN"), "{public}");
 
     let metrics = get_text(&a.url("/metrics")).await;
     assert!(

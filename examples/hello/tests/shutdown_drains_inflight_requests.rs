@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use support::{client, eventually, fresh_connection_client, send_signal, spawn_hello};
 
+const ADMIN_TOKEN: &str = "hello-admin-token";
+
 const DRAIN_DELAY: Duration = Duration::from_secs(2);
 const GRACE: Duration = Duration::from_secs(20);
 /// Concurrent `GET /slow/3000` requests in flight when SIGTERM arrives.
@@ -59,6 +61,8 @@ async fn sigterm_turns_readiness_down_drains_and_finishes_inflight_requests() {
     let mut hello = spawn_hello(&[
         ("MS__SERVER__SHUTDOWN__DRAIN_DELAY", "2s"),
         ("MS__SERVER__SHUTDOWN__GRACE", "20s"),
+        // To read the lifecycle check's state, which only the admin sees.
+        ("MS__ADMIN__TOKEN", ADMIN_TOKEN),
     ])
     .await;
     let http = client();
@@ -157,7 +161,7 @@ async fn sigterm_turns_readiness_down_drains_and_finishes_inflight_requests() {
             let probe = probe.clone();
             let url = ready_url.clone();
             async move {
-                match probe.get(&url).send().await {
+                match probe.get(&url).bearer_auth(ADMIN_TOKEN).send().await {
                     Ok(res) if res.status() == 200 => Err("still 200".to_owned()),
                     Ok(res) => {
                         let status = res.status().as_u16();

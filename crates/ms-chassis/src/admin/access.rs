@@ -9,7 +9,9 @@
 //!    on.
 //!
 //! The token is read from the live config on every call, so a reload can rotate it, and is
-//! compared in time that does not depend on where the first wrong byte is.
+//! compared in time that does not depend on where the first wrong byte is. The same rule
+//! decides who sees the health checks' details (`health.show_details: when_authorized`);
+//! there a refusal hides the details instead of answering 401, 403 or 404.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
@@ -26,41 +28,73 @@ pub(crate) enum Exposure {
     Reachable,
 }
 
-/// Decides one request.
-pub(crate) fn authorize(
-    exposure: Exposure,
-    watch: &ConfigWatch,
-    headers: &HeaderMap,
-) -> Result<(), Box<Response<Body>>> {
+/// Why a request is not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Neither a token nor a loopback management port: the endpoints are off.
+    Off,
+    /// A token is set and the request has no bearer token.
+    NoToken,
+    /// The request's bearer token is not the admin token.
+    WrongToken,
+}
+
+/// Decides one request, without building an answer.
+fn decide(exposure: Exposure, watch: &ConfigWatch, headers: &HeaderMap) -> Result<(), Refusal> {
     if exposure == Exposure::LoopbackManagement {
         return Ok(());
     }
     let config = watch.current();
     let Some(token) = config.chassis().admin.token.as_deref() else {
-        return Err(Box::new(problem(
+        return Err(Refusal::Off);
+    };
+    let Some(presented) = bearer(headers) else {
+        return Err(Refusal::NoToken);
+    };
+    if !same_secret(presented.as_bytes(), token.as_bytes()) {
+        return Err(Refusal::WrongToken);
+    }
+    Ok(())
+}
+
+/// Whether the request is let in (for the health checks' details, which are shown or not
+/// rather than refused).
+pub(crate) fn allowed(exposure: Exposure, watch: &ConfigWatch, headers: &HeaderMap) -> bool {
+    decide(exposure, watch, headers).is_ok()
+}
+
+/// Decides one request; a refusal is the problem+json answer to send.
+pub(crate) fn authorize(
+    exposure: Exposure,
+    watch: &ConfigWatch,
+    headers: &HeaderMap,
+) -> Result<(), Box<Response<Body>>> {
+    let refusal = match decide(exposure, watch, headers) {
+        Ok(()) => return Ok(()),
+        Err(r) => r,
+    };
+    Err(Box::new(match refusal {
+        Refusal::Off => problem(
             StatusCode::NOT_FOUND,
             "this admin endpoint is off: set admin.token (and send it as a bearer token), or \
              serve the chassis endpoints on a loopback management port (server.management)",
-        )));
-    };
-    let Some(presented) = bearer(headers) else {
-        let mut res = problem(
-            StatusCode::UNAUTHORIZED,
-            "this admin endpoint requires `Authorization: Bearer <admin.token>`",
-        );
-        res.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"ms-chassis admin\""),
-        );
-        return Err(Box::new(res));
-    };
-    if !same_secret(presented.as_bytes(), token.as_bytes()) {
-        return Err(Box::new(problem(
+        ),
+        Refusal::NoToken => {
+            let mut res = problem(
+                StatusCode::UNAUTHORIZED,
+                "this admin endpoint requires `Authorization: Bearer <admin.token>`",
+            );
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ms-chassis admin\""),
+            );
+            res
+        }
+        Refusal::WrongToken => problem(
             StatusCode::FORBIDDEN,
             "the bearer token is not the admin token",
-        )));
-    }
-    Ok(())
+        ),
+    }))
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme in any case).

@@ -2,7 +2,7 @@
 //!
 //! | endpoint                    | what it does                                   | who may call |
 //! |-----------------------------|------------------------------------------------|--------------|
-//! | `GET /admin/info`           | service, build, profile, start time, uptime    | anyone       |
+//! | `GET /admin/info`           | service, build, profile, start time, uptime    | protected    |
 //! | `GET /admin/config`         | the effective config, secrets redacted         | protected    |
 //! | `GET /admin/loggers`        | the log filter: root and per-target levels     | protected    |
 //! | `POST /admin/loggers`       | change a level, optionally for a while         | protected    |
@@ -11,8 +11,10 @@
 //! | `POST /admin/breakers/{name}` | force a breaker open, closed or disabled     | protected    |
 //!
 //! "Protected" is the rule in [`access`]: open on a loopback management port, else a
-//! bearer `admin.token`, else off. They are chassis endpoints: dispatched by exact path
-//! outside the user's stack (no timeouts, limits or user middleware), and on the
+//! bearer `admin.token`, else off. Every one is protected, `/admin/info` too: versions and
+//! the git commit tell an attacker which known bugs to try. The same rule decides who sees
+//! the health checks' details ([`authorized`]). They are chassis endpoints: dispatched by
+//! exact path outside the user's stack (no timeouts, limits or user middleware), and on the
 //! management listener when `server.management` is set.
 
 mod access;
@@ -25,7 +27,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Response, StatusCode};
+use axum::http::{HeaderMap, Response, StatusCode};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -36,7 +38,7 @@ pub(crate) use access::Exposure;
 pub(crate) use info::Started;
 
 use crate::client::Clients;
-use crate::config::Config;
+use crate::config::{Config, ConfigWatch};
 use crate::reload::Reloader;
 use crate::server::problem_with;
 
@@ -94,18 +96,22 @@ impl Admin {
     }
 }
 
+/// Whether a request with `headers` may call the protected admin endpoints; for the health
+/// checks' details.
+pub(crate) fn authorized(exposure: Exposure, watch: &ConfigWatch, headers: &HeaderMap) -> bool {
+    access::allowed(exposure, watch, headers)
+}
+
 /// The admin routes.
 pub(crate) fn routes(admin: Admin) -> Router {
-    let protected = Router::new()
+    Router::new()
+        .route("/admin/info", get(info))
         .route("/admin/config", get(config))
         .route("/admin/loggers", get(loggers::get).post(loggers::post))
         .route("/admin/config/reload", post(reload))
         .route("/admin/breakers", get(breakers::list))
         .route("/admin/breakers/{name}", post(breakers::force))
-        .route_layer(axum::middleware::from_fn_with_state(admin.clone(), guard));
-    Router::new()
-        .route("/admin/info", get(info))
-        .merge(protected)
+        .route_layer(axum::middleware::from_fn_with_state(admin.clone(), guard))
         .with_state(admin)
 }
 

@@ -1,13 +1,16 @@
 //! The service's clients by name: one [`HttpClient`] per `clients.<name>`, built on first
 //! use, following config reloads, and listed with their breakers on `/admin/breakers`.
+//!
+//! A reload reconfigures the clients itself, in [`Clients::reconfigure`], rather than each
+//! client following a subscription in a task of its own: that way a client whose new
+//! settings cannot be used is known to the reload, which reports it as failed instead of
+//! applied.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio_util::sync::CancellationToken;
-
-use super::{ClientConfig, Deps, Forwarding, HttpClient};
-use crate::config::{ConfigError, ConfigWatch};
+use super::{ClientConfigError, Deps, Forwarding, HttpClient};
+use crate::config::{Config, ConfigError, ConfigWatch, is_under};
 use crate::resilience::CircuitBreakerHandle;
 
 /// Every client the service has built. Cheap to clone.
@@ -42,12 +45,7 @@ impl Clients {
 
     /// The client `name`, built from `clients.<name>` on first use; later calls return a
     /// clone of the same client.
-    pub(crate) fn get(
-        &self,
-        name: &str,
-        watch: &ConfigWatch,
-        shutdown: &CancellationToken,
-    ) -> crate::Result<HttpClient> {
+    pub(crate) fn get(&self, name: &str, watch: &ConfigWatch) -> crate::Result<HttpClient> {
         let mut built = self
             .inner
             .built
@@ -97,9 +95,47 @@ impl Clients {
                 e.message,
             )
         })?;
-        follow_reloads(&client, watch, &key, shutdown)?;
         built.insert(name.to_owned(), client.clone());
         Ok(client)
+    }
+
+    /// Gives each client built so far whose `clients.<name>` is touched by `changed` its
+    /// settings in `next` (a reload, once `next` is published). A client whose new settings
+    /// cannot be used keeps its previous ones; the failures are returned, for the reload's
+    /// report.
+    pub(crate) fn reconfigure(&self, next: &Config, changed: &[String]) -> Vec<ClientConfigError> {
+        // Cloned out, so that a client built meanwhile does not wait for the others. One
+        // built after `next` was published reads it; one built before is in this list.
+        let built: Vec<HttpClient> = self
+            .inner
+            .built
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut failed = Vec::new();
+        for client in built {
+            let key = format!("clients.{}", client.name());
+            if !changed.iter().any(|c| is_under(c, &key)) {
+                continue;
+            }
+            let result = match next.chassis().clients.get(client.name()) {
+                Some(settings) => client.reconfigure(settings.clone()),
+                None => Err(ClientConfigError {
+                    client: client.name().to_owned(),
+                    key: "url".to_owned(),
+                    message: format!(
+                        "missing: {key} is no longer in the config; the client keeps its \
+                         settings until the service restarts"
+                    ),
+                }),
+            };
+            if let Err(e) = result {
+                failed.push(e);
+            }
+        }
+        failed
     }
 
     /// The breakers of every client built so far, by name.
@@ -112,37 +148,4 @@ impl Clients {
             .map(|c| c.breaker().clone())
             .collect()
     }
-}
-
-/// Subscribes the client to `clients.<name>`: every reload that changes it reconfigures
-/// the client. The subscription also marks the key as live for the reload report.
-fn follow_reloads(
-    client: &HttpClient,
-    watch: &ConfigWatch,
-    key: &str,
-    shutdown: &CancellationToken,
-) -> crate::Result<()> {
-    let mut rx = watch.get::<ClientConfig>(key)?;
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        tracing::warn!(
-            client = client.name(),
-            "no tokio runtime: the client will not follow config reloads"
-        );
-        return Ok(());
-    };
-    let client = client.clone();
-    let shutdown = shutdown.clone();
-    runtime.spawn(async move {
-        loop {
-            tokio::select! {
-                changed = rx.changed() => if changed.is_err() { return },
-                () = shutdown.cancelled() => return,
-            }
-            let next = ClientConfig::clone(&rx.borrow_and_update());
-            if let Err(e) = client.reconfigure(next) {
-                tracing::error!(error = %e, "client settings not applied; the previous ones stay");
-            }
-        }
-    });
-    Ok(())
 }

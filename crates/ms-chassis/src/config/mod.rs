@@ -47,7 +47,7 @@ pub use secrets::{DEFAULT_KEY_FILE, KEY_FILE_VAR, SecretError, SecretKey, key_fi
 pub use sections::{
     AdminSection, ChassisConfig, HealthSection, Http2Section, LimitsSection, LogFormat,
     LoggingSection, ManagementSection, MetricsSection, OtlpProtocol, SamplerKind, SamplerSection,
-    ServerSection, ServiceSection, ShutdownSection, TraceExporter, TracingSection,
+    ServerSection, ServiceSection, ShowDetails, ShutdownSection, TraceExporter, TracingSection,
 };
 use source::{Layered, Source};
 pub(crate) use values::{byte_size, duration};

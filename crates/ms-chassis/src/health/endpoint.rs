@@ -1,5 +1,13 @@
 //! The probe endpoints and their two response shapes: MicroProfile Health (default) and
 //! Spring Boot Actuator (`?format=spring` or `Accept: application/vnd.spring-boot.actuator.v3+json`).
+//!
+//! Everyone gets the status and each check's name and status: all that Kubernetes or a load
+//! balancer reads. The checks' data (errors, URLs, breaker states, latencies) tells whoever
+//! reads it what the service depends on and how it fails, so by default
+//! (`health.show_details: when_authorized`) only a caller the admin endpoints would let in
+//! sees it, as Spring Boot does.
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -9,6 +17,7 @@ use axum::routing::get;
 use serde_json::{Map, Value, json};
 
 use super::{Health, Probe, Report, Status};
+use crate::config::ShowDetails;
 
 const SPRING_MEDIA_TYPE: &str = "application/vnd.spring-boot.actuator.v3+json";
 
@@ -21,14 +30,34 @@ pub(crate) const PATHS: [&str; 5] = [
     "/health/started",
 ];
 
-pub(crate) fn routes(health: Health) -> Router {
+/// Whether the caller of a request may see the checks' details under `when_authorized`:
+/// the service gives the admin endpoints' rule.
+pub(crate) type Authorize = Arc<dyn Fn(&HeaderMap) -> bool + Send + Sync>;
+
+#[derive(Clone)]
+struct Probes {
+    health: Health,
+    authorize: Authorize,
+}
+
+impl Probes {
+    fn details_shown(&self, headers: &HeaderMap) -> bool {
+        match self.health.show_details() {
+            ShowDetails::Never => false,
+            ShowDetails::WhenAuthorized => (self.authorize)(headers),
+            ShowDetails::Always => true,
+        }
+    }
+}
+
+pub(crate) fn routes(health: Health, authorize: Authorize) -> Router {
     Router::new()
         .route("/healthcheck", get(pyms_healthcheck))
         .route("/health", get(all))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/health/started", get(started))
-        .with_state(health)
+        .with_state(Probes { health, authorize })
 }
 
 #[derive(serde::Deserialize)]
@@ -37,14 +66,14 @@ struct FormatQuery {
 }
 
 /// PyMS compatibility: `200 OK` while live.
-async fn pyms_healthcheck(State(h): State<Health>) -> Response {
-    match h.evaluate(&[Probe::Liveness]).await.status {
+async fn pyms_healthcheck(State(p): State<Probes>) -> Response {
+    match p.health.evaluate(&[Probe::Liveness]).await.status {
         Status::Up => (StatusCode::OK, "OK").into_response(),
         Status::Down => (StatusCode::SERVICE_UNAVAILABLE, "DOWN").into_response(),
     }
 }
 
-async fn all(s: State<Health>, q: Query<FormatQuery>, h: HeaderMap) -> Response {
+async fn all(s: State<Probes>, q: Query<FormatQuery>, h: HeaderMap) -> Response {
     probe(
         s,
         q,
@@ -53,23 +82,24 @@ async fn all(s: State<Health>, q: Query<FormatQuery>, h: HeaderMap) -> Response 
     )
     .await
 }
-async fn live(s: State<Health>, q: Query<FormatQuery>, h: HeaderMap) -> Response {
+async fn live(s: State<Probes>, q: Query<FormatQuery>, h: HeaderMap) -> Response {
     probe(s, q, h, &[Probe::Liveness]).await
 }
-async fn ready(s: State<Health>, q: Query<FormatQuery>, h: HeaderMap) -> Response {
+async fn ready(s: State<Probes>, q: Query<FormatQuery>, h: HeaderMap) -> Response {
     probe(s, q, h, &[Probe::Readiness]).await
 }
-async fn started(s: State<Health>, q: Query<FormatQuery>, h: HeaderMap) -> Response {
+async fn started(s: State<Probes>, q: Query<FormatQuery>, h: HeaderMap) -> Response {
     probe(s, q, h, &[Probe::Startup]).await
 }
 
 async fn probe(
-    State(health): State<Health>,
+    State(p): State<Probes>,
     Query(q): Query<FormatQuery>,
     headers: HeaderMap,
     probes: &[Probe],
 ) -> Response {
-    let report = health.evaluate(probes).await;
+    let details = p.details_shown(&headers);
+    let report = p.health.evaluate(probes).await;
     let code = match report.status {
         Status::Up => StatusCode::OK,
         Status::Down => StatusCode::SERVICE_UNAVAILABLE,
@@ -81,20 +111,21 @@ async fn probe(
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.contains(SPRING_MEDIA_TYPE));
     let (media_type, body) = if spring {
-        (SPRING_MEDIA_TYPE, spring_body(&report))
+        (SPRING_MEDIA_TYPE, spring_body(&report, details))
     } else {
-        ("application/json", microprofile_body(&report))
+        ("application/json", microprofile_body(&report, details))
     };
     (code, [(header::CONTENT_TYPE, media_type)], body.to_string()).into_response()
 }
 
-fn microprofile_body(r: &Report) -> Value {
+/// `details`: with each check's `data`.
+fn microprofile_body(r: &Report, details: bool) -> Value {
     let checks: Vec<Value> = r
         .checks
         .iter()
         .map(|(name, o)| {
             let mut c = json!({"name": name, "status": o.status.as_str()});
-            if !o.data.is_empty() {
+            if details && !o.data.is_empty() {
                 c["data"] = Value::Object(o.data.clone());
             }
             c
@@ -103,11 +134,12 @@ fn microprofile_body(r: &Report) -> Value {
     json!({"status": r.status.as_str(), "checks": checks})
 }
 
-fn spring_body(r: &Report) -> Value {
+/// `details`: with each component's `details`.
+fn spring_body(r: &Report, details: bool) -> Value {
     let mut components = Map::new();
     for (name, o) in &r.checks {
         let mut c = json!({"status": o.status.as_str()});
-        if !o.data.is_empty() {
+        if details && !o.data.is_empty() {
             c["details"] = Value::Object(o.data.clone());
         }
         components.insert(name.clone(), c);
@@ -130,16 +162,42 @@ mod tests {
             ],
         };
         assert_eq!(
-            microprofile_body(&r),
+            microprofile_body(&r, true),
             json!({"status":"DOWN","checks":[
                 {"name":"db","status":"UP"},
                 {"name":"cache","status":"DOWN","data":{"error":"refused"}}]})
         );
         assert_eq!(
-            spring_body(&r),
+            spring_body(&r, true),
             json!({"status":"DOWN","components":{
                 "db":{"status":"UP"},
                 "cache":{"status":"DOWN","details":{"error":"refused"}}}})
+        );
+    }
+
+    #[test]
+    fn without_details_only_names_and_statuses_show() {
+        let r = Report {
+            status: Status::Down,
+            checks: vec![
+                ("db".into(), CheckOutcome::up().with("latency_ms", 3)),
+                (
+                    "cache".into(),
+                    CheckOutcome::down("refused: http://cache:6379"),
+                ),
+            ],
+        };
+        assert_eq!(
+            microprofile_body(&r, false),
+            json!({"status":"DOWN","checks":[
+                {"name":"db","status":"UP"},
+                {"name":"cache","status":"DOWN"}]})
+        );
+        assert_eq!(
+            spring_body(&r, false),
+            json!({"status":"DOWN","components":{
+                "db":{"status":"UP"},
+                "cache":{"status":"DOWN"}}})
         );
     }
 }

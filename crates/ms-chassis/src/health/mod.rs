@@ -1,10 +1,19 @@
 //! Liveness, readiness and startup probes with dependency checks.
 //!
 //! Checks are plain async closures registered under a probe. On each probe request the
-//! registered checks run concurrently, each bounded by its own timeout, and a result may be
-//! reused for `health.cache_ttl`. Besides user checks, a built-in `lifecycle` check makes
-//! startup and readiness DOWN until the listener accepts, and readiness DOWN again as the
-//! first step of shutdown.
+//! registered checks run concurrently, each bounded by its own timeout. Besides user checks,
+//! a built-in `lifecycle` check makes startup and readiness DOWN until the listener accepts,
+//! and readiness DOWN again as the first step of shutdown.
+//!
+//! Probes are public, and anyone can send many, so a probe must not turn into as many
+//! database or downstream calls. Two things bound the checks' rate whatever the probe rate:
+//! concurrent probes share one run of each check (single flight: the first spawns it, the
+//! others await the same result), and a result is reused for `health.cache_ttl` (default
+//! `1s`). The price is freshness: a result may be up to `cache_ttl` old, so a dependency
+//! going DOWN (or back UP) is seen up to that late. The lifecycle check is never cached:
+//! shutdown turns readiness DOWN at once. A run is a task of its own, so a probe whose
+//! caller goes away neither stops it nor leaves the callers waiting on it hanging, and a
+//! check that panics is DOWN for that run only.
 //!
 //! ```
 //! # let svc = ms_chassis::Service::builder().build()?;
@@ -18,12 +27,17 @@
 mod endpoint;
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared};
 use serde_json::{Map, Value};
+
+use crate::config::ShowDetails;
 
 pub(crate) use endpoint::{PATHS, routes};
 
@@ -137,7 +151,39 @@ struct Registered {
     /// Its own timeout; `None` follows `health.timeout`, also across reloads.
     timeout: Option<Duration>,
     check: Arc<dyn Check>,
-    cache: Mutex<Option<(Instant, CheckOutcome)>>,
+    slot: Mutex<Slot>,
+}
+
+/// One check's last result and its run in flight.
+#[derive(Default)]
+struct Slot {
+    /// Runs started so far: the id of the next.
+    runs: u64,
+    /// The run in flight, which every probe arriving meanwhile awaits.
+    running: Option<Run>,
+    /// The latest finished run's result.
+    last: Option<Finished>,
+}
+
+struct Run {
+    id: u64,
+    /// The settings generation it runs under: a reload does not await a run judged by the
+    /// old timeout.
+    generation: u64,
+    outcome: Shared<BoxFuture<'static, CheckOutcome>>,
+}
+
+struct Finished {
+    id: u64,
+    generation: u64,
+    at: Instant,
+    outcome: CheckOutcome,
+}
+
+impl Registered {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 const STARTING: u8 = 0;
@@ -153,9 +199,21 @@ pub struct Health {
 struct HealthInner {
     checks: RwLock<Vec<Arc<Registered>>>,
     lifecycle: AtomicU8,
-    /// `health.timeout` and `health.cache_ttl` in nanoseconds; a config reload changes them.
+    /// `health.timeout` and `health.cache_ttl` in nanoseconds, and `health.show_details`; a
+    /// config reload changes them.
     default_timeout: AtomicU64,
     cache_ttl: AtomicU64,
+    show_details: AtomicU8,
+    /// Bumped by every reload of `health`: results from before it are not reused.
+    generation: AtomicU64,
+}
+
+fn show_details_code(s: ShowDetails) -> u8 {
+    match s {
+        ShowDetails::Never => 0,
+        ShowDetails::WhenAuthorized => 1,
+        ShowDetails::Always => 2,
+    }
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -176,19 +234,36 @@ impl Health {
                 lifecycle: AtomicU8::new(STARTING),
                 default_timeout: AtomicU64::new(nanos(cfg.timeout)),
                 cache_ttl: AtomicU64::new(nanos(cfg.cache_ttl)),
+                show_details: AtomicU8::new(show_details_code(cfg.show_details)),
+                generation: AtomicU64::new(0),
             }),
         }
     }
 
-    /// Takes a new `health.timeout` and `health.cache_ttl` (a config reload). Checks
-    /// registered with a timeout of their own keep it.
+    /// Takes a new `health` section (a config reload). Checks registered with a timeout of
+    /// their own keep it. Results cached before are not reused: they were judged by the old
+    /// settings.
     pub(crate) fn apply(&self, cfg: &crate::config::HealthSection) {
-        self.inner
+        let inner = &self.inner;
+        inner
             .default_timeout
             .store(nanos(cfg.timeout), Ordering::Relaxed);
-        self.inner
+        inner
             .cache_ttl
             .store(nanos(cfg.cache_ttl), Ordering::Relaxed);
+        inner
+            .show_details
+            .store(show_details_code(cfg.show_details), Ordering::Relaxed);
+        inner.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// `health.show_details` as it is now.
+    pub(crate) fn show_details(&self) -> ShowDetails {
+        match self.inner.show_details.load(Ordering::Relaxed) {
+            0 => ShowDetails::Never,
+            2 => ShowDetails::Always,
+            _ => ShowDetails::WhenAuthorized,
+        }
     }
 
     /// Registers a liveness check.
@@ -219,7 +294,7 @@ impl Health {
             probe,
             timeout,
             check: Arc::new(check),
-            cache: Mutex::new(None),
+            slot: Mutex::default(),
         };
         self.inner
             .checks
@@ -268,7 +343,10 @@ impl Health {
         Some(outcome)
     }
 
-    /// Runs the checks of the given probes concurrently and aggregates them.
+    /// Runs the checks of the given probes concurrently and aggregates them. A check with a
+    /// run in flight is not run again: its result is awaited; one whose last result is
+    /// younger than `health.cache_ttl` is not run at all. The lifecycle state is read now.
+    /// Runs are spawned on the Tokio runtime this is called in.
     pub async fn evaluate(&self, probes: &[Probe]) -> Report {
         let selected: Vec<Arc<Registered>> = self
             .inner
@@ -282,11 +360,15 @@ impl Health {
         let ttl = Duration::from_nanos(self.inner.cache_ttl.load(Ordering::Relaxed));
         let default_timeout =
             Duration::from_nanos(self.inner.default_timeout.load(Ordering::Relaxed));
-        let runs = selected
-            .iter()
-            .map(|c| run_one(c, c.timeout.unwrap_or(default_timeout), ttl));
+        let generation = self.inner.generation.load(Ordering::SeqCst);
+        let runs = selected.iter().map(|c| {
+            let timeout = c.timeout.unwrap_or(default_timeout);
+            outcome_of(c, timeout, ttl, generation)
+        });
+        let results = futures_util::future::join_all(runs).await;
         let mut checks: Vec<(String, CheckOutcome)> = Vec::new();
-        // One lifecycle entry, from the strictest selected probe.
+        // One lifecycle entry, from the strictest selected probe, read once the checks are
+        // in, so that a shutdown begun meanwhile shows.
         let lifecycle = [Probe::Readiness, Probe::Startup]
             .into_iter()
             .filter(|p| probes.contains(p))
@@ -294,7 +376,6 @@ impl Health {
         if let Some(outcome) = lifecycle {
             checks.push(("lifecycle".to_owned(), outcome));
         }
-        let results = futures_util::future::join_all(runs).await;
         checks.extend(selected.iter().map(|c| c.name.clone()).zip(results));
         let status = if checks.iter().all(|(_, o)| o.status == Status::Up) {
             Status::Up
@@ -305,24 +386,88 @@ impl Health {
     }
 }
 
-async fn run_one(c: &Registered, timeout: Duration, ttl: Duration) -> CheckOutcome {
-    if !ttl.is_zero()
-        && let Some((at, outcome)) = c.cache.lock().expect("health cache lock").as_ref()
-        && at.elapsed() < ttl
-    {
-        return outcome.clone();
-    }
-    let outcome = match tokio::time::timeout(timeout, c.check.check()).await {
-        Ok(o) => o,
-        Err(_) => CheckOutcome::down(format!(
-            "timeout after {}",
-            humantime::format_duration(timeout)
-        )),
+/// The check's result: its cached one while fresh, else that of the run in flight, else
+/// that of a new run.
+async fn outcome_of(
+    c: &Arc<Registered>,
+    timeout: Duration,
+    ttl: Duration,
+    generation: u64,
+) -> CheckOutcome {
+    let shared = {
+        let mut slot = c.slot();
+        if !ttl.is_zero()
+            && let Some(last) = &slot.last
+            && last.generation == generation
+            && last.at.elapsed() < ttl
+        {
+            return last.outcome.clone();
+        }
+        match &slot.running {
+            Some(run) if run.generation == generation => run.outcome.clone(),
+            _ => {
+                let id = slot.runs;
+                slot.runs += 1;
+                let outcome = spawn_run(Arc::clone(c), id, generation, timeout);
+                slot.running = Some(Run {
+                    id,
+                    generation,
+                    outcome: outcome.clone(),
+                });
+                outcome
+            }
+        }
     };
-    if !ttl.is_zero() {
-        *c.cache.lock().expect("health cache lock") = Some((Instant::now(), outcome.clone()));
+    shared.await
+}
+
+/// Starts one run of the check as a task of its own, so that it finishes (within its
+/// timeout) and records its result whoever still awaits it.
+fn spawn_run(
+    c: Arc<Registered>,
+    id: u64,
+    generation: u64,
+    timeout: Duration,
+) -> Shared<BoxFuture<'static, CheckOutcome>> {
+    let task = tokio::spawn(async move {
+        let check = Arc::clone(&c.check);
+        let run = AssertUnwindSafe(async move { check.check().await }).catch_unwind();
+        let outcome = match tokio::time::timeout(timeout, run).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(panic)) => {
+                let reason = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(check = %c.name, panic = %reason, "health check panicked");
+                CheckOutcome::down("the check panicked")
+            }
+            Err(_) => CheckOutcome::down(format!(
+                "timeout after {}",
+                humantime::format_duration(timeout)
+            )),
+        };
+        let mut slot = c.slot();
+        if slot.running.as_ref().is_some_and(|r| r.id == id) {
+            slot.running = None;
+        }
+        if slot.last.as_ref().is_none_or(|l| l.id < id) {
+            slot.last = Some(Finished {
+                id,
+                generation,
+                at: Instant::now(),
+                outcome: outcome.clone(),
+            });
+        }
+        outcome
+    });
+    async move {
+        task.await
+            .unwrap_or_else(|_| CheckOutcome::down("the check was cancelled: shutting down"))
     }
-    outcome
+    .boxed()
+    .shared()
 }
 
 /// The aggregated result of a probe.
@@ -340,6 +485,28 @@ mod tests {
 
     fn health() -> Health {
         Health::new(&crate::config::HealthSection::default())
+    }
+
+    /// Probes without the cache, so that only single flight is at play.
+    fn uncached() -> Health {
+        Health::new(&crate::config::HealthSection {
+            cache_ttl: Duration::ZERO,
+            ..Default::default()
+        })
+    }
+
+    /// A liveness check that counts its runs and takes `takes` (paused time).
+    fn counted(h: &Health, takes: Duration) -> Arc<std::sync::atomic::AtomicUsize> {
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let r = runs.clone();
+        h.liveness("counted", move || {
+            r.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(takes).await;
+                true
+            }
+        });
+        runs
     }
 
     #[tokio::test]
@@ -387,5 +554,105 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(h.evaluate(&[Probe::Liveness]).await.status, Status::Up);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_probes_share_one_run() {
+        let h = uncached();
+        let runs = counted(&h, Duration::from_secs(1));
+        let probes: Vec<_> = (0..50)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.evaluate(&[Probe::Liveness]).await.status })
+            })
+            .collect();
+        for p in probes {
+            assert_eq!(p.await.unwrap(), Status::Up);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // Without a cache, the next probe runs the check again.
+        h.evaluate(&[Probe::Liveness]).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_first_caller_neither_stops_the_run_nor_hangs_the_others() {
+        let h = uncached();
+        let runs = counted(&h, Duration::from_secs(1));
+        let first = tokio::spawn({
+            let h = h.clone();
+            async move { h.evaluate(&[Probe::Liveness]).await }
+        });
+        // Bounded: the first caller starts the run within a few polls.
+        for _ in 0..100 {
+            if runs.load(Ordering::SeqCst) == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "the first caller started a run"
+        );
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        // A caller arriving meanwhile gets the same run's result, when that run ends.
+        let started = tokio::time::Instant::now();
+        let second = h.evaluate(&[Probe::Liveness]).await;
+        assert_eq!(second.status, Status::Up);
+        assert!(started.elapsed() <= Duration::from_secs(1));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // And the next probe runs it afresh.
+        assert_eq!(h.evaluate(&[Probe::Liveness]).await.status, Status::Up);
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_check_is_down_for_that_run_only() {
+        let h = uncached();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = calls.clone();
+        h.liveness("flaky", move || {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert!(n > 0, "the first run panics");
+                true
+            }
+        });
+        let r = h.evaluate(&[Probe::Liveness]).await;
+        assert_eq!(r.checks[0].1, CheckOutcome::down("the check panicked"));
+        assert_eq!(h.evaluate(&[Probe::Liveness]).await.status, Status::Up);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_cache_never_delays_the_lifecycle() {
+        let h = Health::new(&crate::config::HealthSection {
+            cache_ttl: Duration::from_secs(3600),
+            ..Default::default()
+        });
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let r = runs.clone();
+        h.readiness("db", move || {
+            r.fetch_add(1, Ordering::SeqCst);
+            async { true }
+        });
+        h.set_serving();
+        assert_eq!(h.evaluate(&[Probe::Readiness]).await.status, Status::Up);
+        assert_eq!(h.evaluate(&[Probe::Readiness]).await.status, Status::Up);
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the second probe is cached");
+        h.set_stopping();
+        let r = h.evaluate(&[Probe::Readiness]).await;
+        assert_eq!(
+            r.status,
+            Status::Down,
+            "at once, though db is cached for an hour"
+        );
+        assert_eq!(r.checks[0].1.data["state"], "stopping");
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // A reload of `health` drops the cached results.
+        h.apply(&crate::config::HealthSection::default());
+        h.evaluate(&[Probe::Readiness]).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 }

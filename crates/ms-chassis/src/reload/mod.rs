@@ -11,6 +11,11 @@
 //! differ from what the process started with but cannot change live are reported as
 //! `restart_required` until a restart (or a revert) clears them.
 //!
+//! A part that takes its new settings live can still refuse them once the config is in:
+//! a client whose new settings cannot be built keeps its previous ones. The report lists
+//! it under `failed`, with the reason, and its keys are not `applied`: an operator reading
+//! "applied" must be able to trust that the service runs with those values.
+//!
 //! Reloads are serialized: a file change and an admin call never interleave.
 
 pub(crate) mod watcher;
@@ -21,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use prometheus::IntCounterVec;
 use serde::Serialize;
 
+use crate::client::Clients;
 use crate::config::{Config, ConfigError, ConfigLoader, ConfigWatch, is_under};
 use crate::health::Health;
 use crate::resilience::AdaptiveLimit;
@@ -75,6 +81,10 @@ pub(crate) struct ReloadReport {
     pub(crate) changed: Vec<String>,
     /// Changed keys now in effect.
     pub(crate) applied: Vec<String>,
+    /// Parts that refused their new settings and keep their previous ones; their changed
+    /// keys are not in `applied`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) failed: Vec<Failure>,
     /// Changed keys not in effect because something overrides them (`RUST_LOG` overrides
     /// `logging.level`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -88,6 +98,17 @@ pub(crate) struct ReloadReport {
     /// For an error: the same problems, structured.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) errors: Vec<ProblemEntry>,
+}
+
+/// A part that could not take its new settings.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Failure {
+    /// The part: `clients.books`.
+    pub(crate) part: String,
+    /// The key at fault: `clients.books.url`.
+    pub(crate) key: String,
+    /// Why.
+    pub(crate) message: String,
 }
 
 /// One problem with a rejected config.
@@ -114,6 +135,7 @@ pub(crate) struct Reloader {
     /// The config the process started with, for what cannot change live.
     started: Config,
     health: Health,
+    clients: Clients,
     access_log: Arc<AtomicBool>,
     reloads: IntCounterVec,
     serial: tokio::sync::Mutex<()>,
@@ -144,6 +166,7 @@ impl Reloader {
         loader: ConfigLoader,
         watch: ConfigWatch,
         health: Health,
+        clients: Clients,
         access_log: Arc<AtomicBool>,
         reloads: IntCounterVec,
     ) -> Self {
@@ -154,6 +177,7 @@ impl Reloader {
             loader,
             watch,
             health,
+            clients,
             access_log,
             reloads,
             serial: tokio::sync::Mutex::new(()),
@@ -250,6 +274,18 @@ impl Reloader {
                 })?;
         }
         pending.commit();
+        // After the commit, so that a client built meanwhile reads the new settings, and
+        // after every step that can reject the reload, which would leave clients ahead.
+        let failed: Vec<Failure> = self
+            .clients
+            .reconfigure(&next, &changed)
+            .into_iter()
+            .map(|e| Failure {
+                part: format!("clients.{}", e.client),
+                key: format!("clients.{}.{}", e.client, e.key),
+                message: e.message,
+            })
+            .collect();
 
         let restart_required: Vec<String> = next
             .changed_since(&self.started)
@@ -259,6 +295,7 @@ impl Reloader {
         let applied: Vec<String> = changed
             .iter()
             .filter(|k| live(k) && !overridden.contains(k))
+            .filter(|k| !failed.iter().any(|f| is_under(k, &f.part)))
             .cloned()
             .collect();
         let report = ReloadReport {
@@ -266,13 +303,30 @@ impl Reloader {
             trigger,
             changed,
             applied,
+            failed,
             overridden,
             restart_required,
             error: None,
             errors: Vec::new(),
         };
         // Logged after the new level is in force.
-        if report.restart_required.is_empty() {
+        if !report.failed.is_empty() {
+            let failed: Vec<String> = report
+                .failed
+                .iter()
+                .map(|f| format!("{}: {}", f.key, f.message))
+                .collect();
+            tracing::error!(
+                trigger = trigger.as_str(),
+                changed = joined(&report.changed),
+                applied = joined(&report.applied),
+                failed = failed.join("; "),
+                overridden = joined(&report.overridden),
+                restart_required = joined(&report.restart_required),
+                "config reloaded, but some parts refused their new settings and keep their \
+                 previous ones"
+            );
+        } else if report.restart_required.is_empty() {
             tracing::info!(
                 trigger = trigger.as_str(),
                 changed = joined(&report.changed),
@@ -306,6 +360,7 @@ impl Reloader {
             trigger,
             changed: Vec::new(),
             applied: Vec::new(),
+            failed: Vec::new(),
             overridden: Vec::new(),
             restart_required: Vec::new(),
             error: Some(e.to_string()),
