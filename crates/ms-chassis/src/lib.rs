@@ -14,6 +14,11 @@ pub mod server;
 mod service;
 pub mod telemetry;
 
+/// The repository README's examples, compiled as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct RepositoryReadme;
+
 pub use error::{Error, Result};
 pub use server::Problem;
 pub use service::{CancellationToken, RunningService, ServeOptions, Service, ServiceBuilder};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ms_chassis::axum::Router;
 use ms_chassis::config::ConfigLoader;
-use ms_chassis::health::{CheckOutcome, Probe};
+use ms_chassis::health::{CheckOutcome, Probe, Registration};
 use serde_json::{Value, json};
 
 const SPRING: &str = "application/vnd.spring-boot.actuator.v3+json";
@@ -282,14 +282,12 @@ async fn a_hanging_check_is_down_with_a_timeout_error() {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             true
         });
-        s.health().register(
-            "own-timeout",
-            Probe::Readiness,
-            Some(Duration::from_millis(100)),
-            || async {
+        s.health().add(
+            Registration::new("own-timeout", Probe::Readiness, || async {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 true
-            },
+            })
+            .timeout(Duration::from_millis(100)),
         );
     })
     .await;

@@ -15,12 +15,35 @@
 //! caller goes away neither stops it nor leaves the callers waiting on it hanging, and a
 //! check that panics is DOWN for that run only.
 //!
+//! A check is an async closure that answers a `Result<_, impl Display>` (an `Err` is DOWN
+//! with its message), a `bool` or a [`CheckOutcome`]:
+//!
 //! ```
 //! # let svc = ms_chassis::Service::builder().build()?;
-//! svc.health().readiness("database", || async {
-//!     // ping it here; any `Result<(), impl Display>` works
-//!     Ok::<(), std::io::Error>(())
+//! # struct Pool; impl Pool { async fn ping(&self) -> Result<(), std::io::Error> { Ok(()) } }
+//! let pool = std::sync::Arc::new(Pool);
+//! svc.health().readiness("db", move || {
+//!     let pool = pool.clone();
+//!     async move { pool.ping().await }
 //! });
+//! # Ok::<(), ms_chassis::Error>(())
+//! ```
+//!
+//! Gate readiness only on what this instance cannot serve without, and that restarting or
+//! unrouting it would fix. A dependency every instance shares (another service, a shared
+//! database) going DOWN would take every instance out of the load balancer at once;
+//! report it with [`Health::informational`] instead, which `/health` lists and no status
+//! depends on. Options beyond the probe go through [`Registration`]:
+//!
+//! ```
+//! # let svc = ms_chassis::Service::builder().build()?;
+//! use ms_chassis::health::{Probe, Registration};
+//! use std::time::Duration;
+//! svc.health().add(
+//!     Registration::new("search-index", Probe::Readiness, || async { true })
+//!         .timeout(Duration::from_secs(5))
+//!         .cache_ttl(Duration::from_secs(10)),
+//! );
 //! # Ok::<(), ms_chassis::Error>(())
 //! ```
 
@@ -94,10 +117,11 @@ impl CheckOutcome {
     }
 }
 
-impl<E: std::fmt::Display> From<Result<(), E>> for CheckOutcome {
-    fn from(r: Result<(), E>) -> Self {
+/// `Ok` of any value is UP; `Err` is DOWN with the error's message.
+impl<T, E: std::fmt::Display> From<Result<T, E>> for CheckOutcome {
+    fn from(r: Result<T, E>) -> Self {
         match r {
-            Ok(()) => Self::up(),
+            Ok(_) => Self::up(),
             Err(e) => Self::down(e.to_string()),
         }
     }
@@ -116,7 +140,29 @@ impl From<bool> for CheckOutcome {
 /// A boxed check future.
 pub type CheckFuture = Pin<Box<dyn Future<Output = CheckOutcome> + Send>>;
 
-/// A health check. Implemented for every `Fn() -> impl Future<Output = impl Into<CheckOutcome>>`.
+/// A health check. Implemented for every `Fn() -> impl Future<Output = impl Into<CheckOutcome>>`;
+/// implement it on a type that owns the check's state:
+///
+/// ```
+/// use ms_chassis::health::{Check, CheckFuture, CheckOutcome};
+///
+/// struct DiskSpace { path: std::path::PathBuf }
+///
+/// impl Check for DiskSpace {
+///     fn check(&self) -> CheckFuture {
+///         let path = self.path.clone();
+///         Box::pin(async move {
+///             match tokio::fs::metadata(&path).await {
+///                 Ok(_) => CheckOutcome::up().with("path", path.display().to_string()),
+///                 Err(e) => CheckOutcome::down(e.to_string()),
+///             }
+///         })
+///     }
+/// }
+/// # let svc = ms_chassis::Service::builder().build()?;
+/// svc.health().liveness("disk", DiskSpace { path: "/".into() });
+/// # Ok::<(), ms_chassis::Error>(())
+/// ```
 pub trait Check: Send + Sync + 'static {
     /// Runs the check once.
     fn check(&self) -> CheckFuture;
@@ -145,11 +191,73 @@ pub enum Probe {
     Startup,
 }
 
+/// A check with its options, for [`Health::add`].
+#[must_use]
+pub struct Registration {
+    name: String,
+    probe: Probe,
+    timeout: Option<Duration>,
+    cache_ttl: Option<Duration>,
+    gates: bool,
+    check: Arc<dyn Check>,
+}
+
+impl Registration {
+    /// `check` under `probe`, named `name`, with `health.timeout` and `health.cache_ttl`,
+    /// gating its probe's status.
+    pub fn new(name: impl Into<String>, probe: Probe, check: impl Check) -> Self {
+        Self {
+            name: name.into(),
+            probe,
+            timeout: None,
+            cache_ttl: None,
+            gates: true,
+            check: Arc::new(check),
+        }
+    }
+
+    /// Its own timeout instead of `health.timeout`: a run over it is DOWN.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Its own result cache instead of `health.cache_ttl`; zero runs it on every probe
+    /// (still one run at a time).
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = Some(ttl);
+        self
+    }
+
+    /// Reported under its probe and `/health` with its own status, but never makes any
+    /// status DOWN: for a dependency that is worth seeing but not worth unrouting for.
+    pub fn informational(mut self) -> Self {
+        self.gates = false;
+        self
+    }
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("name", &self.name)
+            .field("probe", &self.probe)
+            .field("timeout", &self.timeout)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("gates", &self.gates)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Registered {
     name: String,
     probe: Probe,
-    /// Its own timeout; `None` follows `health.timeout`, also across reloads.
+    /// Its own timeout and cache; `None` follows `health.timeout` and `health.cache_ttl`,
+    /// also across reloads.
     timeout: Option<Duration>,
+    cache_ttl: Option<Duration>,
+    /// Whether its status counts in its probe's.
+    gates: bool,
     check: Arc<dyn Check>,
     slot: Mutex<Slot>,
 }
@@ -266,40 +374,59 @@ impl Health {
         }
     }
 
-    /// Registers a liveness check.
+    /// Registers a liveness check: DOWN means the process is broken and must restart.
     pub fn liveness(&self, name: impl Into<String>, check: impl Check) -> &Self {
-        self.register(name, Probe::Liveness, None, check)
+        self.add(Registration::new(name, Probe::Liveness, check))
     }
 
-    /// Registers a readiness check: a dependency the service cannot serve without.
+    /// Registers a readiness check: a dependency this instance cannot serve without.
     pub fn readiness(&self, name: impl Into<String>, check: impl Check) -> &Self {
-        self.register(name, Probe::Readiness, None, check)
+        self.add(Registration::new(name, Probe::Readiness, check))
     }
 
     /// Registers a startup check.
     pub fn startup(&self, name: impl Into<String>, check: impl Check) -> &Self {
-        self.register(name, Probe::Startup, None, check)
+        self.add(Registration::new(name, Probe::Startup, check))
     }
 
-    /// Registers a check with its own timeout instead of `health.timeout`.
-    pub fn register(
-        &self,
-        name: impl Into<String>,
-        probe: Probe,
-        timeout: Option<Duration>,
-        check: impl Check,
-    ) -> &Self {
-        let reg = Registered {
-            name: name.into(),
+    /// Registers a check that is reported (under readiness and `/health`) but never makes
+    /// any status DOWN: for a shared dependency, such as another service.
+    ///
+    /// ```
+    /// # let svc = ms_chassis::Service::builder()
+    /// #     .yaml("clients: { books: { url: 'http://127.0.0.1:8081' } }").build()?;
+    /// if let Some(books) = svc.optional_client("books")? {
+    ///     svc.health().informational("books", books.probe());
+    /// }
+    /// # Ok::<(), ms_chassis::Error>(())
+    /// ```
+    pub fn informational(&self, name: impl Into<String>, check: impl Check) -> &Self {
+        self.add(Registration::new(name, Probe::Readiness, check).informational())
+    }
+
+    /// Registers a check with the options of `registration`.
+    pub fn add(&self, registration: Registration) -> &Self {
+        let Registration {
+            name,
             probe,
             timeout,
-            check: Arc::new(check),
+            cache_ttl,
+            gates,
+            check,
+        } = registration;
+        let reg = Registered {
+            name,
+            probe,
+            timeout,
+            cache_ttl,
+            gates,
+            check,
             slot: Mutex::default(),
         };
         self.inner
             .checks
             .write()
-            .expect("health registry lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .push(Arc::new(reg));
         self
     }
@@ -352,7 +479,7 @@ impl Health {
             .inner
             .checks
             .read()
-            .expect("health registry lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .filter(|c| probes.contains(&c.probe))
             .cloned()
@@ -363,7 +490,7 @@ impl Health {
         let generation = self.inner.generation.load(Ordering::SeqCst);
         let runs = selected.iter().map(|c| {
             let timeout = c.timeout.unwrap_or(default_timeout);
-            outcome_of(c, timeout, ttl, generation)
+            outcome_of(c, timeout, c.cache_ttl.unwrap_or(ttl), generation)
         });
         let results = futures_util::future::join_all(runs).await;
         let mut checks: Vec<(String, CheckOutcome)> = Vec::new();
@@ -373,11 +500,16 @@ impl Health {
             .into_iter()
             .filter(|p| probes.contains(p))
             .find_map(|p| self.lifecycle_outcome(p));
+        let lifecycle_up = lifecycle.as_ref().is_none_or(|o| o.status == Status::Up);
         if let Some(outcome) = lifecycle {
             checks.push(("lifecycle".to_owned(), outcome));
         }
+        let gating_up = selected
+            .iter()
+            .zip(&results)
+            .all(|(c, o)| !c.gates || o.status == Status::Up);
         checks.extend(selected.iter().map(|c| c.name.clone()).zip(results));
-        let status = if checks.iter().all(|(_, o)| o.status == Status::Up) {
+        let status = if lifecycle_up && gating_up {
             Status::Up
         } else {
             Status::Down
@@ -473,7 +605,7 @@ fn spawn_run(
 /// The aggregated result of a probe.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// UP only if every check is UP.
+    /// UP only if every check is UP, informational ones aside.
     pub status: Status,
     /// Each check by name, in registration order.
     pub checks: Vec<(String, CheckOutcome)>,
@@ -526,14 +658,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn slow_check_times_out_as_down() {
         let h = health();
-        h.register(
-            "slow",
-            Probe::Liveness,
-            Some(Duration::from_millis(50)),
-            || async {
+        h.add(
+            Registration::new("slow", Probe::Liveness, || async {
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 true
-            },
+            })
+            .timeout(Duration::from_millis(50)),
         );
         let r = h.evaluate(&[Probe::Liveness]).await;
         assert_eq!(r.checks[0].1, CheckOutcome::down("timeout after 50ms"));
