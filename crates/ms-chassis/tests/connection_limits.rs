@@ -509,3 +509,52 @@ async fn bad_connection_limits_are_config_errors_that_name_the_key() {
         assert!(err.contains(key), "{yaml}: {err}");
     }
 }
+
+/// A request whose future is dropped mid-flight (its HTTP/2 stream reset by the client)
+/// gives back its concurrency slot and its place in the in-flight gauge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_dropped_in_flight_leaves_the_gauges_right() {
+    let app = router().route(
+        "/hang",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            "never"
+        }),
+    );
+    let svc = support::start("server: { limits: { concurrency: 1 } }", app).await;
+    let mut s = TcpStream::connect(svc.running.local_addr()).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    s.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+    read_frame(&mut s).await.expect("server SETTINGS");
+    s.write_all(&frame(SETTINGS, 0x1, 0, &[])).await.unwrap();
+    let mut block = vec![0x82, 0x86, 0x04, 5];
+    block.extend_from_slice(b"/hang");
+    block.extend_from_slice(&[0x01, 1, b'x']);
+    s.write_all(&frame(HEADERS, 0x5, 1, &block)).await.unwrap();
+
+    let active = |m: &str| series(m, "http_server_active_requests");
+    support::eventually(Duration::from_secs(10), "the request in flight", || {
+        let url = svc.url.clone();
+        async move { (active(&support::metrics_text(&url).await) == 1.0).then_some(()) }
+    })
+    .await;
+    let c = support::client();
+    let res = c.get(format!("{}/x", svc.url)).send().await.unwrap();
+    assert_eq!(res.status(), 503, "the one slot is taken");
+
+    const CANCEL: u32 = 0x8;
+    s.write_all(&frame(RST_STREAM, 0, 1, &CANCEL.to_be_bytes()))
+        .await
+        .unwrap();
+    support::eventually(Duration::from_secs(10), "the gauge back at 0", || {
+        let url = svc.url.clone();
+        async move { (active(&support::metrics_text(&url).await) == 0.0).then_some(()) }
+    })
+    .await;
+    let res = c.get(format!("{}/x", svc.url)).send().await.unwrap();
+    assert_eq!(res.status(), 200, "the slot was given back");
+    drop(s);
+    svc.running.shutdown().await.unwrap();
+}

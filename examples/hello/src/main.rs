@@ -21,11 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ms_chassis::axum::http::header;
-use ms_chassis::axum::response::{IntoResponse, Response};
-use ms_chassis::client::HttpClient;
+use ms_chassis::ServeOptions;
 use ms_chassis::prelude::*;
-use ms_chassis::server::PROBLEM_JSON;
 use ms_chassis::telemetry::propagation::inject_current_headers;
 use serde::{Deserialize, Deserializer, Serialize};
 use tokio::sync::watch;
@@ -41,6 +38,9 @@ struct AppConfig {
     /// `http://127.0.0.1:8081`. Without it `/relay` answers 503.
     #[serde(deserialize_with = "http_url")]
     downstream: Option<reqwest::Url>,
+    /// Whether a second SIGTERM or Ctrl-C during the graceful shutdown exits at once
+    /// (the chassis's default) or is ignored, so the drain and the span flush always end.
+    exit_on_second_signal: bool,
 }
 
 impl Default for AppConfig {
@@ -48,6 +48,7 @@ impl Default for AppConfig {
         Self {
             greeting: "hello".to_owned(),
             downstream: None,
+            exit_on_second_signal: true,
         }
     }
 }
@@ -107,22 +108,21 @@ async fn main() -> ms_chassis::Result<()> {
         let up = probe.0.load(Ordering::Relaxed);
         async move { up }
     });
-    // The downstream's health gates readiness here because the demo has nothing else to
-    // do; see `HttpClient::probe` for when a shared dependency should not.
-    let downstream = if svc.config().chassis().clients.contains_key("downstream") {
-        let client = svc.client("downstream")?;
-        svc.health().readiness("downstream", client.probe());
-        Some(client)
-    } else {
-        None
-    };
+    // Another service is a shared dependency: its health is shown, but never takes this
+    // instance out of the load balancer (every instance would go at once).
+    let downstream = svc.optional_client("downstream")?;
+    if let Some(client) = &downstream {
+        svc.health().informational("downstream", client.probe());
+    }
+    let options = ServeOptions::default()
+        .exit_on_second_signal(svc.config().app::<AppConfig>()?.exit_on_second_signal);
     let state = Arc::new(App {
         app,
         dependency,
         downstream,
         client: std::sync::OnceLock::new(),
     });
-    svc.serve(router(state)).await
+    svc.serve_with(router(state), options).await
 }
 
 fn router(state: AppState) -> Router {
@@ -241,26 +241,15 @@ async fn relay(State(s): State<AppState>) -> Response {
 }
 
 /// Calls `GET /hello/downstream` on `clients.downstream` through the chassis client and
-/// returns its JSON. 503 without `clients.downstream`; when the call fails, the status
-/// the client suggests (504 timeout, 503 refused by the breaker or bulkhead, 502 else),
-/// with the reason.
-async fn downstream(State(s): State<AppState>) -> Response {
+/// returns its JSON. 503 without `clients.downstream`; when the call fails, the chassis's
+/// answer for a failed dependency (504 timeout, 503 refused by the breaker or bulkhead,
+/// 502 else), which names no internals: the reason goes to the log.
+async fn downstream(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
     let Some(client) = &s.downstream else {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no downstream client configured: set clients.downstream.url",
-        );
+        return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+            .with_detail("no downstream client configured: set clients.downstream.url"));
     };
-    match client
-        .get_json::<serde_json::Value>("/hello/downstream")
-        .await
-    {
-        Ok(body) => Json(body).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "downstream call failed");
-            problem(e.status_hint(), &e.to_string())
-        }
-    }
+    Ok(Json(client.get_json("/hello/downstream").await?))
 }
 
 /// What to answer, and the client span's `error.type`, when a downstream call fails.
@@ -272,20 +261,9 @@ fn call_error(e: &reqwest::Error) -> (StatusCode, &'static str) {
     }
 }
 
-/// An RFC 7807 problem response, like the ones the chassis produces.
-fn problem(status: StatusCode, detail: &str) -> Response {
-    let body = serde_json::json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, PROBLEM_JSON)],
-        body.to_string(),
-    )
-        .into_response()
+/// An RFC 9457 problem response, like the ones the chassis produces.
+fn problem(status: StatusCode, detail: &'static str) -> Response {
+    Problem::new(status).with_detail(detail).into_response()
 }
 
 async fn slow(Path(ms): Path<u64>) -> Json<serde_json::Value> {

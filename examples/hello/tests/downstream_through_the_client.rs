@@ -132,10 +132,14 @@ async fn a_dead_downstream_opens_the_breaker_and_the_demo_stays_responsive() {
             "a dead downstream took {took:?}"
         );
         statuses.push(status);
-        if body["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("circuit breaker is open"))
-        {
+        // A refused call is a 503 whose detail names no client, address or cause (the
+        // breaker state shows in the metrics below and in the log).
+        if status == 503 {
+            let detail = body["detail"].as_str().unwrap_or_default().to_owned();
+            assert_eq!(
+                detail, "a service this request depends on is unavailable; retry later",
+                "{body}"
+            );
             break status;
         }
     };
@@ -169,7 +173,10 @@ async fn a_dead_downstream_opens_the_breaker_and_the_demo_stays_responsive() {
     })
     .await;
     let (status, check, health) = health;
-    assert_eq!(status, 503, "{health}");
+    assert_eq!(
+        status, 200,
+        "a shared dependency is informational: {health}"
+    );
     assert_eq!(check["data"]["breaker"], "OPEN", "{health}");
     // Without the token: the status only.
     let public: Value = http
