@@ -161,25 +161,22 @@ impl Service {
         &self.config
     }
 
-    /// The live configuration: the current config, and typed subscriptions that follow
-    /// every reload (a change to the config file, or `POST /admin/config/reload`).
+    /// The live configuration: the current config, and typed parts of it ([`Live`](crate::config::Live)) that
+    /// follow every reload (a change to the config file, or `POST /admin/config/reload`).
     ///
     /// ```
+    /// use ms_chassis::config::Live;
     /// use ms_chassis::prelude::*;
     ///
     /// #[derive(serde::Deserialize)]
     /// struct AppConfig { greeting: String }
     ///
     /// # let svc = ms_chassis::Service::builder().yaml("app: { greeting: hi }").build()?;
-    /// let app = svc.config_watch().app::<AppConfig>()?;
-    /// let router: Router = Router::new().route(
-    ///     "/hello",
-    ///     get(move || {
-    ///         // The greeting as it is now, after any reload.
-    ///         let greeting = app.borrow().greeting.clone();
-    ///         async move { greeting }
-    ///     }),
-    /// );
+    /// let app: Live<AppConfig> = svc.config_watch().app()?;
+    /// // The greeting as it is now, after any reload.
+    /// let router: Router = Router::new()
+    ///     .route("/hello", get(|app: Live<AppConfig>| async move { app.get().greeting.clone() }))
+    ///     .with_state(app);
     /// # let _ = router;
     /// # Ok::<(), ms_chassis::Error>(())
     /// ```

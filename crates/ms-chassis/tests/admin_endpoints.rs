@@ -488,7 +488,7 @@ async fn reload_applies_live_settings_rejects_bad_config_and_reports_restarts() 
     };
     write(&file, &config("hi", "1s", 100));
     let svc = Service::builder().file(&file).build().unwrap();
-    let greeting = svc.config_watch().get::<String>("app.greeting").unwrap();
+    let greeting = svc.config_watch().live::<String>("app.greeting").unwrap();
     // A dependency that answers in 2s: DOWN under a 1s timeout, UP under 5s.
     svc.health().readiness("slow-dependency", || async {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -506,7 +506,7 @@ async fn reload_applies_live_settings_rejects_bad_config_and_reports_restarts() 
             .as_u16()
     };
     assert_eq!(ready(base.clone()).await, 503);
-    assert_eq!(greeting.borrow().as_str(), "hi");
+    assert_eq!(greeting.get().as_str(), "hi");
 
     write(&file, &config("hey", "5s", 5));
     let res = reload(&base).await;
@@ -537,7 +537,7 @@ async fn reload_applies_live_settings_rejects_bad_config_and_reports_restarts() 
         "{report}"
     );
     // Live: the subscriber, the health timeout, and the effective config.
-    assert_eq!(greeting.borrow().as_str(), "hey");
+    assert_eq!(greeting.get().as_str(), "hey");
     assert_eq!(ready(base.clone()).await, 200);
     let cfg = get_json(&format!("{base}/admin/config")).await;
     assert_eq!(cfg["app"]["greeting"], "hey", "{cfg}");
@@ -561,7 +561,7 @@ async fn reload_applies_live_settings_rejects_bad_config_and_reports_restarts() 
         "{p}"
     );
     assert!(reloads_total(&base, "error").await > errors_before);
-    assert_eq!(greeting.borrow().as_str(), "hey");
+    assert_eq!(greeting.get().as_str(), "hey");
     let cfg = get_json(&format!("{base}/admin/config")).await;
     assert_eq!(cfg["app"]["greeting"], "hey", "{cfg}");
 
@@ -576,7 +576,7 @@ async fn reload_applies_live_settings_rejects_bad_config_and_reports_restarts() 
             .any(|e| e["key"] == "app.greeting"),
         "{p}"
     );
-    assert_eq!(greeting.borrow().as_str(), "hey");
+    assert_eq!(greeting.get().as_str(), "hey");
 
     // Put the started values back: nothing needs a restart any more.
     write(&file, &config("hi", "1s", 100));

@@ -22,10 +22,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ms_chassis::ServeOptions;
+use ms_chassis::config::Live;
 use ms_chassis::prelude::*;
 use ms_chassis::telemetry::propagation::inject_current_headers;
 use serde::{Deserialize, Deserializer, Serialize};
-use tokio::sync::watch;
 use tracing::Instrument as _;
 
 /// The `app:` section of config.yaml.
@@ -78,7 +78,7 @@ type AppState = Arc<App>;
 
 struct App {
     /// The `app:` section as it is now: it follows config reloads.
-    app: watch::Receiver<Arc<AppConfig>>,
+    app: Live<AppConfig>,
     dependency: DemoDependency,
     /// The client for `clients.downstream`, when that is configured.
     downstream: Option<HttpClient>,
@@ -139,7 +139,7 @@ fn router(state: AppState) -> Router {
 
 async fn hello(State(s): State<AppState>) -> Json<Greeting> {
     Json(Greeting {
-        message: format!("{}, world", s.app.borrow().greeting),
+        message: format!("{}, world", s.app.get().greeting),
     })
 }
 
@@ -148,7 +148,7 @@ async fn hello_name(State(s): State<AppState>, Path(name): Path<String>) -> Json
     // A child span of the request's server span, opened with a plain `tracing` macro.
     let message = {
         let _span = tracing::info_span!("compose_greeting").entered();
-        format!("{}, {name}", s.app.borrow().greeting)
+        format!("{}, {name}", s.app.get().greeting)
     };
     Json(Greeting { message })
 }
@@ -158,7 +158,7 @@ async fn hello_name(State(s): State<AppState>, Path(name): Path<String>) -> Json
 /// downstream JSON. 503 without `app.downstream`, 502 when the call fails or answers with
 /// an error, 504 when it takes longer than [`DOWNSTREAM_TIMEOUT`].
 async fn relay(State(s): State<AppState>) -> Response {
-    let Some(base) = s.app.borrow().downstream.clone() else {
+    let Some(base) = s.app.get().downstream.clone() else {
         return problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "no downstream configured: set app.downstream",

@@ -23,6 +23,7 @@
 
 mod diff;
 mod error;
+mod live;
 mod secrets;
 mod sections;
 mod source;
@@ -41,6 +42,7 @@ use crate::resilience::LoadSheddingConfig;
 
 pub(crate) use diff::is_under;
 pub use error::{ConfigDiagnostic, ConfigError};
+pub use live::Live;
 use secrets::Secrets;
 pub(crate) use secrets::shown_url;
 pub use secrets::{DEFAULT_KEY_FILE, KEY_FILE_VAR, SecretError, SecretKey, key_file_from_env};

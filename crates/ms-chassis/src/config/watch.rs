@@ -1,9 +1,9 @@
 //! The live config: the last config loaded successfully, and typed subscriptions to parts of
 //! it that follow every reload.
 //!
-//! A subscription is a [`tokio::sync::watch::Receiver`] of the part read as the subscriber's
-//! own type, so a handler reads the current value with `borrow()` and a task waits for the
-//! next one with `changed()`. The type is also a validator: a reload whose new value does not
+//! A subscription is a [`Live<T>`] of the part read as the subscriber's own type (a
+//! `tokio::sync::watch` receiver inside), so a handler reads the current value with `get()`
+//! and a task waits for the next one with `changed()`. The type is also a validator: a reload whose new value does not
 //! read as it is rejected as a whole, with a located error, and nobody sees a half-applied
 //! config. Subscribers are told only when their part actually changed.
 
@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::diff::is_under;
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, Live};
 
 /// The service's live config and its subscribers. Cheap to clone.
 ///
@@ -21,21 +21,19 @@ use super::{Config, ConfigError};
 /// reload (a change to the config file, or `POST /admin/config/reload`) publishes here.
 ///
 /// ```
-/// use std::sync::Arc;
-/// use tokio::sync::watch;
+/// use ms_chassis::config::Live;
 ///
 /// #[derive(serde::Deserialize)]
 /// struct AppConfig { greeting: String }
 ///
 /// # let svc = ms_chassis::Service::builder().yaml("app: { greeting: hi }").build()?;
-/// let app: watch::Receiver<Arc<AppConfig>> = svc.config_watch().app()?;
+/// let app: Live<AppConfig> = svc.config_watch().app()?;
 /// // In a handler: always the current value.
-/// assert_eq!(app.borrow().greeting, "hi");
+/// assert_eq!(app.get().greeting, "hi");
 ///
 /// // In a task: wait for each reload that changes `app`.
-/// async fn follow(mut app: watch::Receiver<Arc<AppConfig>>) {
-///     while app.changed().await.is_ok() {
-///         let current = app.borrow_and_update().clone();
+/// async fn follow(mut app: Live<AppConfig>) {
+///     while let Some(current) = app.changed().await {
 ///         tracing::info!(greeting = %current.greeting, "greeting changed");
 ///     }
 /// }
@@ -129,12 +127,12 @@ impl ConfigWatch {
     }
 
     /// The user's `app` section as `T`, following every reload that changes it. See
-    /// [`get`](Self::get).
-    pub fn app<T>(&self) -> Result<watch::Receiver<Arc<T>>, ConfigError>
+    /// [`live`](Self::live).
+    pub fn app<T>(&self) -> Result<Live<T>, ConfigError>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        self.get("app")
+        self.live("app")
     }
 
     /// The value at a dotted key path (`app.db`, `health`) as `T`, following every reload
@@ -143,8 +141,8 @@ impl ConfigWatch {
     /// Fails now if the current value does not read as `T`. From then on, a reload whose
     /// new value does not read as `T` is rejected as a whole: the service keeps its config,
     /// and the error names the key and where it was set. Dropping every clone of the
-    /// receiver ends the subscription.
-    pub fn get<T>(&self, key: &str) -> Result<watch::Receiver<Arc<T>>, ConfigError>
+    /// [`Live`] ends the subscription. ([`Config::get`] reads a value once.)
+    pub fn live<T>(&self, key: &str) -> Result<Live<T>, ConfigError>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
@@ -154,7 +152,7 @@ impl ConfigWatch {
             key: key.to_owned(),
             tx,
         }));
-        Ok(rx)
+        Ok(Live::new(rx))
     }
 
     fn subscribers(&self) -> std::sync::MutexGuard<'_, Vec<Box<dyn Subscriber>>> {
@@ -226,15 +224,16 @@ mod tests {
     #[test]
     fn a_subscriber_sees_changes_to_its_part_only() {
         let watch = ConfigWatch::new(load("app: { greeting: hi }"));
-        let mut app = watch.app::<App>().unwrap();
-        assert_eq!(app.borrow_and_update().greeting, "hi");
+        let app = watch.app::<App>().unwrap();
+        let mut rx = app.receiver();
+        assert_eq!(rx.borrow_and_update().greeting, "hi");
 
         let next = load("app: { greeting: hi }\nlogging: { level: warn }");
         watch
             .prepare(next, &["logging.level".into()])
             .unwrap()
             .commit();
-        assert!(!app.has_changed().unwrap());
+        assert!(!rx.has_changed().unwrap());
         assert_eq!(watch.current().chassis().logging.level, "warn");
 
         let next = load("app: { greeting: hola }");
@@ -242,8 +241,9 @@ mod tests {
             .prepare(next, &["app.greeting".into()])
             .unwrap()
             .commit();
-        assert!(app.has_changed().unwrap());
-        assert_eq!(app.borrow_and_update().greeting, "hola");
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(rx.borrow_and_update().greeting, "hola");
+        assert_eq!(app.get().greeting, "hola");
     }
 
     #[test]
@@ -264,14 +264,14 @@ mod tests {
             e.diagnostics()[0].location.as_deref(),
             Some("inline config:1")
         );
-        assert_eq!(app.borrow().greeting, "hi");
+        assert_eq!(app.get().greeting, "hi");
         assert_eq!(watch.current().chassis().logging.level, "info");
     }
 
     #[test]
     fn dropping_the_receiver_ends_the_subscription() {
         let watch = ConfigWatch::new(load("app: { greeting: hi }"));
-        let app = watch.get::<String>("app.greeting").unwrap();
+        let app = watch.live::<String>("app.greeting").unwrap();
         assert_eq!(watch.subscribed_keys(), ["app.greeting"]);
         drop(app);
         assert!(watch.subscribed_keys().is_empty());
