@@ -26,6 +26,41 @@ use crate::server::{problem, problem_with};
 /// The states an operator may ask for.
 const STATES: &str = "forced_open, closed, disabled, reset";
 
+/// What an operator asks of a breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Override {
+    /// Reject every call.
+    ForcedOpen,
+    /// Let calls flow, judged afresh.
+    Closed,
+    /// Let calls flow, record nothing.
+    Disabled,
+    /// As new: CLOSED, waits reset.
+    Reset,
+}
+
+impl Override {
+    /// Case and surrounding space aside; `open` is taken for `forced_open`.
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "forced_open" | "open" => Some(Self::ForcedOpen),
+            "closed" => Some(Self::Closed),
+            "disabled" => Some(Self::Disabled),
+            "reset" => Some(Self::Reset),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::ForcedOpen => "forced_open",
+            Self::Closed => "closed",
+            Self::Disabled => "disabled",
+            Self::Reset => "reset",
+        }
+    }
+}
+
 pub(super) async fn list(State(admin): State<Admin>) -> Response<Body> {
     let snapshots: Vec<CircuitBreakerSnapshot> = admin
         .inner
@@ -62,16 +97,20 @@ pub(super) async fn force(
         Err(res) => return *res,
     };
     match state {
-        "forced_open" => breaker.force_open(),
-        "closed" => breaker.force_closed(),
-        "disabled" => breaker.disable(),
-        _ => breaker.reset(),
+        Override::ForcedOpen => breaker.force_open(),
+        Override::Closed => breaker.force_closed(),
+        Override::Disabled => breaker.disable(),
+        Override::Reset => breaker.reset(),
     }
-    tracing::warn!(breaker = %name, state, "circuit breaker state forced through /admin/breakers");
+    tracing::warn!(
+        breaker = %name,
+        state = state.name(),
+        "circuit breaker state forced through /admin/breakers"
+    );
     axum::Json(breaker.snapshot()).into_response()
 }
 
-fn parse(body: &[u8]) -> Result<&'static str, Box<Response<Body>>> {
+fn parse(body: &[u8]) -> Result<Override, Box<Response<Body>>> {
     let bad = |detail: String| {
         let mut ext = Map::new();
         ext.insert("field".into(), "state".into());
@@ -97,16 +136,13 @@ fn parse(body: &[u8]) -> Result<&'static str, Box<Response<Body>>> {
             ext,
         )));
     }
-    let requested = map
+    match map
         .get("state")
         .and_then(Value::as_str)
-        .map(|s| s.trim().to_ascii_lowercase());
-    match requested.as_deref() {
-        Some("forced_open" | "open") => Ok("forced_open"),
-        Some("closed") => Ok("closed"),
-        Some("disabled") => Ok("disabled"),
-        Some("reset") => Ok("reset"),
-        _ => Err(bad(format!(
+        .and_then(Override::parse)
+    {
+        Some(state) => Ok(state),
+        None => Err(bad(format!(
             "state: expected one of {STATES}; found {}",
             map.get("state")
                 .map_or("nothing".to_owned(), Value::to_string)
@@ -120,11 +156,12 @@ mod tests {
 
     #[test]
     fn parses_the_states_and_names_the_field_on_bad_input() {
-        assert_eq!(parse(br#"{"state":"FORCED_OPEN"}"#).unwrap(), "forced_open");
-        assert_eq!(parse(br#"{"state":"open"}"#).unwrap(), "forced_open");
-        assert_eq!(parse(br#"{"state":" closed "}"#).unwrap(), "closed");
-        assert_eq!(parse(br#"{"state":"disabled"}"#).unwrap(), "disabled");
-        assert_eq!(parse(br#"{"state":"reset"}"#).unwrap(), "reset");
+        let ok = |b: &[u8]| parse(b).unwrap();
+        assert_eq!(ok(br#"{"state":"FORCED_OPEN"}"#), Override::ForcedOpen);
+        assert_eq!(ok(br#"{"state":"open"}"#), Override::ForcedOpen);
+        assert_eq!(ok(br#"{"state":" closed "}"#), Override::Closed);
+        assert_eq!(ok(br#"{"state":"disabled"}"#), Override::Disabled);
+        assert_eq!(ok(br#"{"state":"reset"}"#), Override::Reset);
         for bad in [
             &br#"{"state":"half_open"}"#[..],
             br#"{"state":1}"#,

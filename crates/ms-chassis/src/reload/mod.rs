@@ -200,9 +200,13 @@ impl Reloader {
         &self.watch
     }
 
-    /// Whether the watched files differ from what the last load read.
-    pub(crate) fn files_changed(&self) -> bool {
-        let now = contents(&self.loader.watched_files());
+    /// Whether the watched files differ from what the last load read. The files are read
+    /// on a blocking thread, off the runtime's workers.
+    pub(crate) async fn files_changed(&self) -> bool {
+        let files = self.loader.watched_files();
+        let Ok(now) = tokio::task::spawn_blocking(move || contents(&files)).await else {
+            return true;
+        };
         *self
             .loaded_files
             .lock()
@@ -213,23 +217,36 @@ impl Reloader {
     /// Loads, validates and applies the config; logs and counts the outcome.
     pub(crate) async fn reload(&self, trigger: Trigger) -> ReloadReport {
         let _serial = self.serial.lock().await;
-        // Read before the load: an edit in between makes the next check see a change.
-        *self
-            .loaded_files
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            contents(&self.loader.watched_files());
-        let report = match self.try_reload(trigger) {
-            Ok(report) => report,
-            Err(e) => self.rejected(trigger, &e),
+        // Reading files and decrypting `enc_` values block: a blocking thread does both.
+        let loader = self.loader.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            // Read before the load: an edit in between makes the next check see a change.
+            let files = contents(&loader.watched_files());
+            (files, loader.load())
+        })
+        .await;
+        let report = match read {
+            Ok((files, next)) => {
+                *self
+                    .loaded_files
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = files;
+                match next.and_then(|next| self.try_reload(trigger, next)) {
+                    Ok(report) => report,
+                    Err(e) => self.rejected(trigger, &e),
+                }
+            }
+            Err(e) => {
+                let e = ConfigError::new(None, None, format!("the config load failed: {e}"));
+                self.rejected(trigger, &e)
+            }
         };
         self.reloads.with_label_values(&[report.result]).inc();
         report
     }
 
-    fn try_reload(&self, trigger: Trigger) -> Result<ReloadReport, ConfigError> {
+    fn try_reload(&self, trigger: Trigger, next: Config) -> Result<ReloadReport, ConfigError> {
         let current = self.watch.current();
-        let next = self.loader.clone().load()?;
         let changed = next.changed_since(&current);
         let subscribed = self.watch.subscribed_keys();
         let live = |k: &String| {

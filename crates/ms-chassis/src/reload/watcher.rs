@@ -129,7 +129,7 @@ pub(crate) fn spawn(
                     changed = rx.changed() => if changed.is_err() { return },
                 }
             }
-            if reloader.files_changed() {
+            if reloader.files_changed().await {
                 reloader.reload(Trigger::File).await;
             }
         }

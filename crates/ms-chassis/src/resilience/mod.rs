@@ -160,7 +160,9 @@ impl ResilienceError {
 
     /// A short, stable name for the variant: `timeout`, `circuit_open`, `bulkhead_full`,
     /// `rate_limited`, `shed` or `inner`. Suitable for metric labels and problem types.
-    pub fn kind(&self) -> &'static str {
+    /// (As [`ClientErrorKind::name`](crate::client::ClientErrorKind::name) is for the
+    /// client's errors.)
+    pub fn name(&self) -> &'static str {
         match self {
             ResilienceError::Timeout { .. } => "timeout",
             ResilienceError::CircuitOpen { .. } => "circuit_open",
@@ -174,7 +176,7 @@ impl ResilienceError {
     /// True when a resilience layer refused the call without attempting it (open breaker,
     /// full bulkhead, exhausted rate limit, shed load). Such calls never reached the
     /// dependency.
-    pub fn is_rejection(&self) -> bool {
+    pub fn is_rejected(&self) -> bool {
         matches!(
             self,
             ResilienceError::CircuitOpen { .. }
@@ -336,7 +338,7 @@ impl Default for HttpClassifier {
 }
 
 fn default_error_outcome(e: &ResilienceError) -> Outcome {
-    if e.is_rejection() {
+    if e.is_rejected() {
         Outcome::Ignored
     } else {
         Outcome::Failure
@@ -418,7 +420,7 @@ mod tests {
 
         let io = std::io::Error::other("boom");
         let outer = ResilienceError::from_inner(io);
-        assert_eq!(outer.kind(), "inner");
+        assert_eq!(outer.name(), "inner");
         assert_eq!(outer.status_hint(), StatusCode::BAD_GATEWAY);
         assert_eq!(
             ResilienceError::RateLimited { name: "r".into() }.status_hint(),

@@ -111,7 +111,7 @@ impl Problem {
     }
 
     /// The `type` member.
-    pub fn kind(&self) -> &str {
+    pub fn problem_type(&self) -> &str {
         self.kind.as_deref().unwrap_or("about:blank")
     }
 
@@ -140,7 +140,7 @@ impl Problem {
     /// The JSON document.
     pub fn to_json(&self) -> Value {
         let mut body = self.extensions.clone();
-        body.insert("type".into(), self.kind().into());
+        body.insert("type".into(), self.problem_type().into());
         body.insert("title".into(), self.title().into());
         body.insert("status".into(), self.status.as_u16().into());
         if let Some(d) = &self.detail {

@@ -127,7 +127,7 @@ where
                     .expect("LoadShedResponseFuture polled after completion");
                 // A rejection by an inner layer did no work: its latency says nothing.
                 match &result {
-                    Err(e) if e.is_rejection() => drop(permit),
+                    Err(e) if e.is_rejected() => drop(permit),
                     _ => permit.complete(),
                 }
                 Poll::Ready(result)
@@ -184,9 +184,9 @@ mod tests {
         }
         let err = svc.clone().oneshot(()).await.unwrap_err();
         assert!(matches!(err, ResilienceError::Shed { ref name } if &**name == "s"));
-        assert_eq!(err.kind(), "shed");
+        assert_eq!(err.name(), "shed");
         assert_eq!(err.status_hint(), http::StatusCode::SERVICE_UNAVAILABLE);
-        assert!(err.is_rejection());
+        assert!(err.is_rejected());
         assert_eq!(arrived.load(Ordering::SeqCst), 2, "the third never arrived");
         assert_eq!(layer.limit().in_flight(), 2);
 
@@ -232,7 +232,7 @@ mod tests {
                 Err::<(), _>(ResilienceError::RateLimited { name: "r".into() })
             }));
         let err = svc.oneshot(()).await.unwrap_err();
-        assert_eq!(err.kind(), "rate_limited", "passed through, not nested");
+        assert_eq!(err.name(), "rate_limited", "passed through, not nested");
         assert_eq!(layer.limit().in_flight(), 0);
     }
 }
