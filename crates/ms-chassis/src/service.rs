@@ -265,6 +265,7 @@ impl Service {
                 let signal = wait_for_signal().await;
                 if options.exit_on_second_signal {
                     tracing::warn!(signal, "second signal received: exiting without draining");
+                    crate::telemetry::flush_logs(Duration::from_millis(200));
                     std::process::exit(130);
                 }
                 tracing::warn!(
@@ -530,6 +531,9 @@ async fn supervise(mut s: Supervised) -> Result<()> {
         .max(Duration::from_secs(1));
     crate::telemetry::otel::flush(left).await;
     tracing::info!("shutdown complete");
+    // The log lines still queued, before the process may exit.
+    let _ =
+        tokio::task::spawn_blocking(|| crate::telemetry::flush_logs(Duration::from_secs(1))).await;
     result
 }
 

@@ -46,7 +46,10 @@ impl Exemplars {
             .iter()
             .position(|b| value <= *b)
             .unwrap_or(bounds.len());
-        let mut map = self.by_series.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .by_series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let slots = map
             .entry(series_key(method, route, status))
             .or_insert_with(|| vec![None; bounds.len() + 1]);
@@ -69,7 +72,10 @@ impl Exemplars {
             label("http_route"),
             label("http_response_status_code"),
         );
-        let map = self.by_series.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = self
+            .by_series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.get(&key)?.get(bucket)?.clone()
     }
 }

@@ -4,7 +4,8 @@
 //! `message`, then the fields of the enclosing spans (such as `request_id`) and of the event.
 //! The level filter sits on the log layer only, not on the registry, so that spans stay
 //! enabled for the tracing layer that shares the registry. Both filters can be changed
-//! while the process runs: see [`super::levels`].
+//! while the process runs: see [`super::levels`]. Lines reach stdout through a bounded
+//! queue and a thread of their own (see `log_writer`).
 
 use std::sync::OnceLock;
 
@@ -14,6 +15,7 @@ use tracing_subscriber::{EnvFilter, Layer, reload};
 
 use super::json_format::{FlatJson, JsonSpanFields};
 use super::levels::{self, BaseSource};
+use super::log_writer::QueuedStdout;
 use crate::config::{ChassisConfig, LogFormat};
 
 static INSTALLED: OnceLock<()> = OnceLock::new();
@@ -48,11 +50,13 @@ pub(crate) fn init_telemetry(
         let (log_filter, log_handle) = reload::Layer::new(filter());
         let layer = match cfg.logging.format {
             LogFormat::Json => tracing_subscriber::fmt::layer()
+                .with_writer(QueuedStdout)
                 .fmt_fields(JsonSpanFields)
                 .event_format(FlatJson::new(&cfg.service.name))
                 .with_filter(log_filter)
                 .boxed(),
             LogFormat::Pretty => tracing_subscriber::fmt::layer()
+                .with_writer(QueuedStdout)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                 .with_filter(log_filter)
                 .boxed(),

@@ -5,6 +5,7 @@
 mod export_queue;
 mod json_format;
 pub(crate) mod levels;
+mod log_writer;
 mod logs;
 pub(crate) mod otel;
 mod presampled;
@@ -12,5 +13,6 @@ pub mod propagation;
 mod request_context;
 mod stdout_exporter;
 
+pub(crate) use log_writer::flush as flush_logs;
 pub(crate) use logs::init_telemetry;
 pub use request_context::RequestContext;
