@@ -117,7 +117,7 @@ impl Config {
         let node = if node.is_null() { &empty } else { node };
         deserialize_at(node, key, &self.layered).map_err(|e| {
             let mut diagnostics = e.diagnostics().to_vec();
-            self.secrets.scrub(&mut diagnostics);
+            self.secrets.scrub(&mut diagnostics, &self.layered.value);
             ConfigError::from_diagnostics(diagnostics)
         })
     }
@@ -433,7 +433,7 @@ impl ConfigLoader {
                 .filter(|d| !typed.defaulted(d.key.as_deref().unwrap_or_default())),
         );
         if !diagnostics.is_empty() {
-            secrets.scrub(&mut diagnostics);
+            secrets.scrub(&mut diagnostics, &layered.value);
             return Err(ConfigError::from_diagnostics(diagnostics));
         }
         Ok(Config {
