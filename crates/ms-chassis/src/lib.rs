@@ -23,6 +23,7 @@ pub use axum;
 /// The names a typical service needs.
 pub mod prelude {
     pub use crate::health::{CheckOutcome, Probe};
+    pub use crate::path;
     pub use crate::{Result, Service};
     pub use axum::Router;
     pub use axum::extract::{Json, Path, Query, State};
