@@ -537,10 +537,13 @@ impl ConfigLoader {
             let key = d.key.as_deref().unwrap_or_default();
             !inherited.iter().any(|p| is_under(key, p))
         };
+        // A map entry dropped for its type error is gone from the typed config: it is
+        // reported for its type, not again as unknown.
         diagnostics.extend(
             unknown_keys(&layered, &typed.chassis)
                 .into_iter()
-                .filter(own),
+                .filter(own)
+                .filter(|d| !typed.defaulted(d.key.as_deref().unwrap_or_default())),
         );
         diagnostics.extend(typed.errors.iter().filter(|d| own(d)).cloned());
         // A dropped value was typed as its default: rules about it would judge the default.
@@ -1104,6 +1107,19 @@ mod tests {
         let e = cfg.get::<u32>("app.db.password").unwrap_err().to_string();
         assert!(!e.contains("not-a-number"), "{e}");
         assert!(e.contains("app.db.password"), "{e}");
+    }
+
+    #[test]
+    fn a_map_entry_of_the_wrong_type_is_not_also_unknown() {
+        let e = ConfigLoader::new()
+            .yaml("tracing: { headers: { x-api-key: 12345, ok: fine } }")
+            .load()
+            .unwrap_err();
+        assert_eq!(e.diagnostics().len(), 1, "{e}");
+        assert_eq!(
+            e.diagnostics()[0].key.as_deref(),
+            Some("tracing.headers.x-api-key")
+        );
     }
 
     #[test]
