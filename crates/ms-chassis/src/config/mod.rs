@@ -19,9 +19,14 @@
 //! A key starting with `enc_` (any case, any depth, any layer) holds a Fernet token, as in
 //! PyMS: once the layers are merged it is decrypted with the key file (`MS_KEY_FILE`, else
 //! `./key.key`) and exposed without the prefix, so `app.db.enc_password` is read as
-//! `app.db.password`. See [`SecretKey`]. [`Config::redacted`] and [`Config::annotated_yaml`]
-//! show the effective config with those values, and any key named like a password, secret,
-//! token, key or credential, replaced by `<redacted>`.
+//! `app.db.password`. See [`SecretKey`].
+//!
+//! Config is shown to people in several places (`ms-chassis config check --print`,
+//! `/admin/config`, `Debug`, error messages), so one view decides what may be shown, and
+//! every place uses it: [`Config::redacted`] replaces decrypted values, values under keys
+//! named like credentials (password, secret, token, key, authorization, cookie…), every
+//! value of a header mapping such as `tracing.headers`, and URL passwords, by
+//! `<redacted>`. An error about a key never quotes a value that view hides.
 
 mod diff;
 mod error;
@@ -136,10 +141,23 @@ impl Config {
         self.secrets.paths()
     }
 
-    /// The effective merged tree (defaults and every layer), with every decrypted value and
-    /// every non-null value under a key whose name contains password, secret, token, key or
-    /// credential (any case) replaced by `"<redacted>"`. A `null` stays `null`: it shows
+    /// The effective merged tree (defaults and every layer), as it may be shown: every
+    /// decrypted value, every non-null value under a key whose name contains password,
+    /// passwd, secret, token, key, credential, authorization or cookie, or has the word
+    /// auth (any case: `x-api-key`, `set-cookie`, `proxy-authorization`), and every value
+    /// in a mapping of headers (`tracing.headers`, `*_headers`) is replaced by
+    /// `"<redacted>"`, and so is the password of a URL. A `null` stays `null`: it shows
     /// that nothing is set, and hides nothing.
+    ///
+    /// ```
+    /// let cfg = ms_chassis::config::ConfigLoader::new()
+    ///     .yaml("tracing: { headers: { x-honeycomb-team: abc } }\napp: { x_api_key: k }")
+    ///     .load()?;
+    /// let shown = cfg.redacted();
+    /// assert_eq!(shown["tracing"]["headers"]["x-honeycomb-team"], "<redacted>");
+    /// assert_eq!(shown["app"]["x_api_key"], "<redacted>");
+    /// # Ok::<(), ms_chassis::config::ConfigError>(())
+    /// ```
     ///
     /// It shows every key in effect, defaults included: a `clients.<name>` block also lists
     /// the client keys it leaves out, at their defaults (the embedded defaults have no
