@@ -1109,7 +1109,7 @@ mod tests {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(
-            text.contains("admin.token: expected a string, found integer `<redacted>`"),
+            text.contains("admin.token: expected a string, found integer <redacted>"),
             "{text}"
         );
         assert!(

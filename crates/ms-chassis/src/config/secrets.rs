@@ -266,15 +266,21 @@ struct Hidden {
 impl Hidden {
     /// `message` with the value replaced by what the view shows, in the forms a message
     /// quotes it: `"…"` (a string's `Debug`, as serde quotes one), `` `…` `` (serde's
-    /// numbers and booleans), or bare. The bare form is replaced only from 4 characters,
-    /// so that a short value (`1`) does not garble the rest of the message.
+    /// numbers and booleans), or bare. A value hidden whole reads `<redacted>`, unquoted;
+    /// one hidden in part (a URL) stays quoted. The bare form is replaced only from 4
+    /// characters, so that a short value (`1`) does not garble the rest of the message.
     fn remove_from(&self, message: &str) -> String {
         if self.value.is_empty() {
             return message.to_owned();
         }
+        let (quoted, ticked) = if self.shown == REDACTED {
+            (REDACTED.to_owned(), REDACTED.to_owned())
+        } else {
+            (format!("{:?}", self.shown), format!("`{}`", self.shown))
+        };
         let mut out = message
-            .replace(&format!("{:?}", self.value), &format!("{:?}", self.shown))
-            .replace(&format!("`{}`", self.value), &format!("`{}`", self.shown));
+            .replace(&format!("{:?}", self.value), &quoted)
+            .replace(&format!("`{}`", self.value), &ticked);
         if self.value.chars().count() >= 4 {
             out = out.replace(&self.value, &self.shown);
         }
@@ -832,12 +838,12 @@ mod tests {
         assert_eq!(
             messages,
             [
-                "expected a boolean, found string \"<redacted>\"",
+                "expected a boolean, found string <redacted>",
                 "expected an integer, found string \"maybe\"",
-                "expected a string, found integer `<redacted>`",
+                "expected a string, found integer <redacted>",
                 "<redacted> is not a header value",
                 "expected a URL such as http://127.0.0.1:4317, found \"ftp://u:<redacted>@h\"",
-                "expected a string, found boolean `<redacted>`",
+                "expected a string, found boolean <redacted>",
             ]
         );
     }
