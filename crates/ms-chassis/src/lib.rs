@@ -30,6 +30,7 @@ pub use axum;
 pub mod prelude {
     pub use crate::client::{ClientError, HttpClient};
     pub use crate::health::{CheckOutcome, Probe};
+    pub use crate::path;
     pub use crate::{Problem, Result, Service};
     pub use axum::Router;
     pub use axum::extract::{Json, Path, Query, State};

@@ -25,8 +25,9 @@
 //! svc.health().readiness("books", books.probe());
 //! let router: Router = Router::new().route(
 //!     "/titles/{id}",
-//!     get(move |Path(id): Path<u32>| async move {
-//!         match books.get_json::<Book>(&format!("/books/{id}")).await {
+//!     get(move |Path(id): Path<String>| async move {
+//!         // `id` is one segment whatever it holds: `../admin` cannot leave `/books/`.
+//!         match books.get_json::<Book>(path!["books", id]).await {
 //!             Ok(book) => Ok(book.title),
 //!             // 504 on a timeout, 503 when the breaker or bulkhead refused, else 502.
 //!             Err(e) => Err((e.status_hint(), e.to_string())),
@@ -53,6 +54,11 @@
 //!   `server_address`, `http_request_method`, `http_response_status_code` and
 //!   `error_type`; the breaker, retry, bulkhead and timeout metrics of
 //!   [`ResilienceMetrics`], with `name` = the client.
+//! - **Paths that hold values** built with [`path!`](crate::path) (a [`RequestPath`]):
+//!   each value is one percent-encoded segment, so `path!["books", id]` reaches
+//!   `/books/{id}` on the server whatever `id` holds (`../admin`, `a/b`, `7?x=1`), and
+//!   axum's `Path` decodes it back. A `&str` path is taken as written: keep it for paths
+//!   with no outside values in them.
 //! - **Header propagation** of the incoming request's headers named in
 //!   `propagate_headers` (an allow-list: nothing else is copied, and `host`, hop-by-hop
 //!   and trace headers are refused by config validation).
@@ -70,6 +76,7 @@ mod call;
 mod config;
 mod error;
 mod forward;
+mod path;
 mod registry;
 mod response;
 
@@ -89,6 +96,7 @@ use tower::{Layer as _, ServiceBuilder, ServiceExt as _};
 pub use config::{ClientConfig, PoolConfig, Toggle};
 pub use error::{ClientError, ClientErrorKind};
 pub(crate) use forward::{Captured, Forwarding};
+pub use path::RequestPath;
 pub(crate) use registry::Clients;
 pub use response::ClientResponse;
 
@@ -278,53 +286,64 @@ impl HttpClient {
         Ok(())
     }
 
-    /// A request to `path` (joined to the base URL; it may carry a query string).
-    pub fn request(&self, method: Method, path: &str) -> ClientRequest {
+    /// A request to `path`, joined to the base URL.
+    ///
+    /// Build a path that holds values with [`path!`](crate::path) (or [`RequestPath`]):
+    /// each value is one percent-encoded segment, so `path!["books", id]` stays under
+    /// `/books/` whatever `id` holds. A `&str` is taken as written, for paths the caller
+    /// wrote itself: it may carry a query string, and its `.` and `..` segments are
+    /// resolved as in any URL (`/a/../b` is `/b`). A percent-encoded dot segment (`%2E`,
+    /// `%2E%2E`), which the URL standard would resolve too, fails the call at `send` with
+    /// [`ClientErrorKind::InvalidRequest`].
+    pub fn request(&self, method: Method, path: impl AsRef<str>) -> ClientRequest {
         ClientRequest {
             client: self.clone(),
             method,
-            path: path.to_owned(),
+            path: path.as_ref().to_owned(),
             headers: HeaderMap::new(),
             body: Bytes::new(),
             error: None,
         }
     }
 
-    /// A GET request to `path`.
-    pub fn get(&self, path: &str) -> ClientRequest {
+    /// A GET request to `path` (see [`request`](Self::request)).
+    pub fn get(&self, path: impl AsRef<str>) -> ClientRequest {
         self.request(Method::GET, path)
     }
 
-    /// A POST request to `path`.
-    pub fn post(&self, path: &str) -> ClientRequest {
+    /// A POST request to `path` (see [`request`](Self::request)).
+    pub fn post(&self, path: impl AsRef<str>) -> ClientRequest {
         self.request(Method::POST, path)
     }
 
-    /// A PUT request to `path`.
-    pub fn put(&self, path: &str) -> ClientRequest {
+    /// A PUT request to `path` (see [`request`](Self::request)).
+    pub fn put(&self, path: impl AsRef<str>) -> ClientRequest {
         self.request(Method::PUT, path)
     }
 
-    /// A PATCH request to `path`.
-    pub fn patch(&self, path: &str) -> ClientRequest {
+    /// A PATCH request to `path` (see [`request`](Self::request)).
+    pub fn patch(&self, path: impl AsRef<str>) -> ClientRequest {
         self.request(Method::PATCH, path)
     }
 
-    /// A DELETE request to `path`.
-    pub fn delete(&self, path: &str) -> ClientRequest {
+    /// A DELETE request to `path` (see [`request`](Self::request)).
+    pub fn delete(&self, path: impl AsRef<str>) -> ClientRequest {
         self.request(Method::DELETE, path)
     }
 
     /// GETs `path` and reads a 2xx JSON answer as `T`; any other status is
     /// [`ClientErrorKind::Status`].
-    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: impl AsRef<str>,
+    ) -> Result<T, ClientError> {
         self.get(path).send_json().await
     }
 
     /// POSTs `body` as JSON to `path` and reads a 2xx JSON answer as `T`.
     pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
-        path: &str,
+        path: impl AsRef<str>,
         body: &B,
     ) -> Result<T, ClientError> {
         self.post(path).json(body).send_json().await
@@ -333,7 +352,7 @@ impl HttpClient {
     /// PUTs `body` as JSON to `path` and reads a 2xx JSON answer as `T`.
     pub async fn put_json<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
-        path: &str,
+        path: impl AsRef<str>,
         body: &B,
     ) -> Result<T, ClientError> {
         self.put(path).json(body).send_json().await
@@ -555,6 +574,13 @@ fn join(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
     if path.contains("://") || path.starts_with("//") {
         return Err(format!(
             "expected a path relative to the client's url, found {shown:?}"
+        ));
+    }
+    if let Some(dot) = path::encoded_dot_segment(path) {
+        return Err(format!(
+            "the path segment {dot:?} stands for a `.` or `..` value, which cannot be sent: \
+             the URL standard resolves it as a dot segment, so it would not reach the server \
+             as a value (in path {shown:?})"
         ));
     }
     if let Some(url) = join_plain(base, path) {
@@ -820,6 +846,11 @@ mod tests {
             "the common case is fast"
         );
         assert!(join(&base, "//evil/x").is_err());
+        for dot in ["/books/%2E%2E", "/books/%2e/x", "/.%2E?q=1"] {
+            let e = join(&base, dot).unwrap_err();
+            assert!(e.contains("cannot be sent"), "{dot}: {e}");
+        }
+        assert!(join(&base, "/books/%2E%2E%2E").is_ok());
         assert!(join(&base, "http://evil/x").is_err());
     }
 

@@ -28,7 +28,9 @@ impl fmt::Display for ConfigDiagnostic {
 /// The configuration could not be loaded. Holds every problem found, one per line in `Display`.
 ///
 /// Messages never contain secret values: they name keys and locations, and quote only
-/// the offending scalar of a type error.
+/// the offending scalar of a type error, and that only where
+/// [`Config::redacted`](super::Config::redacted) would show it (elsewhere it reads
+/// `<redacted>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     diagnostics: Vec<ConfigDiagnostic>,

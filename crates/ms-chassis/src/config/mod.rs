@@ -3,7 +3,9 @@
 //! Layers, lowest precedence first: embedded defaults, `config.yaml` (path from
 //! `MS_CONFIG_FILE`, a file or a directory; `./config.yaml` otherwise),
 //! `config.<profile>.yaml` beside it (profile from `MS_PROFILE`), YAML given in code, and
-//! environment variables (`MS__SERVER__PORT=9000` sets `server.port`).
+//! environment variables (`MS__SERVER__PORT=9000` sets `server.port`). An `MS_*` variable
+//! that is not valid UTF-8 is an error naming it (its value is never shown); other
+//! variables that are not UTF-8 are ignored, as the chassis reads none of them.
 //!
 //! The chassis sections are typed ([`ChassisConfig`]); an unknown key in them is an error
 //! with a "did you mean". The user's `app` section is read with [`Config::app`] as the
@@ -17,9 +19,14 @@
 //! A key starting with `enc_` (any case, any depth, any layer) holds a Fernet token, as in
 //! PyMS: once the layers are merged it is decrypted with the key file (`MS_KEY_FILE`, else
 //! `./key.key`) and exposed without the prefix, so `app.db.enc_password` is read as
-//! `app.db.password`. See [`SecretKey`]. [`Config::redacted`] and [`Config::annotated_yaml`]
-//! show the effective config with those values, and any key named like a password, secret,
-//! token, key or credential, replaced by `<redacted>`.
+//! `app.db.password`. See [`SecretKey`].
+//!
+//! Config is shown to people in several places (`ms-chassis config check --print`,
+//! `/admin/config`, `Debug`, error messages), so one view decides what may be shown, and
+//! every place uses it: [`Config::redacted`] replaces decrypted values, values under keys
+//! named like credentials (password, secret, token, key, authorization, cookie…), every
+//! value of a header mapping such as `tracing.headers`, and URL passwords, by
+//! `<redacted>`. An error about a key never quotes a value that view hides.
 
 mod diff;
 mod error;
@@ -119,7 +126,7 @@ impl Config {
         let node = if node.is_null() { &empty } else { node };
         deserialize_at(node, key, &self.layered).map_err(|e| {
             let mut diagnostics = e.diagnostics().to_vec();
-            self.secrets.scrub(&mut diagnostics);
+            self.secrets.scrub(&mut diagnostics, &self.layered.value);
             ConfigError::from_diagnostics(diagnostics)
         })
     }
@@ -136,10 +143,23 @@ impl Config {
         self.secrets.paths()
     }
 
-    /// The effective merged tree (defaults and every layer), with every decrypted value and
-    /// every non-null value under a key whose name contains password, secret, token, key or
-    /// credential (any case) replaced by `"<redacted>"`. A `null` stays `null`: it shows
+    /// The effective merged tree (defaults and every layer), as it may be shown: every
+    /// decrypted value, every non-null value under a key whose name contains password,
+    /// passwd, secret, token, key, credential, authorization or cookie, or has the word
+    /// auth (any case: `x-api-key`, `set-cookie`, `proxy-authorization`), and every value
+    /// in a mapping of headers (`tracing.headers`, `*_headers`) is replaced by
+    /// `"<redacted>"`, and so is the password of a URL. A `null` stays `null`: it shows
     /// that nothing is set, and hides nothing.
+    ///
+    /// ```
+    /// let cfg = ms_chassis::config::ConfigLoader::new()
+    ///     .yaml("tracing: { headers: { x-honeycomb-team: abc } }\napp: { x_api_key: k }")
+    ///     .load()?;
+    /// let shown = cfg.redacted();
+    /// assert_eq!(shown["tracing"]["headers"]["x-honeycomb-team"], "<redacted>");
+    /// assert_eq!(shown["app"]["x_api_key"], "<redacted>");
+    /// # Ok::<(), ms_chassis::config::ConfigError>(())
+    /// ```
     ///
     /// It shows every key in effect, defaults included: a `clients.<name>` block also lists
     /// the client keys it leaves out, at their defaults (the embedded defaults have no
@@ -268,13 +288,115 @@ fn fill_missing(
 }
 
 /// Builds a [`Config`] from its layers.
-#[derive(Debug, Clone, Default)]
+///
+/// `Debug` shows where the config comes from, not what it holds: the file, the profile,
+/// the key file, how many YAML documents were given in code (not their text, which may
+/// hold secrets), and the names of the `MS_*` environment variables (not their values,
+/// nor any other variable: the process environment holds other programs' credentials).
+#[derive(Clone, Default)]
 pub struct ConfigLoader {
     file: FileChoice,
     profile: Option<String>,
     inline: Vec<String>,
     env: Vec<(String, String)>,
+    /// `MS_*` variables whose name or value is not UTF-8: each is an error at load.
+    unreadable_env: Vec<UnreadableVar>,
     key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ConfigLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut env: Vec<&str> = self
+            .env
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .chain(self.unreadable_env.iter().map(|v| v.name.as_str()))
+            .filter(|k| is_chassis_var(k))
+            .collect();
+        env.sort_unstable();
+        f.debug_struct("ConfigLoader")
+            .field("file", &self.file)
+            .field("profile", &self.profile)
+            .field("inline_yaml_documents", &self.inline.len())
+            .field("env_names", &env)
+            .field("key_file", &self.key_file)
+            .finish()
+    }
+}
+
+/// Whether an environment variable is one the chassis reads: `MS_*`, which includes the
+/// `MS__*` overrides.
+fn is_chassis_var(name: &str) -> bool {
+    name.starts_with("MS_")
+}
+
+/// The `MS_*` variables read as paths, with `var_os`: on Unix a path need not be UTF-8.
+const PATH_VARS: [&str; 2] = [CONFIG_FILE_VAR, KEY_FILE_VAR];
+
+/// An `MS_*` environment variable that is not UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct UnreadableVar {
+    /// Its name; if the name itself is not UTF-8, with `U+FFFD` for the bytes that are not.
+    name: String,
+    /// Whether the name is UTF-8 (then only the value is not).
+    name_is_utf8: bool,
+}
+
+impl UnreadableVar {
+    /// The error: it names the variable, and the key an `MS__*` override would set, never
+    /// the value.
+    fn diagnostic(&self) -> ConfigDiagnostic {
+        let key = self
+            .name
+            .strip_prefix(source::ENV_PREFIX)
+            .filter(|rest| self.name_is_utf8 && !rest.is_empty())
+            .map(|rest| {
+                let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+                parts.join(".")
+            });
+        let what = if self.name_is_utf8 {
+            "its value is not"
+        } else {
+            "its name is not"
+        };
+        ConfigDiagnostic {
+            location: Some(format!("environment variable {}", self.name)),
+            key,
+            message: format!(
+                "expected UTF-8 text, but {what} (the value is not shown); set it as UTF-8 \
+                 or unset it"
+            ),
+        }
+    }
+}
+
+/// The process environment as UTF-8 pairs, and the `MS_*` variables (other than
+/// [`PATH_VARS`]) that are not UTF-8. Other variables that are not UTF-8 are ignored: the
+/// chassis reads none of them (and `std::env::vars` would panic on them).
+fn environment() -> (Vec<(String, String)>, Vec<UnreadableVar>) {
+    let mut env = Vec::new();
+    let mut unreadable = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let var = match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => {
+                env.push((name, value));
+                continue;
+            }
+            (Ok(name), Err(_)) => UnreadableVar {
+                name,
+                name_is_utf8: true,
+            },
+            (Err(name), _) => UnreadableVar {
+                name: name.to_string_lossy().into_owned(),
+                name_is_utf8: false,
+            },
+        };
+        if is_chassis_var(&var.name) && !PATH_VARS.contains(&var.name.as_str()) {
+            unreadable.push(var);
+        }
+    }
+    unreadable.sort_unstable();
+    (env, unreadable)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -302,11 +424,19 @@ impl ConfigLoader {
             Some(p) if !p.is_empty() => FileChoice::Explicit(p.into(), CONFIG_FILE_VAR),
             _ => FileChoice::Default,
         };
+        let (env, unreadable_env) = environment();
+        // A profile that is not UTF-8 is in `unreadable_env`, an error at load.
+        let profile = env
+            .iter()
+            .find(|(k, _)| k == PROFILE_VAR)
+            .map(|(_, v)| v.clone())
+            .filter(|p| !p.is_empty());
         Self {
             file,
-            profile: std::env::var(PROFILE_VAR).ok().filter(|p| !p.is_empty()),
+            profile,
             inline: Vec::new(),
-            env: std::env::vars().collect(),
+            env,
+            unreadable_env,
             key_file: Some(secrets::key_file_from_env()),
         }
     }
@@ -340,6 +470,7 @@ impl ConfigLoader {
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
+        self.unreadable_env.clear();
         self
     }
 
@@ -411,6 +542,10 @@ impl ConfigLoader {
             .key_file
             .unwrap_or_else(|| PathBuf::from(secrets::DEFAULT_KEY_FILE));
         let (secrets, mut diagnostics) = secrets::decrypt_in_place(&mut layered, &key_file);
+        diagnostics.splice(
+            0..0,
+            self.unreadable_env.iter().map(UnreadableVar::diagnostic),
+        );
         let inherited = inherit_client_defaults(&mut layered);
 
         // One run shows as much as possible: typos, every type error, and the rules that
@@ -422,10 +557,13 @@ impl ConfigLoader {
             let key = d.key.as_deref().unwrap_or_default();
             !inherited.iter().any(|p| is_under(key, p))
         };
+        // A map entry dropped for its type error is gone from the typed config: it is
+        // reported for its type, not again as unknown.
         diagnostics.extend(
             unknown_keys(&layered, &typed.chassis)
                 .into_iter()
-                .filter(own),
+                .filter(own)
+                .filter(|d| !typed.defaulted(d.key.as_deref().unwrap_or_default())),
         );
         diagnostics.extend(typed.errors.iter().filter(|d| own(d)).cloned());
         // A dropped value was typed as its default: rules about it would judge the default.
@@ -435,7 +573,7 @@ impl ConfigLoader {
                 .filter(|d| !typed.defaulted(d.key.as_deref().unwrap_or_default())),
         );
         if !diagnostics.is_empty() {
-            secrets.scrub(&mut diagnostics);
+            secrets.scrub(&mut diagnostics, &layered.value);
             return Err(ConfigError::from_diagnostics(diagnostics));
         }
         Ok(Config {
@@ -918,6 +1056,117 @@ mod tests {
             .load()
             .unwrap_err();
         assert!(e.to_string().contains("clients.books.total_timeout"), "{e}");
+    }
+
+    #[test]
+    fn debug_of_the_loader_and_the_builder_shows_ms_names_only() {
+        let loader = ConfigLoader::new()
+            .yaml("app: { password: inline-yaml-secret }")
+            .env_vars([
+                ("MS__APP__TOKEN", "env-override-secret"),
+                ("MS_PROFILE", "prod"),
+                ("AWS_SECRET_ACCESS_KEY", "someone-elses-secret"),
+            ]);
+        let mut loader = loader;
+        loader.unreadable_env.push(UnreadableVar {
+            name: "MS__APP__BYTES".into(),
+            name_is_utf8: true,
+        });
+        let builder = crate::Service::builder_from(loader.clone());
+        for shown in [
+            format!("{loader:?}"),
+            format!("{builder:?}"),
+            format!("{loader:#?}"),
+        ] {
+            for hidden in [
+                "inline-yaml-secret",
+                "env-override-secret",
+                "prod",
+                "AWS_SECRET_ACCESS_KEY",
+                "someone-elses-secret",
+            ] {
+                assert!(!shown.contains(hidden), "{hidden} in {shown}");
+            }
+            for name in ["MS__APP__TOKEN", "MS_PROFILE", "MS__APP__BYTES"] {
+                assert!(shown.contains(name), "{name} not in {shown}");
+            }
+            assert!(shown.contains("inline_yaml_documents: 1"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn an_ms_variable_that_is_not_utf8_is_an_error_naming_it() {
+        let mut loader = ConfigLoader::new().env_vars([("MS__SERVER__PORT", "9000")]);
+        loader.unreadable_env = vec![
+            UnreadableVar {
+                name: "MS__APP__GREETING".into(),
+                name_is_utf8: true,
+            },
+            UnreadableVar {
+                name: "MS__APP__\u{FFFD}".into(),
+                name_is_utf8: false,
+            },
+        ];
+        let e = loader.load().unwrap_err();
+        assert_eq!(
+            e.to_string().lines().collect::<Vec<_>>(),
+            [
+                "environment variable MS__APP__GREETING: app.greeting: expected UTF-8 text, but \
+                 its value is not (the value is not shown); set it as UTF-8 or unset it",
+                "environment variable MS__APP__\u{FFFD}: expected UTF-8 text, but its name is \
+                 not (the value is not shown); set it as UTF-8 or unset it",
+            ]
+        );
+        // `env_vars` replaces the whole environment, the unreadable part too.
+        let mut loader = ConfigLoader::new();
+        loader.unreadable_env.push(UnreadableVar {
+            name: "MS_PROFILE".into(),
+            name_is_utf8: true,
+        });
+        assert!(loader.env_vars([("MS__SERVER__PORT", "1")]).load().is_ok());
+    }
+
+    #[test]
+    fn a_type_error_on_a_secret_key_does_not_quote_the_value() {
+        let e = ConfigLoader::new()
+            .yaml("admin: { token: 123456789 }\ntracing: { headers: { x-api-key: 55667788 } }")
+            .env_vars([("MS__TRACING__ENDPOINT", "ftp://u:hunter2@collector")])
+            .load()
+            .unwrap_err();
+        let text = e.to_string();
+        for secret in ["123456789", "55667788", "hunter2"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(
+            text.contains("admin.token: expected a string, found integer <redacted>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tracing.headers.x-api-key: expected a string"),
+            "{text}"
+        );
+        assert!(text.contains("ftp://u:<redacted>@collector"), "{text}");
+        // A user's own key, read with `get`.
+        let cfg = ConfigLoader::new()
+            .yaml("app: { db: { password: not-a-number } }")
+            .load()
+            .unwrap();
+        let e = cfg.get::<u32>("app.db.password").unwrap_err().to_string();
+        assert!(!e.contains("not-a-number"), "{e}");
+        assert!(e.contains("app.db.password"), "{e}");
+    }
+
+    #[test]
+    fn a_map_entry_of_the_wrong_type_is_not_also_unknown() {
+        let e = ConfigLoader::new()
+            .yaml("tracing: { headers: { x-api-key: 12345, ok: fine } }")
+            .load()
+            .unwrap_err();
+        assert_eq!(e.diagnostics().len(), 1, "{e}");
+        assert_eq!(
+            e.diagnostics()[0].key.as_deref(),
+            Some("tracing.headers.x-api-key")
+        );
     }
 
     #[test]

@@ -209,21 +209,12 @@ fn looks_like_token(token: &str) -> bool {
     raw.first() == Some(&0x80) && raw.len() >= FIXED + 16 && (raw.len() - FIXED).is_multiple_of(16)
 }
 
-/// The values decrypted at load time: where they are, and what they are, so that every
-/// error message and redacted view can leave them out.
-#[derive(Clone, Default)]
+/// The values decrypted at load time: where they are, so that every error message and
+/// redacted view can leave them out.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Secrets {
     /// Dotted paths of the decrypted values (without the prefix): `app.db.password`.
     paths: BTreeSet<String>,
-    plaintexts: Vec<String>,
-}
-
-impl fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Secrets")
-            .field("paths", &self.paths)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Secrets {
@@ -235,30 +226,65 @@ impl Secrets {
         self.paths.contains(path)
     }
 
-    /// Removes decrypted values from messages about their keys (a type error quotes the
-    /// value it found). Messages about other keys cannot contain them.
-    pub(crate) fn scrub(&self, diagnostics: &mut [ConfigDiagnostic]) {
-        if self.paths.is_empty() {
+    /// Removes from messages about a key every value of `tree` that the redacted view hides
+    /// at, above or below that key: a type error quotes the value it found, and a decrypted
+    /// value, a header, a key named like a password or a URL's password must not be shown
+    /// there either. The redacted view decides what is hidden, so an error shows no more
+    /// than `config check --print` would. Messages about other keys cannot contain them.
+    pub(crate) fn scrub(&self, diagnostics: &mut [ConfigDiagnostic], tree: &Value) {
+        if diagnostics.iter().all(|d| d.key.is_none()) {
             return;
         }
+        let mut hidden = Vec::new();
+        redact_walk(&mut tree.clone(), "", self, &mut hidden);
+        // Longest first, so that a value containing another is replaced whole.
+        hidden.sort_by_key(|h| std::cmp::Reverse(h.value.len()));
         for d in diagnostics {
             let Some(key) = d.key.as_deref() else {
                 continue;
             };
-            let related = self
-                .paths
-                .iter()
-                .any(|p| related_paths(p, key) || related_paths(key, p));
-            if !related {
-                continue;
-            }
-            for plaintext in self.plaintexts.iter().filter(|p| !p.is_empty()) {
-                d.message = d
-                    .message
-                    .replace(&format!("{plaintext:?}"), REDACTED)
-                    .replace(plaintext.as_str(), REDACTED);
+            for h in &hidden {
+                if related_paths(&h.path, key) || related_paths(key, &h.path) {
+                    d.message = h.remove_from(&d.message);
+                }
             }
         }
+    }
+}
+
+/// A scalar that the redacted view does not show as it is.
+#[derive(Debug)]
+struct Hidden {
+    /// Its dotted path.
+    path: String,
+    /// The value as text: a string as it is, a number or boolean as written.
+    value: String,
+    /// What the view shows instead.
+    shown: String,
+}
+
+impl Hidden {
+    /// `message` with the value replaced by what the view shows, in the forms a message
+    /// quotes it: `"…"` (a string's `Debug`, as serde quotes one), `` `…` `` (serde's
+    /// numbers and booleans), or bare. A value hidden whole reads `<redacted>`, unquoted;
+    /// one hidden in part (a URL) stays quoted. The bare form is replaced only from 4
+    /// characters, so that a short value (`1`) does not garble the rest of the message.
+    fn remove_from(&self, message: &str) -> String {
+        if self.value.is_empty() {
+            return message.to_owned();
+        }
+        let (quoted, ticked) = if self.shown == REDACTED {
+            (REDACTED.to_owned(), REDACTED.to_owned())
+        } else {
+            (format!("{:?}", self.shown), format!("`{}`", self.shown))
+        };
+        let mut out = message
+            .replace(&format!("{:?}", self.value), &quoted)
+            .replace(&format!("`{}`", self.value), &ticked);
+        if self.value.chars().count() >= 4 {
+            out = out.replace(&self.value, &self.shown);
+        }
+        out
     }
 }
 
@@ -467,29 +493,46 @@ pub(crate) fn decrypt_in_place(
             Ok(plaintext) => {
                 let plain_path = join(&e.parent_dotted, e.plain_key());
                 mapping_at(&mut layered.value, &e.parent)
-                    .insert(e.plain_key().to_owned(), Value::String(plaintext.clone()));
+                    .insert(e.plain_key().to_owned(), Value::String(plaintext));
                 layered.move_origin(&dotted, &plain_path);
                 secrets.paths.insert(plain_path);
-                secrets.plaintexts.push(plaintext);
             }
             Err(error) => {
                 diagnostics.push(diagnostic(layered, e, format!("cannot decrypt: {error}")));
             }
         }
     }
-    // Longest first, so that a plaintext containing another is replaced whole.
-    secrets
-        .plaintexts
-        .sort_by_key(|p| std::cmp::Reverse(p.len()));
     (secrets, diagnostics)
 }
 
-/// Whether a key name suggests a secret: password, secret, token, key or credential, in any
-/// case, anywhere in the name.
+/// Whether a key name suggests a secret, in any case: it contains password, passwd,
+/// secret, token, key, credential, authorization or cookie (so `api_key`, `x-api-key`,
+/// `apikey`, `proxy-authorization` and `set-cookie` are all caught), or one of its words
+/// (split at `-`, `_` and `.`) is `auth`.
 pub(crate) fn is_sensitive_name(key: &str) -> bool {
-    const WORDS: [&str; 5] = ["password", "secret", "token", "key", "credential"];
+    const WORDS: [&str; 8] = [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "key",
+        "credential",
+        "authorization",
+        "cookie",
+    ];
     let key = key.to_ascii_lowercase();
-    WORDS.iter().any(|w| key.contains(w))
+    WORDS.iter().any(|w| key.contains(w)) || key.split(['-', '_', '.']).any(|w| w == "auth")
+}
+
+/// Whether a key names a mapping of HTTP headers: `headers` (such as `tracing.headers`), or
+/// a name ending in `_headers` or `-headers`. Every value under such a mapping is redacted,
+/// whatever the header is called: collectors and APIs take credentials in headers of
+/// their own naming (`x-honeycomb-team`, `dd-api-key`, `signoz-access-token`). A list
+/// under such a key (`propagate_headers: [x-tenant-id]`) holds names, not values, and is
+/// shown.
+pub(crate) fn is_header_map_name(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key == "headers" || key.ends_with("_headers") || key.ends_with("-headers")
 }
 
 /// `scheme://user:password@host/...` with the password replaced by `<redacted>`; `None`
@@ -511,37 +554,86 @@ pub(crate) fn shown_url(s: &str) -> std::borrow::Cow<'_, str> {
     redact_url_password(s).map_or(s.into(), Into::into)
 }
 
-/// The merged tree with every decrypted value, and every non-null value under a sensitive
-/// key name, replaced by `<redacted>`; passwords in URLs (`http://user:pw@host`) too.
+/// The merged tree as it may be shown: every decrypted value, every non-null value under a
+/// [sensitive key name](is_sensitive_name) and every value in a
+/// [mapping of headers](is_header_map_name) replaced by `<redacted>`; passwords in URLs
+/// (`http://user:pw@host`) too.
 pub(crate) fn redact(value: &Value, secrets: &Secrets) -> Value {
-    fn walk(value: &mut Value, path: &str, secrets: &Secrets) {
-        match value {
-            Value::String(s) => {
-                if let Some(safe) = redact_url_password(s) {
-                    *s = safe;
+    let mut out = value.clone();
+    redact_walk(&mut out, "", secrets, &mut Vec::new());
+    out
+}
+
+/// Redacts `value` (at dotted `path`) in place, pushing each scalar it hides onto `hidden`.
+fn redact_walk(value: &mut Value, path: &str, secrets: &Secrets, hidden: &mut Vec<Hidden>) {
+    match value {
+        Value::String(s) => {
+            if let Some(safe) = redact_url_password(s) {
+                hidden.push(Hidden {
+                    path: path.to_owned(),
+                    value: std::mem::replace(s, safe.clone()),
+                    shown: safe,
+                });
+            }
+        }
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                let p = join(path, key);
+                if secrets.is_secret(&p) || is_sensitive_name(key) {
+                    hide_all(child, &p, hidden);
+                } else if is_header_map_name(key) && child.is_object() {
+                    // Every header's value, not the header names.
+                    if let Value::Object(headers) = child {
+                        for (name, v) in headers.iter_mut() {
+                            hide_all(v, &join(&p, name), hidden);
+                        }
+                    }
+                } else {
+                    redact_walk(child, &p, secrets, hidden);
                 }
             }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter_mut().enumerate() {
+                redact_walk(child, &format!("{path}[{i}]"), secrets, hidden);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Replaces `value` (at dotted `path`), unless it is `null`, by `<redacted>`, pushing each
+/// scalar under it onto `hidden`. A `null` stays: it shows that nothing is set, and hides
+/// nothing.
+fn hide_all(value: &mut Value, path: &str, hidden: &mut Vec<Hidden>) {
+    fn scalars(value: &Value, path: &str, hidden: &mut Vec<Hidden>) {
+        let text = match value {
+            Value::Null => return,
+            Value::String(s) => s.clone(),
+            Value::Bool(_) | Value::Number(_) => value.to_string(),
             Value::Object(map) => {
-                for (key, child) in map.iter_mut() {
-                    let p = join(path, key);
-                    if secrets.is_secret(&p) || (is_sensitive_name(key) && !child.is_null()) {
-                        *child = Value::String(REDACTED.to_owned());
-                    } else {
-                        walk(child, &p, secrets);
-                    }
+                for (k, v) in map {
+                    scalars(v, &join(path, k), hidden);
                 }
+                return;
             }
             Value::Array(items) => {
-                for (i, child) in items.iter_mut().enumerate() {
-                    walk(child, &format!("{path}[{i}]"), secrets);
+                for (i, v) in items.iter().enumerate() {
+                    scalars(v, &format!("{path}[{i}]"), hidden);
                 }
+                return;
             }
-            _ => {}
-        }
+        };
+        hidden.push(Hidden {
+            path: path.to_owned(),
+            value: text,
+            shown: REDACTED.to_owned(),
+        });
     }
-    let mut out = value.clone();
-    walk(&mut out, "", secrets);
-    out
+    if !value.is_null() {
+        scalars(value, path, hidden);
+        *value = Value::String(REDACTED.to_owned());
+    }
 }
 
 #[cfg(test)]
@@ -643,38 +735,116 @@ mod tests {
         for k in [
             "password",
             "DB_PASSWORD",
+            "passwd",
             "apiKey",
+            "apikey",
+            "api-key",
+            "x-api-key",
+            "X_API_KEY",
             "client_secret",
             "token",
             "credentials",
+            "authorization",
+            "Proxy-Authorization",
+            "cookie",
+            "set-cookie",
+            "Set_Cookie",
+            "auth",
+            "x-auth",
+            "basic_auth",
         ] {
             assert!(is_sensitive_name(k), "{k}");
         }
-        for k in ["port", "host", "name", "queue_size"] {
+        for k in ["port", "host", "name", "queue_size", "author", "authors"] {
             assert!(!is_sensitive_name(k), "{k}");
+        }
+        for k in ["headers", "Extra_Headers", "default-headers"] {
+            assert!(is_header_map_name(k), "{k}");
+        }
+        for k in ["header", "headerless", "propagateheaders"] {
+            assert!(!is_header_map_name(k), "{k}");
         }
     }
 
     #[test]
-    fn scrub_removes_a_quoted_plaintext_from_its_own_key_only() {
+    fn every_header_value_is_redacted_and_names_are_kept() {
+        let tree = serde_json::json!({
+            "tracing": { "headers": { "x-honeycomb-team": "hc", "Authorization": "Bearer t",
+                                      "none": null } },
+            "app": { "upstream": { "extra_headers": { "x-tenant": "acme", "multi": ["a", "b"] },
+                                   "session": { "Set-Cookie": "sid=1" }, "author": "le guin" },
+                     "proxy": { "proxy_authorization": "Basic cw==" } },
+            "clients": { "b": { "propagate_headers": ["x-tenant-id"] } },
+        });
+        let out = redact(&tree, &Secrets::default());
+        assert_eq!(
+            out["tracing"]["headers"],
+            serde_json::json!({ "x-honeycomb-team": REDACTED, "Authorization": REDACTED,
+                                "none": null })
+        );
+        assert_eq!(
+            out["app"]["upstream"]["extra_headers"],
+            serde_json::json!({ "x-tenant": REDACTED, "multi": REDACTED })
+        );
+        assert_eq!(out["app"]["upstream"]["session"]["Set-Cookie"], REDACTED);
+        assert_eq!(out["app"]["upstream"]["author"], "le guin");
+        assert_eq!(out["app"]["proxy"]["proxy_authorization"], REDACTED);
+        assert_eq!(
+            out["clients"]["b"]["propagate_headers"],
+            serde_json::json!(["x-tenant-id"]),
+            "a list of header names is shown"
+        );
+    }
+
+    fn diagnostic(key: &str, message: &str) -> ConfigDiagnostic {
+        ConfigDiagnostic {
+            location: None,
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn scrub_removes_a_hidden_value_from_messages_about_its_key_only() {
         let secrets = Secrets {
             paths: ["logging.access".to_owned()].into(),
-            plaintexts: vec!["maybe".to_owned()],
         };
+        let tree = serde_json::json!({
+            "logging": { "access": "maybe" },
+            "tracing": { "headers": { "x-api-key": 987654321 },
+                         "endpoint": "ftp://u:hunter2@h" },
+            "admin": { "token": true },
+            "server": { "port": "maybe" },
+        });
         let mut d = [
-            ConfigDiagnostic {
-                location: None,
-                key: Some("logging.access".into()),
-                message: "expected a boolean, found string \"maybe\"".into(),
-            },
-            ConfigDiagnostic {
-                location: None,
-                key: Some("server.port".into()),
-                message: "maybe not".into(),
-            },
+            diagnostic(
+                "logging.access",
+                "expected a boolean, found string \"maybe\"",
+            ),
+            diagnostic("server.port", "expected an integer, found string \"maybe\""),
+            diagnostic(
+                "tracing.headers.x-api-key",
+                "expected a string, found integer `987654321`",
+            ),
+            diagnostic("tracing.headers", "987654321 is not a header value"),
+            diagnostic(
+                "tracing.endpoint",
+                "expected a URL such as http://127.0.0.1:4317, found \"ftp://u:hunter2@h\"",
+            ),
+            diagnostic("admin.token", "expected a string, found boolean `true`"),
         ];
-        secrets.scrub(&mut d);
-        assert_eq!(d[0].message, "expected a boolean, found string <redacted>");
-        assert_eq!(d[1].message, "maybe not");
+        secrets.scrub(&mut d, &tree);
+        let messages: Vec<_> = d.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "expected a boolean, found string <redacted>",
+                "expected an integer, found string \"maybe\"",
+                "expected a string, found integer <redacted>",
+                "<redacted> is not a header value",
+                "expected a URL such as http://127.0.0.1:4317, found \"ftp://u:<redacted>@h\"",
+                "expected a string, found boolean <redacted>",
+            ]
+        );
     }
 }

@@ -429,7 +429,8 @@ pub struct TracingSection {
     /// Collector URL. Default `http://127.0.0.1:4317` for gRPC, `http://127.0.0.1:4318` for
     /// HTTP (where `/v1/traces` is appended).
     pub endpoint: Option<String>,
-    /// Extra headers (gRPC metadata) sent with every export, such as an API key.
+    /// Extra headers (gRPC metadata) sent with every export, such as an API key. Every
+    /// value is shown redacted, whatever the header's name.
     pub headers: std::collections::BTreeMap<String, String>,
     /// Sampling.
     pub sampler: SamplerSection,
