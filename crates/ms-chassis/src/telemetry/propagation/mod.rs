@@ -621,18 +621,20 @@ impl Propagation {
         headers: Option<&HeaderMap>,
         cx: &Context,
     ) -> Context {
-        // W3C: `tracestate` is read only with a valid `traceparent`.
-        if raw.get(TRACEPARENT).is_some() {
-            if let Some(traceparent) = carrier.get(TRACEPARENT) {
-                let tracestate = carrier.get(TRACESTATE);
-                if tracestate.is_none() {
+        // W3C: `tracestate` is read only with a valid `traceparent`. One look-up per header.
+        if let Some(raw_traceparent) = raw.get(TRACEPARENT) {
+            if raw_traceparent.len() <= MAX_HEADER_LEN {
+                let raw_tracestate = raw.get(TRACESTATE);
+                let tracestate = raw_tracestate.filter(|v| v.len() <= MAX_TRACESTATE_HEADER_LEN);
+                if raw_tracestate.is_some() && tracestate.is_none() {
                     note_ignored(raw, TRACESTATE);
                 }
                 let received = headers.filter(|_| tracestate.is_some()).and_then(|h| {
                     let mut values = h.get_all(TRACESTATE).iter();
                     values.next().filter(|_| values.next().is_none())
                 });
-                if let Some((sc, tracestate)) = w3c::extract(traceparent, tracestate, received) {
+                if let Some((sc, tracestate)) = w3c::extract(raw_traceparent, tracestate, received)
+                {
                     return cx.with_remote_span_context(sc).with_value(Extracted {
                         sampling: None,
                         tracestate,

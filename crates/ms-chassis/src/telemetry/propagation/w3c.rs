@@ -212,6 +212,10 @@ fn outgoing_tracestate<'a>(
         .filter(|i| i.trace_id == sc.trace_id())
         .and_then(|i| Some((i, List::parse(i.header.to_str().ok()?).ok()?)));
     let Some((incoming, list)) = incoming else {
+        if state.into_iter().len() == 0 {
+            // The common case: nothing to send.
+            return Outgoing::Write(String::new());
+        }
         let mut out = List::default();
         for (k, v) in state {
             out.push(k, v);
