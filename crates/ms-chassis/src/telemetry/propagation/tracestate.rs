@@ -46,12 +46,6 @@ impl Invalid {
     }
 }
 
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// `key = (lcalpha / DIGIT) 0*255(keychar)`,
 /// `keychar = lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"`.
 pub(crate) fn valid_key(key: &str) -> bool {

@@ -14,7 +14,7 @@ use http::HeaderValue;
 use opentelemetry::Context;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 
-use super::tracestate::{Invalid, List, MAX_MEMBERS};
+use super::tracestate::{List, MAX_MEMBERS};
 use super::{MAX_HEADER_LEN, TRACEPARENT, TRACESTATE, ValueInjector};
 
 /// The length of a version-00 `traceparent`, and of the part of a later version's that this
@@ -91,49 +91,51 @@ pub(super) fn extract(
     received: Option<&HeaderValue>,
 ) -> Option<(SpanContext, Option<IncomingTraceState>)> {
     let (trace_id, span_id, flags) = parse_traceparent(traceparent)?;
-    let (state, incoming) = match tracestate.map(List::parse) {
-        None => (TraceState::NONE, None),
-        Some(Err(why)) => {
-            ignore_tracestate(why);
-            (TraceState::NONE, None)
-        }
-        Some(Ok(mut list)) => {
-            list.truncate_to(MAX_HEADER_LEN);
-            let text = tracestate.unwrap_or_default();
-            let header = if list.is_empty() {
-                None
-            } else if list.is_header_of(text) {
-                match received {
-                    Some(value) => Some(value.clone()),
-                    None => HeaderValue::from_str(text).ok(),
-                }
-            } else {
-                HeaderValue::try_from(list.to_header()).ok()
-            };
-            match header {
-                Some(header) => {
-                    let (state, held) = otel_trace_state(&list);
-                    let incoming = IncomingTraceState {
-                        trace_id,
-                        header,
-                        held,
-                    };
-                    (state, Some(incoming))
-                }
-                None => (TraceState::NONE, None),
-            }
-        }
-    };
+    let (state, incoming) =
+        match tracestate.and_then(|text| read_tracestate(trace_id, text, received)) {
+            Some((state, incoming)) => (state, Some(incoming)),
+            None => (TraceState::NONE, None),
+        };
     let sc = SpanContext::new(trace_id, span_id, flags, true, state);
     Some((sc, incoming))
 }
 
-fn ignore_tracestate(why: Invalid) {
-    tracing::debug!(
-        header = TRACESTATE,
-        reason = why.as_str(),
-        "ignoring a malformed trace propagation header"
-    );
+/// A valid, non-empty `tracestate`: for the span, and to send on.
+fn read_tracestate(
+    trace_id: TraceId,
+    text: &str,
+    received: Option<&HeaderValue>,
+) -> Option<(TraceState, IncomingTraceState)> {
+    let mut list = match List::parse(text) {
+        Ok(list) => list,
+        Err(why) => {
+            tracing::debug!(
+                header = TRACESTATE,
+                len = text.len(),
+                reason = why.as_str(),
+                "ignoring a malformed trace propagation header"
+            );
+            return None;
+        }
+    };
+    list.truncate_to(MAX_HEADER_LEN);
+    if list.is_empty() {
+        return None;
+    }
+    let header = if !list.is_header_of(text) {
+        HeaderValue::try_from(list.to_header()).ok()?
+    } else if let Some(value) = received {
+        value.clone()
+    } else {
+        HeaderValue::from_str(text).ok()?
+    };
+    let (state, held) = otel_trace_state(&list);
+    let incoming = IncomingTraceState {
+        trace_id,
+        header,
+        held,
+    };
+    Some((state, incoming))
 }
 
 /// The members opentelemetry's `TraceState` accepts, and which ones those are. Its key
