@@ -18,6 +18,19 @@
 //! length, never its value): the request starts a new root trace. Parsing never panics and
 //! never fails the request.
 //!
+//! # W3C Trace Context
+//!
+//! `traceparent` follows the version rules: `ff` is invalid, `00` is exactly 55 characters,
+//! a later version is read by the `00` rules on its first 55 characters when a `-` or the
+//! end follows them, hex is lower case and all-zero ids are invalid. `tracestate` is read
+//! only with a valid `traceparent`. Repeated `tracestate` headers are joined in order, and
+//! the list must follow the current grammar (keys may hold `@` anywhere after the first
+//! character and be 256 characters long) with at most 32 members; empty members are
+//! ignored and a repeated key keeps its first value. An invalid `tracestate` is discarded
+//! whole and never sent on. A valid one is forwarded unchanged on calls of the same trace;
+//! entries this process sets on the span's `TraceState` go to the front. See `w3c.rs` and
+//! `tracestate.rs` for why this does not use the SDK's propagator.
+//!
 //! # Injection
 //!
 //! Only the configured formats are written, in the configured order. [`inject_headers`] and
@@ -28,10 +41,12 @@
 //! # Size limits
 //!
 //! A propagation header longer than [`MAX_HEADER_LEN`] (512) bytes is ignored as if absent:
-//! `traceparent`, `tracestate`, `b3`, `X-B3-*`, `uber-trace-id` and each `uberctx-*`. The
-//! one exception is W3C `baggage`, which keeps the W3C Baggage limit of
-//! [`MAX_BAGGAGE_HEADER_LEN`] (8192) bytes, because 512 bytes would drop legitimate baggage.
-//! At most 64 `uberctx-*` entries are read.
+//! `traceparent`, `b3`, `X-B3-*`, `uber-trace-id` and each `uberctx-*`. W3C `baggage` keeps
+//! the W3C Baggage limit of [`MAX_BAGGAGE_HEADER_LEN`] (8192) bytes, because 512 bytes would
+//! drop legitimate baggage. `tracestate` is read up to [`MAX_TRACESTATE_HEADER_LEN`] (8192)
+//! bytes and sent at most 512: the W3C spec asks every vendor to propagate that much, and to
+//! shorten a longer list by whole members, those over 128 characters first, then from the
+//! right. At most 64 `uberctx-*` entries are read.
 //!
 //! # Sampling-only headers (`b3: 0`)
 //!
@@ -57,6 +72,8 @@ mod b3;
 mod jaeger;
 #[cfg(test)]
 mod test_support;
+mod tracestate;
+mod w3c;
 
 use std::fmt;
 use std::str::FromStr;
@@ -68,11 +85,17 @@ use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
 use serde::{Deserialize, Serialize};
 
-/// Propagation headers longer than this many bytes are ignored, except `baggage`.
+/// Propagation headers longer than this many bytes are ignored, except `tracestate` and
+/// `baggage`. It is also the most `tracestate` sends on.
 pub const MAX_HEADER_LEN: usize = 512;
+
+/// The longest `tracestate` read, in bytes (repeated headers joined); longer ones are
+/// ignored. Longer than [`MAX_HEADER_LEN`], so that a valid list can be cut by whole
+/// members as the W3C spec says, and the common 8 KiB header limit of proxies.
+pub const MAX_TRACESTATE_HEADER_LEN: usize = 8192;
 
 /// The W3C Baggage limit for the `baggage` header, in bytes; longer ones are ignored.
 pub const MAX_BAGGAGE_HEADER_LEN: usize = 8192;
@@ -192,16 +215,21 @@ impl SamplingState {
     }
 }
 
-/// The context value behind [`sampling_state`]; `None` after a W3C extraction, so a stale
-/// B3 marker never outlives the context it came with.
+/// What an extraction found besides the span context, as one context value: replaced by
+/// every extraction that finds ids, so neither part outlives the trace it came with.
 #[derive(Debug)]
-struct SamplingStateValue(Option<SamplingState>);
+struct Extracted {
+    /// The B3 or Jaeger sampling state behind [`sampling_state`]; `None` after W3C.
+    sampling: Option<SamplingState>,
+    /// The W3C `tracestate` as received, when valid.
+    tracestate: Option<w3c::IncomingTraceState>,
+}
 
 /// The B3 or Jaeger sampling state extracted into `cx`, if its trace context came from
 /// one of those formats. For a deny-only `b3: 0` this is `Some(Deny)` while the span
 /// context is invalid; see the [module docs](self) for how samplers see it.
 pub fn sampling_state(cx: &Context) -> Option<SamplingState> {
-    cx.get::<SamplingStateValue>().and_then(|v| v.0)
+    cx.get::<Extracted>().and_then(|v| v.sampling)
 }
 
 /// What a B3 or Jaeger parser found in a header.
@@ -234,8 +262,10 @@ impl Parsed {
             true,
             TraceState::default(),
         );
-        cx.with_remote_span_context(sc)
-            .with_value(SamplingStateValue(Some(state)))
+        cx.with_remote_span_context(sc).with_value(Extracted {
+            sampling: Some(state),
+            tracestate: None,
+        })
     }
 }
 
@@ -254,10 +284,10 @@ enum Outgoing {
 }
 
 impl Outgoing {
-    fn of(cx: &Context) -> Option<Outgoing> {
+    /// What to write for `cx`, whose extracted sampling state is `state`.
+    fn of(cx: &Context, state: Option<SamplingState>) -> Option<Outgoing> {
         let span = cx.span();
         let sc = span.span_context();
-        let state = sampling_state(cx);
         if sc.is_valid() {
             let sampled = sc.is_sampled();
             Some(Outgoing::Ids {
@@ -293,36 +323,12 @@ fn span_id_hex(id: SpanId) -> String {
     format!("{:016x}", u64::from_be_bytes(id.to_bytes()))
 }
 
-/// Whether a `traceparent` value has the W3C shape: `{version}-{trace-id}-{parent-id}-{flags}`
-/// in lower-hex of 2, 32, 16 and 2 characters, version not `ff`, and for versions above `00`
-/// optionally more fields after a `-`.
-fn traceparent_shape_ok(value: &str) -> bool {
-    let b = value.trim_matches(|c| c == ' ' || c == '\t').as_bytes();
-    let lower_hex = |range: std::ops::Range<usize>| {
-        b.get(range)
-            .is_some_and(|s| s.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
-    };
-    let dash = |i: usize| b.get(i) == Some(&b'-');
-    let version_ok = match b.get(..2) {
-        Some(b"ff") => false,
-        Some(b"00") => b.len() == 55,
-        Some(_) => b.len() == 55 || dash(55),
-        None => false,
-    };
-    version_ok
-        && lower_hex(0..2)
-        && dash(2)
-        && lower_hex(3..35)
-        && dash(35)
-        && lower_hex(36..52)
-        && dash(52)
-        && lower_hex(53..55)
-}
-
 /// The size limit for a header.
 fn limit_for(key: &str) -> usize {
     if key.eq_ignore_ascii_case(BAGGAGE) {
         MAX_BAGGAGE_HEADER_LEN
+    } else if key.eq_ignore_ascii_case(TRACESTATE) {
+        MAX_TRACESTATE_HEADER_LEN
     } else {
         MAX_HEADER_LEN
     }
@@ -517,7 +523,7 @@ impl Propagation {
     /// Writes `cx` into `headers` in the configured formats, replacing headers of the same
     /// name. Values that are not valid header values are skipped.
     pub fn inject_headers(&self, cx: &Context, headers: &mut HeaderMap) {
-        self.inject_context(cx, &mut HeaderInjector(headers));
+        self.inject_into(cx, &mut HeaderInjector(headers));
     }
 
     /// Writes the current OpenTelemetry context into `headers` in the configured formats.
@@ -539,7 +545,72 @@ impl Propagation {
         if !carries_propagation(headers) {
             return cx.clone();
         }
-        self.extract_with_context(cx, &HeaderExtractor::new(headers))
+        self.extract_from(cx, &HeaderExtractor::new(headers), Some(headers))
+    }
+
+    /// Extraction from any carrier; `headers` is the map behind it, if it is one, so that a
+    /// `tracestate` can be forwarded as the very header value it came in.
+    fn extract_from(
+        &self,
+        cx: &Context,
+        extractor: &dyn Extractor,
+        headers: Option<&HeaderMap>,
+    ) -> Context {
+        let carrier = Bounded(extractor);
+        let mut out = self.extract_identity(extractor, &carrier, headers, cx);
+
+        // Baggage: Jaeger `uberctx-*` first, then W3C `baggage` over it.
+        let jaeger_items = jaeger::extract_baggage(&carrier);
+        let w3c_present = carrier.get(BAGGAGE).is_some();
+        if extractor.get(BAGGAGE).is_some() && !w3c_present {
+            note_ignored(extractor, BAGGAGE);
+        }
+        if w3c_present || !jaeger_items.is_empty() {
+            let mut baggage = Baggage::new();
+            for (key, value) in jaeger_items {
+                let _ = baggage.insert(key, value);
+            }
+            if w3c_present {
+                let w3c = BaggagePropagator::new().extract_with_context(&Context::new(), &carrier);
+                for (key, (value, metadata)) in w3c.baggage() {
+                    let _ =
+                        baggage.insert_with_metadata(key.clone(), value.clone(), metadata.clone());
+                }
+            }
+            out = out.with_baggage(baggage);
+        }
+        out
+    }
+
+    /// Writes `cx` in the configured formats.
+    fn inject_into(&self, cx: &Context, injector: &mut dyn ValueInjector) {
+        // One look-up serves every format.
+        let extracted = cx.get::<Extracted>();
+        let outgoing = Outgoing::of(cx, extracted.and_then(|e| e.sampling));
+        for format in &self.formats {
+            match format {
+                PropagationFormat::TraceContext => {
+                    w3c::inject(cx, extracted.and_then(|e| e.tracestate.as_ref()), injector);
+                }
+                PropagationFormat::Baggage => inject_w3c_baggage(cx, injector),
+                PropagationFormat::B3 => {
+                    if let Some(out) = outgoing {
+                        b3::inject_single(out, injector);
+                    }
+                }
+                PropagationFormat::B3Multi => {
+                    if let Some(out) = outgoing {
+                        b3::inject_multi(out, injector);
+                    }
+                }
+                PropagationFormat::Jaeger => {
+                    if let Some(out) = outgoing {
+                        jaeger::inject(out, injector);
+                    }
+                    jaeger::inject_baggage(cx, injector);
+                }
+            }
+        }
     }
 
     /// The trace identity found in `carrier`, in order of preference.
@@ -547,22 +618,28 @@ impl Propagation {
         &self,
         raw: &dyn Extractor,
         carrier: &Bounded<'_>,
+        headers: Option<&HeaderMap>,
         cx: &Context,
     ) -> Context {
-        // W3C: the shape is checked here, because the SDK parser accepts ids of the wrong
-        // length; the SDK then parses the ids, flags and `tracestate`.
-        if raw.get(TRACEPARENT).is_some() {
-            let w3c = if carrier.get(TRACEPARENT).is_some_and(traceparent_shape_ok) {
-                TraceContextPropagator::new().extract_with_context(&Context::new(), carrier)
-            } else {
-                Context::new()
-            };
-            let span = w3c.span();
-            let sc = span.span_context();
-            if sc.is_valid() {
-                return cx
-                    .with_remote_span_context(sc.clone())
-                    .with_value(SamplingStateValue(None));
+        // W3C: `tracestate` is read only with a valid `traceparent`. One look-up per header.
+        if let Some(raw_traceparent) = raw.get(TRACEPARENT) {
+            if raw_traceparent.len() <= MAX_HEADER_LEN {
+                let raw_tracestate = raw.get(TRACESTATE);
+                let tracestate = raw_tracestate.filter(|v| v.len() <= MAX_TRACESTATE_HEADER_LEN);
+                if raw_tracestate.is_some() && tracestate.is_none() {
+                    note_ignored(raw, TRACESTATE);
+                }
+                let received = headers.filter(|_| tracestate.is_some()).and_then(|h| {
+                    let mut values = h.get_all(TRACESTATE).iter();
+                    values.next().filter(|_| values.next().is_none())
+                });
+                if let Some((sc, tracestate)) = w3c::extract(raw_traceparent, tracestate, received)
+                {
+                    return cx.with_remote_span_context(sc).with_value(Extracted {
+                        sampling: None,
+                        tracestate,
+                    });
+                }
             }
             note_ignored(raw, TRACEPARENT);
         }
@@ -608,62 +685,39 @@ impl Propagation {
 
 impl TextMapPropagator for Propagation {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
-        let outgoing = Outgoing::of(cx);
-        for format in &self.formats {
-            match format {
-                PropagationFormat::TraceContext => {
-                    TraceContextPropagator::new().inject_context(cx, injector);
-                }
-                PropagationFormat::Baggage => inject_w3c_baggage(cx, injector),
-                PropagationFormat::B3 => {
-                    if let Some(out) = outgoing {
-                        b3::inject_single(out, injector);
-                    }
-                }
-                PropagationFormat::B3Multi => {
-                    if let Some(out) = outgoing {
-                        b3::inject_multi(out, injector);
-                    }
-                }
-                PropagationFormat::Jaeger => {
-                    if let Some(out) = outgoing {
-                        jaeger::inject(out, injector);
-                    }
-                    jaeger::inject_baggage(cx, injector);
-                }
-            }
-        }
+        self.inject_into(cx, &mut AnyInjector(injector));
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        let carrier = Bounded(extractor);
-        let mut out = self.extract_identity(extractor, &carrier, cx);
-
-        // Baggage: Jaeger `uberctx-*` first, then W3C `baggage` over it.
-        let jaeger_items = jaeger::extract_baggage(&carrier);
-        let w3c_present = carrier.get(BAGGAGE).is_some();
-        if extractor.get(BAGGAGE).is_some() && !w3c_present {
-            note_ignored(extractor, BAGGAGE);
-        }
-        if w3c_present || !jaeger_items.is_empty() {
-            let mut baggage = Baggage::new();
-            for (key, value) in jaeger_items {
-                let _ = baggage.insert(key, value);
-            }
-            if w3c_present {
-                let w3c = BaggagePropagator::new().extract_with_context(&Context::new(), &carrier);
-                for (key, (value, metadata)) in w3c.baggage() {
-                    let _ =
-                        baggage.insert_with_metadata(key.clone(), value.clone(), metadata.clone());
-                }
-            }
-            out = out.with_baggage(baggage);
-        }
-        out
+        self.extract_from(cx, extractor, None)
     }
 
     fn fields(&self) -> FieldIter<'_> {
         FieldIter::new(&self.fields)
+    }
+}
+
+/// An [`Injector`] that also takes a ready header value, which an [`http::HeaderMap`] keeps
+/// without a copy (a forwarded `tracestate`).
+trait ValueInjector: Injector {
+    /// Sets `key` to `value`, replacing any value it had.
+    fn set_value(&mut self, key: &'static str, value: HeaderValue);
+}
+
+/// Any carrier: a value is set as a string.
+struct AnyInjector<'a>(&'a mut dyn Injector);
+
+impl Injector for AnyInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.set(key, value);
+    }
+}
+
+impl ValueInjector for AnyInjector<'_> {
+    fn set_value(&mut self, key: &'static str, value: HeaderValue) {
+        if let Ok(value) = value.to_str() {
+            self.0.set(key, value.to_owned());
+        }
     }
 }
 
@@ -692,7 +746,8 @@ impl Injector for HeaderInjector<'_> {
             tracing::debug!(header = %name, "skipping a non-ASCII propagation header value");
             return;
         }
-        match HeaderValue::from_str(&value) {
+        // From the string's own buffer, without a copy.
+        match HeaderValue::try_from(value) {
             Ok(v) => {
                 self.0.insert(name, v);
             }
@@ -700,6 +755,12 @@ impl Injector for HeaderInjector<'_> {
                 tracing::debug!(header = %name, "skipping an invalid propagation header value");
             }
         }
+    }
+}
+
+impl ValueInjector for HeaderInjector<'_> {
+    fn set_value(&mut self, key: &'static str, value: HeaderValue) {
+        self.0.insert(key, value);
     }
 }
 
@@ -1016,10 +1077,18 @@ mod tests {
 
     #[test]
     fn oversized_tracestate_is_dropped_but_traceparent_kept() {
-        let state = format!("a={}", "b".repeat(600));
+        // Valid members, but longer than anything read.
+        let members: Vec<String> = (0..32)
+            .map(|i| format!("k{i}={}", "v".repeat(255)))
+            .collect();
+        let state = members.join(",");
+        assert!(state.len() > MAX_TRACESTATE_HEADER_LEN);
         let cx = extract(&[("traceparent", TRACEPARENT_EXAMPLE), ("tracestate", &state)]);
         assert!(sc(&cx).is_valid());
         assert_eq!(sc(&cx).trace_state().header(), "");
+        let mut out = HeaderMap::new();
+        Propagation::default().inject_headers(&cx, &mut out);
+        assert!(!out.contains_key("tracestate"));
     }
 
     #[test]
