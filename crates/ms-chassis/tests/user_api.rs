@@ -175,3 +175,84 @@ fn an_absurd_duration_is_a_config_error_not_a_panic() {
     assert!(err.contains("clients.books.timeout"), "{err}");
     assert!(err.contains("at most 365 days"), "{err}");
 }
+
+/// A plain axum server on port 0 that echoes the raw query, and sleeps on `/slow`.
+async fn echo_server() -> String {
+    use ms_chassis::axum::extract::RawQuery;
+    let app = Router::new()
+        .route(
+            "/books",
+            get(|RawQuery(q): RawQuery| async move { q.unwrap_or_default() }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { ms_chassis::axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_from_a_struct_and_a_per_call_timeout() {
+    let url = echo_server().await;
+    let svc = ms_chassis::Service::builder()
+        .yaml(format!(
+            "clients: {{ books: {{ url: '{url}', timeout: 10s, total_timeout: 20s, retry: {{ max_attempts: 1 }} }} }}"
+        ))
+        .build()
+        .unwrap();
+    let books = svc.client("books").unwrap();
+
+    #[derive(serde::Serialize)]
+    struct Search<'a> {
+        author: &'a str,
+        limit: u32,
+    }
+    let q = books
+        .get("/books?sort=title")
+        .query(&Search {
+            author: "Le Guin & co",
+            limit: 10,
+        })
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(q, "sort=title&author=Le+Guin+%26+co&limit=10");
+
+    let started = std::time::Instant::now();
+    let err = books
+        .get("/slow")
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await
+        .expect_err("over its own timeout");
+    assert!(err.is_timeout(), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "bounded by the call's own timeout, not the client's 10 s"
+    );
+    // A per-call timeout above total_timeout does not lift it.
+    let svc_short = ms_chassis::Service::builder()
+        .yaml(format!(
+            "clients: {{ books: {{ url: '{url}', timeout: 200ms, total_timeout: 300ms, retry: {{ max_attempts: 1 }} }} }}"
+        ))
+        .build()
+        .unwrap();
+    let err = svc_short
+        .client("books")
+        .unwrap()
+        .get("/slow")
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect_err("still bounded by the client");
+    assert!(err.is_timeout(), "{err}");
+}
