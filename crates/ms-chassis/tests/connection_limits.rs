@@ -45,6 +45,15 @@ async fn closed_within(s: &mut TcpStream, deadline: Duration) -> Option<Vec<u8>>
     }
 }
 
+/// `ms_chassis_connections_closed_total` of `listener` for `reason`, scraped from `base`.
+async fn closed(base: &str, listener: &str, reason: &str) -> f64 {
+    let m = support::metrics_text(base).await;
+    let name = format!(
+        r#"ms_chassis_connections_closed_total{{listener="{listener}",reason="{reason}"}}"#
+    );
+    series(&m, &name)
+}
+
 /// The value of one series in a `/metrics` text, 0 if absent.
 fn series(metrics: &str, name_and_labels: &str) -> f64 {
     metrics
@@ -96,15 +105,7 @@ async fn slow_heads_are_closed_at_the_header_timeout_while_others_are_served() {
         elapsed >= Duration::from_millis(900),
         "closed no sooner than the timeout ({elapsed:?})"
     );
-    let m = support::metrics_text(&svc.url).await;
-    assert_eq!(
-        series(
-            &m,
-            r#"ms_chassis_connections_closed_total{listener="main",reason="header_timeout"}"#
-        ),
-        200.0,
-        "{m}"
-    );
+    assert_eq!(closed(&svc.url, "main", "header_timeout").await, 200.0);
     svc.running.shutdown().await.unwrap();
 }
 
@@ -164,15 +165,7 @@ async fn idle_keep_alive_connections_close_at_the_idle_timeout_not_the_header_ti
     );
     let idled = idle_from2.elapsed();
     assert!(idled >= Duration::from_millis(2900), "{idled:?}");
-    let m = support::metrics_text(&svc.url).await;
-    assert_eq!(
-        series(
-            &m,
-            r#"ms_chassis_connections_closed_total{listener="main",reason="idle"}"#
-        ),
-        1.0,
-        "{m}"
-    );
+    assert_eq!(closed(&svc.url, "main", "idle").await, 1.0);
     svc.running.shutdown().await.unwrap();
 }
 
@@ -251,14 +244,9 @@ async fn the_management_listener_has_the_same_connection_limits() {
             .await
             .is_some()
     );
-    let m = support::metrics_text(&format!("http://{addr}")).await;
     assert_eq!(
-        series(
-            &m,
-            r#"ms_chassis_connections_closed_total{listener="management",reason="header_timeout"}"#
-        ),
-        1.0,
-        "{m}"
+        closed(&format!("http://{addr}"), "management", "header_timeout").await,
+        1.0
     );
     svc.running.shutdown().await.unwrap();
 }

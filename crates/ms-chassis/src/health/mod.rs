@@ -249,16 +249,11 @@ impl std::fmt::Debug for Registration {
     }
 }
 
+/// A registered check: its registration, and its last result and run in flight.
 struct Registered {
-    name: String,
-    probe: Probe,
-    /// Its own timeout and cache; `None` follows `health.timeout` and `health.cache_ttl`,
+    /// Its timeout and cache, when `None`, follow `health.timeout` and `health.cache_ttl`,
     /// also across reloads.
-    timeout: Option<Duration>,
-    cache_ttl: Option<Duration>,
-    /// Whether its status counts in its probe's.
-    gates: bool,
-    check: Arc<dyn Check>,
+    spec: Registration,
     slot: Mutex<Slot>,
 }
 
@@ -406,21 +401,8 @@ impl Health {
 
     /// Registers a check with the options of `registration`.
     pub fn add(&self, registration: Registration) -> &Self {
-        let Registration {
-            name,
-            probe,
-            timeout,
-            cache_ttl,
-            gates,
-            check,
-        } = registration;
         let reg = Registered {
-            name,
-            probe,
-            timeout,
-            cache_ttl,
-            gates,
-            check,
+            spec: registration,
             slot: Mutex::default(),
         };
         self.inner
@@ -481,7 +463,7 @@ impl Health {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .filter(|c| probes.contains(&c.probe))
+            .filter(|c| probes.contains(&c.spec.probe))
             .cloned()
             .collect();
         let ttl = Duration::from_nanos(self.inner.cache_ttl.load(Ordering::Relaxed));
@@ -489,8 +471,8 @@ impl Health {
             Duration::from_nanos(self.inner.default_timeout.load(Ordering::Relaxed));
         let generation = self.inner.generation.load(Ordering::SeqCst);
         let runs = selected.iter().map(|c| {
-            let timeout = c.timeout.unwrap_or(default_timeout);
-            outcome_of(c, timeout, c.cache_ttl.unwrap_or(ttl), generation)
+            let timeout = c.spec.timeout.unwrap_or(default_timeout);
+            outcome_of(c, timeout, c.spec.cache_ttl.unwrap_or(ttl), generation)
         });
         let results = futures_util::future::join_all(runs).await;
         let mut checks: Vec<(String, CheckOutcome)> = Vec::new();
@@ -507,8 +489,8 @@ impl Health {
         let gating_up = selected
             .iter()
             .zip(&results)
-            .all(|(c, o)| !c.gates || o.status == Status::Up);
-        checks.extend(selected.iter().map(|c| c.name.clone()).zip(results));
+            .all(|(c, o)| !c.spec.gates || o.status == Status::Up);
+        checks.extend(selected.iter().map(|c| c.spec.name.clone()).zip(results));
         let status = if lifecycle_up && gating_up {
             Status::Up
         } else {
@@ -562,7 +544,7 @@ fn spawn_run(
     timeout: Duration,
 ) -> Shared<BoxFuture<'static, CheckOutcome>> {
     let task = tokio::spawn(async move {
-        let check = Arc::clone(&c.check);
+        let check = Arc::clone(&c.spec.check);
         let run = AssertUnwindSafe(async move { check.check().await }).catch_unwind();
         let outcome = match tokio::time::timeout(timeout, run).await {
             Ok(Ok(outcome)) => outcome,
@@ -572,7 +554,7 @@ fn spawn_run(
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                tracing::error!(check = %c.name, panic = %reason, "health check panicked");
+                tracing::error!(check = %c.spec.name, panic = %reason, "health check panicked");
                 CheckOutcome::down("the check panicked")
             }
             Err(_) => CheckOutcome::down(format!(
