@@ -546,3 +546,35 @@ async fn a_request_dropped_in_flight_leaves_the_gauges_right() {
     drop(s);
     svc.running.shutdown().await.unwrap();
 }
+
+/// HTTP/1 heads are bounded by `header_size` (64 KiB by default) and by hyper's own cap of
+/// 100 headers, which this pins: both get 431.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_http1_heads_get_431() {
+    let svc = support::start("", router()).await;
+    let addr = svc.running.local_addr();
+    let status_of = |head: String| async move {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let _ = s.write_all(head.as_bytes()).await;
+        let got = closed_within(&mut s, Duration::from_secs(10))
+            .await
+            .unwrap_or_default();
+        String::from_utf8_lossy(&got)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
+    let big = format!(
+        "GET /x HTTP/1.1\r\nHost: x\r\nx-big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    assert!(status_of(big).await.starts_with("HTTP/1.1 431"));
+    let many: String = (0..101).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let many = format!("GET /x HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n");
+    assert!(status_of(many).await.starts_with("HTTP/1.1 431"));
+    let fine: String = (0..90).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let fine = format!("GET /x HTTP/1.1\r\nHost: x\r\n{fine}Connection: close\r\n\r\n");
+    assert_eq!(status_of(fine).await, "HTTP/1.1 200 OK");
+    svc.running.shutdown().await.unwrap();
+}
