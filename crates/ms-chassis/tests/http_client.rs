@@ -618,3 +618,57 @@ fn bad_client_settings_fail_at_load_naming_the_key() {
     let e = HttpClient::new("books", config).unwrap_err().to_string();
     assert!(e.starts_with("clients.books.url: expected an http"), "{e}");
 }
+
+/// Regression: a connection reset in the middle of a response was reported as a connect
+/// error (kind `Connect`, metric label `connect`): the reset's I/O error kind was taken for
+/// the phase. It is a transport error; only a refused connection is a connect error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_in_the_middle_of_a_response_is_a_transport_error_not_a_connect_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Le").await;
+            // SO_LINGER 0: the close sends a reset, not a FIN.
+            #[allow(deprecated)]
+            let _ = s.set_linger(Some(std::time::Duration::ZERO));
+            drop(s);
+        }
+    });
+    let svc = ms_chassis::Service::builder()
+        .yaml(format!(
+            "clients: {{ resets: {{ url: 'http://{addr}', retry: {{ max_attempts: 1 }} }} }}"
+        ))
+        .build()
+        .unwrap();
+    let err = svc
+        .client("resets")
+        .unwrap()
+        .get("/x")
+        .send()
+        .await
+        .expect_err("the server resets mid-response");
+    assert_eq!(err.kind().name(), "transport", "{err}");
+
+    // And a refused connection is still a connect error.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let svc = ms_chassis::Service::builder()
+        .yaml(format!(
+            "clients: {{ refused: {{ url: 'http://127.0.0.1:{port}', retry: {{ max_attempts: 1 }} }} }}"
+        ))
+        .build()
+        .unwrap();
+    let err = svc
+        .client("refused")
+        .unwrap()
+        .get("/x")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind().name(), "connect", "{err}");
+}

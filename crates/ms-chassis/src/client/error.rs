@@ -153,13 +153,11 @@ impl ClientErrorKind {
 
 impl From<ResilienceError> for ClientErrorKind {
     fn from(e: ResilienceError) -> Self {
-        if e.is_connect() || inner_reqwest(&e).is_some_and(reqwest::Error::is_connect) {
-            let ResilienceError::Inner(inner) = e else {
-                unreachable!("only inner errors are connect errors")
-            };
-            return ClientErrorKind::Connect(inner);
-        }
+        // reqwest knows whether the connection was made; only for other errors does the
+        // kind of the I/O error decide.
+        let connect = inner_reqwest(&e).map_or_else(|| e.is_connect(), reqwest::Error::is_connect);
         match e {
+            ResilienceError::Inner(inner) if connect => ClientErrorKind::Connect(inner),
             ResilienceError::Timeout { after } => ClientErrorKind::Timeout { after },
             ResilienceError::CircuitOpen { .. } => ClientErrorKind::CircuitOpen,
             ResilienceError::BulkheadFull { .. } => ClientErrorKind::BulkheadFull,

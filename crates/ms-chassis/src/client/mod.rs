@@ -385,7 +385,8 @@ impl HttpClient {
         use crate::resilience::CircuitState;
         let state = self.inner.breaker.state();
         let current = self.current();
-        // /health is public: the URL is shown without its password.
+        // Health details may be shown to anyone (`health.show_details: always`): the URL is
+        // shown without its password.
         let base = crate::config::shown_url(current.base.as_str()).into_owned();
         if matches!(state, CircuitState::Open | CircuitState::ForcedOpen) {
             return CheckOutcome::down(format!("circuit breaker is {state}"))

@@ -192,9 +192,11 @@ impl ResilienceError {
     }
 
     /// True when the wrapped service failed to connect: somewhere in the error's source
-    /// chain is an I/O error such as connection refused, reset or aborted, or an
-    /// unreachable host. Works for hyper-util's and reqwest's errors, which keep the
-    /// I/O error as a source.
+    /// chain is an I/O error that only connecting gives: connection refused, or an
+    /// unreachable host or network, or an address not available. A reset, an abort or a
+    /// timeout can come after the connection was made (a reset in the middle of a response
+    /// is not a connect error), so they are not counted here; a client that knows the
+    /// phase says so itself (reqwest's `is_connect`, which the chassis's client prefers).
     pub fn is_connect(&self) -> bool {
         let ResilienceError::Inner(inner) = self else {
             return false;
@@ -205,14 +207,7 @@ impl ResilienceError {
                 use std::io::ErrorKind::*;
                 return matches!(
                     io.kind(),
-                    ConnectionRefused
-                        | ConnectionReset
-                        | ConnectionAborted
-                        | NotConnected
-                        | AddrNotAvailable
-                        | HostUnreachable
-                        | NetworkUnreachable
-                        | TimedOut
+                    ConnectionRefused | AddrNotAvailable | HostUnreachable | NetworkUnreachable
                 );
             }
             cause = e.source();
@@ -440,6 +435,9 @@ mod tests {
         assert!(ResilienceError::from_inner(Wrapper(refused)).is_connect());
         let other = std::io::Error::from(std::io::ErrorKind::InvalidData);
         assert!(!ResilienceError::from_inner(Wrapper(other)).is_connect());
+        // A reset may come after connecting: in the middle of a response, say.
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(!ResilienceError::from_inner(Wrapper(reset)).is_connect());
         assert!(
             !ResilienceError::Timeout {
                 after: Duration::ZERO
