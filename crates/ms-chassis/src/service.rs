@@ -200,7 +200,7 @@ impl Service {
     /// # let svc = ms_chassis::Service::builder()
     /// #     .yaml("clients: { books: { url: 'http://127.0.0.1:8081' } }").build()?;
     /// let books = svc.client("books")?;
-    /// svc.health().readiness("books", books.probe());
+    /// svc.health().informational("books", books.probe());
     /// assert!(svc.client("nope").is_err());
     /// # Ok::<(), ms_chassis::Error>(())
     /// ```

@@ -22,7 +22,7 @@
 //! # async fn run() -> ms_chassis::Result<()> {
 //! let svc = Service::from_env()?;
 //! let books = svc.client("books")?;
-//! svc.health().readiness("books", books.probe());
+//! svc.health().informational("books", books.probe()); // shared: shown, never gating
 //! let router: Router = Router::new().route(
 //!     "/titles/{id}",
 //!     get(move |Path(id): Path<String>| async move {
@@ -360,7 +360,8 @@ impl HttpClient {
         self.put(path).json(body).send_json().await
     }
 
-    /// A health check of the dependency, for `svc.health().readiness("books", books.probe())`.
+    /// A health check of the dependency, for
+    /// `svc.health().informational("books", books.probe())` (or `readiness`, see below).
     ///
     /// DOWN, without any I/O, while the breaker is OPEN or FORCED_OPEN (the data says
     /// so); otherwise DOWN unless `GET probe_path` answers 2xx within `timeout`. The probe
