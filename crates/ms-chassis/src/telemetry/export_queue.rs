@@ -19,12 +19,22 @@ use prometheus::IntCounter;
 /// serves) because the tracer provider is process-wide too.
 #[derive(Clone, Debug)]
 pub(crate) struct SpanCounters {
-    dropped: IntCounter,
-    exported: IntCounter,
-    failed: IntCounter,
+    pub(crate) dropped: IntCounter,
+    pub(crate) exported: IntCounter,
+    pub(crate) failed: IntCounter,
 }
 
 impl SpanCounters {
+    /// Counters on no registry, for tests.
+    #[cfg(test)]
+    pub(crate) fn unregistered() -> Self {
+        Self {
+            dropped: IntCounter::new("d_total", "d").unwrap(),
+            exported: IntCounter::new("e_total", "e").unwrap(),
+            failed: IntCounter::new("f_total", "f").unwrap(),
+        }
+    }
+
     pub(crate) fn register() -> Self {
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric name");
@@ -173,11 +183,7 @@ mod tests {
 
     #[test]
     fn spans_beyond_the_bound_are_dropped_and_counted() {
-        let counters = SpanCounters {
-            dropped: IntCounter::new("d_total", "d").unwrap(),
-            exported: IntCounter::new("e_total", "e").unwrap(),
-            failed: IntCounter::new("f_total", "f").unwrap(),
-        };
+        let counters = SpanCounters::unregistered();
         // A processor that keeps everything queued (never calls the exporter).
         #[derive(Debug)]
         struct Hold(

@@ -7,6 +7,7 @@ mod json_format;
 pub(crate) mod levels;
 mod logs;
 pub(crate) mod otel;
+pub(crate) mod otlp;
 mod presampled;
 pub mod propagation;
 mod request_context;
