@@ -48,7 +48,7 @@ impl HttpInstruments {
         f: InFlight,
         route: Option<&str>,
         status: StatusCode,
-        sampled_trace: Option<String>,
+        sampled_trace: Option<opentelemetry::trace::TraceId>,
     ) {
         self.active.dec();
         let labels = [f.method, route.unwrap_or(UNMATCHED_ROUTE), status.as_str()];

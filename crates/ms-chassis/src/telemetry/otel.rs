@@ -478,7 +478,7 @@ fn fill_record(
         rec.server_port = port;
     }
     if let Some(peer) = peer {
-        rec.set(TextField::ClientAddress, peer.ip());
+        rec.set_ip(TextField::ClientAddress, peer.ip());
     }
     if let Some(ua) = ua {
         rec.set(TextField::UserAgent, ua);
@@ -490,6 +490,42 @@ fn fill_record(
 /// scheme's default port when none is named. `None` for what is not a valid authority, or
 /// carries userinfo (a client has no business sending it there).
 fn host_and_port<'a>(input: &'a [u8], scheme: &str) -> Option<(&'a str, Option<u16>)> {
+    simple_host_and_port(input, scheme).unwrap_or_else(|| parsed_host_and_port(input, scheme))
+}
+
+/// [`host_and_port`] without parsing an `Authority` (which copies it) for the common
+/// shape, a name or IPv4 address and a numeric port: `Some` of the answer for that shape,
+/// `None` for anything else. A property test checks that the two agree.
+fn simple_host_and_port<'a>(
+    input: &'a [u8],
+    scheme: &str,
+) -> Option<Option<(&'a str, Option<u16>)>> {
+    let (host, port) = match input.iter().position(|&b| b == b':') {
+        Some(i) => (&input[..i], Some(&input[i + 1..])),
+        None => (input, None),
+    };
+    let name_char = |b: &u8| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-';
+    if host.is_empty() || !host.iter().all(name_char) {
+        return None;
+    }
+    let port = match port {
+        None => match scheme {
+            "http" => Some(80),
+            "https" => Some(443),
+            _ => None,
+        },
+        Some(p) if (1..=5).contains(&p.len()) && p.iter().all(u8::is_ascii_digit) => {
+            // At most 99999: `parse` fails beyond u16, and then so does the full parse.
+            let n: u32 = p.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0'));
+            Some(u16::try_from(n).ok()?)
+        }
+        Some(_) => return None,
+    };
+    let host = std::str::from_utf8(host).ok()?;
+    Some(Some((host, port)))
+}
+
+fn parsed_host_and_port<'a>(input: &'a [u8], scheme: &str) -> Option<(&'a str, Option<u16>)> {
     let authority = axum::http::uri::Authority::try_from(input).ok()?;
     if authority.as_str().contains('@') {
         return None;
@@ -537,10 +573,10 @@ pub(crate) fn span_method(m: &axum::http::Method) -> &'static str {
 }
 
 /// The trace id of `cx`'s span, if it is sampled (for metric exemplars).
-pub(crate) fn sampled_trace_id(cx: &Context) -> Option<String> {
+pub(crate) fn sampled_trace_id(cx: &Context) -> Option<TraceId> {
     let span = cx.span();
     let sc = span.span_context();
-    sc.is_sampled().then(|| sc.trace_id().to_string())
+    sc.is_sampled().then(|| sc.trace_id())
 }
 
 /// Ends the server span with the response status: the record, if [`server_span`] gave one
@@ -576,7 +612,7 @@ pub(crate) fn end_server_span(
 
 #[cfg(test)]
 mod tests {
-    use super::{host_and_port, span_method};
+    use super::{host_and_port, parsed_host_and_port, simple_host_and_port, span_method};
 
     #[test]
     fn span_names_use_known_methods_and_http_for_the_rest() {
@@ -596,8 +632,35 @@ mod tests {
             s in "[a-z\\[\\]:.@0-9]{0,40}",
         ) {
             let _ = host_and_port(&h, "http");
+            // The fast path agrees with the full parse wherever it answers.
+            for scheme in ["http", "https", "ftp"] {
+                if let Some(fast) = simple_host_and_port(&h, scheme) {
+                    proptest::prop_assert_eq!(fast, parsed_host_and_port(&h, scheme));
+                }
+            }
+            for scheme in ["http", "https"] {
+                if let Some(fast) = simple_host_and_port(s.as_bytes(), scheme) {
+                    proptest::prop_assert_eq!(fast, parsed_host_and_port(s.as_bytes(), scheme));
+                }
+            }
             if let Some((host, _)) = host_and_port(s.as_bytes(), "https") {
                 proptest::prop_assert!(!host.contains('@'));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The common shapes, which the fast path answers: the same answer as the parse.
+        #[test]
+        fn the_fast_host_path_agrees_with_the_authority_parse(
+            s in "[a-zA-Z0-9.-]{1,12}(:[0-9]{0,6})?",
+        ) {
+            for scheme in ["http", "https", "ftp"] {
+                let fast = simple_host_and_port(s.as_bytes(), scheme);
+                proptest::prop_assert_eq!(
+                    fast.unwrap_or_else(|| parsed_host_and_port(s.as_bytes(), scheme)),
+                    parsed_host_and_port(s.as_bytes(), scheme)
+                );
             }
         }
     }

@@ -39,7 +39,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use prost::Message as _;
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+use prost::encoding::{WireType, encoded_len_varint, key_len};
 
 use super::export_queue::SpanCounters;
 
@@ -121,8 +121,36 @@ impl ServerSpan {
     }
 
     /// Appends `field`'s value; fields must be set in order, each at most once.
-    pub(crate) fn set(&mut self, field: TextField, value: impl std::fmt::Display) {
-        let _ = write!(self.text, "{value}");
+    pub(crate) fn set(&mut self, field: TextField, value: &str) {
+        self.text.push_str(value);
+        self.mark(field);
+    }
+
+    /// Appends an IP address as `field`'s value, IPv4 without the formatting machinery.
+    pub(crate) fn set_ip(&mut self, field: TextField, ip: std::net::IpAddr) {
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.text.push('.');
+                    }
+                    if octet >= 100 {
+                        self.text.push(char::from(b'0' + octet / 100));
+                    }
+                    if octet >= 10 {
+                        self.text.push(char::from(b'0' + octet / 10 % 10));
+                    }
+                    self.text.push(char::from(b'0' + octet % 10));
+                }
+            }
+            std::net::IpAddr::V6(v6) => {
+                let _ = write!(self.text, "{v6}");
+            }
+        }
+        self.mark(field);
+    }
+
+    fn mark(&mut self, field: TextField) {
         let end = self.text.len() as u32;
         for e in &mut self.ends[field as usize..] {
             *e = end;
@@ -151,7 +179,7 @@ impl ServerSpan {
     }
 
     /// The attributes, as the HTTP semantic conventions name them (see `otel::server_span`).
-    fn attributes(&self) -> impl Iterator<Item = (&'static str, Value<'_>)> {
+    fn attributes(&self) -> [(&'static str, Option<Value<'_>>); ATTRIBUTES] {
         let text = |f| self.text(f).map(Value::Str);
         let scheme = if self.scheme.is_empty() {
             text(TextField::OtherScheme)
@@ -195,8 +223,6 @@ impl ServerSpan {
             ),
             ("error.type", error_type),
         ]
-        .into_iter()
-        .filter_map(|(k, v)| Some((k, v?)))
     }
 }
 
@@ -205,6 +231,8 @@ fn now_ns() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
+
+const ATTRIBUTES: usize = 12;
 
 /// An attribute value of a server span.
 #[derive(Clone, Copy, Debug)]
@@ -247,14 +275,32 @@ fn len_field_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
-fn put_len_field(tag: u32, len: usize, buf: &mut impl BufMut) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(len as u64, buf);
+// Writers for a `Vec<u8>` that prost's generic `encode_key` and `encode_varint` (for any
+// `BufMut`) do not inline to: nearly every varint here is one byte.
+#[inline]
+fn put_varint(mut v: u64, buf: &mut Vec<u8>) {
+    while v >= 0x80 {
+        buf.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
 }
 
-fn put_bytes(tag: u32, bytes: &[u8], buf: &mut impl BufMut) {
+#[inline]
+fn put_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
+    put_varint(u64::from(tag << 3 | wire_type as u32), buf);
+}
+
+#[inline]
+fn put_len_field(tag: u32, len: usize, buf: &mut Vec<u8>) {
+    put_key(tag, WireType::LengthDelimited, buf);
+    put_varint(len as u64, buf);
+}
+
+#[inline]
+fn put_bytes(tag: u32, bytes: &[u8], buf: &mut Vec<u8>) {
     put_len_field(tag, bytes.len(), buf);
-    buf.put_slice(bytes);
+    buf.extend_from_slice(bytes);
 }
 
 fn any_value_len(v: Value<'_>) -> usize {
@@ -282,76 +328,87 @@ fn status_len(status: u16) -> usize {
     }
 }
 
-/// The length of `s` encoded as an OTLP `Span` message, without its own tag and length.
-fn span_len(s: &ServerSpan, trace_state: &str) -> usize {
+/// Writes `s` as an OTLP `Span` message, with its tag and length, as field
+/// `ScopeSpans.spans`. The attributes are gathered once, their lengths computed once.
+fn put_span(s: &ServerSpan, buf: &mut Vec<u8>) {
+    let trace_state = if s.trace_state == TraceState::NONE {
+        String::new()
+    } else {
+        s.trace_state.header()
+    };
+    let attrs = s.attributes();
+    let mut kv_lens = [0usize; ATTRIBUTES];
     let name_len = s.span_method.len() + s.route.as_ref().map_or(0, |r| 1 + r.as_str().len());
     let mut len = len_field_len(SPAN_TRACE_ID, 16) + len_field_len(SPAN_SPAN_ID, 8);
     if !trace_state.is_empty() {
         len += len_field_len(SPAN_TRACE_STATE, trace_state.len());
     }
-    if s.parent_span_id != [0; 8] {
+    let has_parent = s.parent_span_id != [0; 8];
+    if has_parent {
         len += len_field_len(SPAN_PARENT_SPAN_ID, 8);
     }
     len += len_field_len(SPAN_NAME, name_len);
     len += key_len(SPAN_KIND) + 1;
     len += 2 * (key_len(SPAN_START) + 8);
-    for (k, v) in s.attributes() {
-        len += len_field_len(SPAN_ATTRIBUTES, key_value_len(k, v));
+    for ((k, v), kv_len) in attrs.iter().zip(kv_lens.iter_mut()) {
+        if let Some(v) = v {
+            *kv_len = key_value_len(k, *v);
+            len += len_field_len(SPAN_ATTRIBUTES, *kv_len);
+        }
     }
-    len += len_field_len(SPAN_STATUS, status_len(s.status));
+    let status_len = status_len(s.status);
+    len += len_field_len(SPAN_STATUS, status_len);
     len += key_len(SPAN_FLAGS) + 4;
-    len
-}
 
-/// Writes `s` as an OTLP `Span` message of `len` bytes (from [`span_len`]).
-fn put_span(s: &ServerSpan, trace_state: &str, buf: &mut impl BufMut) {
+    buf.reserve(len + 4);
+    put_len_field(SCOPE_SPANS_SPANS, len, buf);
+    let start = buf.len();
     put_bytes(SPAN_TRACE_ID, &s.trace_id, buf);
     put_bytes(SPAN_SPAN_ID, &s.span_id, buf);
     if !trace_state.is_empty() {
         put_bytes(SPAN_TRACE_STATE, trace_state.as_bytes(), buf);
     }
-    if s.parent_span_id != [0; 8] {
+    if has_parent {
         put_bytes(SPAN_PARENT_SPAN_ID, &s.parent_span_id, buf);
     }
-    match &s.route {
-        Some(r) => {
-            put_len_field(SPAN_NAME, s.span_method.len() + 1 + r.as_str().len(), buf);
-            buf.put_slice(s.span_method.as_bytes());
-            buf.put_u8(b' ');
-            buf.put_slice(r.as_str().as_bytes());
-        }
-        None => put_bytes(SPAN_NAME, s.span_method.as_bytes(), buf),
+    put_len_field(SPAN_NAME, name_len, buf);
+    buf.put_slice(s.span_method.as_bytes());
+    if let Some(r) = &s.route {
+        buf.put_u8(b' ');
+        buf.put_slice(r.as_str().as_bytes());
     }
-    encode_key(SPAN_KIND, WireType::Varint, buf);
-    encode_varint(SPAN_KIND_SERVER, buf);
-    encode_key(SPAN_START, WireType::SixtyFourBit, buf);
+    put_key(SPAN_KIND, WireType::Varint, buf);
+    put_varint(SPAN_KIND_SERVER, buf);
+    put_key(SPAN_START, WireType::SixtyFourBit, buf);
     buf.put_u64_le(s.start_ns);
-    encode_key(SPAN_END, WireType::SixtyFourBit, buf);
+    put_key(SPAN_END, WireType::SixtyFourBit, buf);
     buf.put_u64_le(s.end_ns);
-    for (k, v) in s.attributes() {
-        put_len_field(SPAN_ATTRIBUTES, key_value_len(k, v), buf);
+    for ((k, v), kv_len) in attrs.iter().zip(kv_lens) {
+        let Some(v) = v else { continue };
+        put_len_field(SPAN_ATTRIBUTES, kv_len, buf);
         put_bytes(KEY_VALUE_KEY, k.as_bytes(), buf);
-        put_len_field(KEY_VALUE_VALUE, any_value_len(v), buf);
-        match v {
+        put_len_field(KEY_VALUE_VALUE, any_value_len(*v), buf);
+        match *v {
             Value::Str(s) => put_bytes(ANY_VALUE_STRING, s.as_bytes(), buf),
             Value::Int(i) => {
-                encode_key(ANY_VALUE_INT, WireType::Varint, buf);
-                encode_varint(i as u64, buf);
+                put_key(ANY_VALUE_INT, WireType::Varint, buf);
+                put_varint(i as u64, buf);
             }
         }
     }
-    put_len_field(SPAN_STATUS, status_len(s.status), buf);
+    put_len_field(SPAN_STATUS, status_len, buf);
     if let Some(m) = status_message(s.status) {
         put_bytes(STATUS_MESSAGE, m.as_bytes(), buf);
-        encode_key(STATUS_CODE, WireType::Varint, buf);
-        encode_varint(STATUS_CODE_ERROR, buf);
+        put_key(STATUS_CODE, WireType::Varint, buf);
+        put_varint(STATUS_CODE_ERROR, buf);
     }
     let mut flags = u32::from(s.trace_flags) | FLAGS_HAS_IS_REMOTE;
     if s.parent_is_remote {
         flags |= FLAGS_IS_REMOTE;
     }
-    encode_key(SPAN_FLAGS, WireType::ThirtyTwoBit, buf);
+    put_key(SPAN_FLAGS, WireType::ThirtyTwoBit, buf);
     buf.put_u32_le(flags);
+    debug_assert_eq!(buf.len() - start, len, "span length");
 }
 
 /// What every export request repeats: the resource and the server spans' scope, encoded
@@ -389,22 +446,22 @@ impl Preamble {
 
 /// Encodes one `ExportTraceServiceRequest`: the server spans as one `ResourceSpans`, then
 /// the SDK's spans grouped by `opentelemetry-proto`.
+///
+/// The server spans are written into `scratch` first, so that the enclosing messages'
+/// lengths are known without a second pass over them.
 fn encode_request(
     p: &Preamble,
     servers: &[ServerSpan],
     sdk: Vec<SpanData>,
-    lens: &mut Vec<(usize, String)>,
+    scratch: &mut Vec<u8>,
     buf: &mut Vec<u8>,
 ) {
     if !servers.is_empty() {
-        lens.clear();
-        let mut spans_len = 0;
+        scratch.clear();
         for s in servers {
-            let ts = s.trace_state.header();
-            let len = span_len(s, &ts);
-            spans_len += len_field_len(SCOPE_SPANS_SPANS, len);
-            lens.push((len, ts));
+            put_span(s, scratch);
         }
+        let spans_len = scratch.len();
         let scope_spans_len = len_field_len(SCOPE_SPANS_SCOPE, p.scope_bytes.len()) + spans_len;
         let schema = p.resource.schema_url.as_deref().unwrap_or("");
         let mut resource_spans_len = len_field_len(RESOURCE_SPANS_RESOURCE, p.resource_bytes.len())
@@ -412,17 +469,12 @@ fn encode_request(
         if !schema.is_empty() {
             resource_spans_len += len_field_len(RESOURCE_SPANS_SCHEMA_URL, schema.len());
         }
-        buf.reserve(len_field_len(REQUEST_RESOURCE_SPANS, resource_spans_len));
+        buf.reserve(len_field_len(REQUEST_RESOURCE_SPANS, resource_spans_len) + 64);
         put_len_field(REQUEST_RESOURCE_SPANS, resource_spans_len, buf);
         put_bytes(RESOURCE_SPANS_RESOURCE, &p.resource_bytes, buf);
         put_len_field(RESOURCE_SPANS_SCOPE_SPANS, scope_spans_len, buf);
         put_bytes(SCOPE_SPANS_SCOPE, &p.scope_bytes, buf);
-        for (s, (len, ts)) in servers.iter().zip(lens.iter()) {
-            put_len_field(SCOPE_SPANS_SPANS, *len, buf);
-            let before = buf.len();
-            put_span(s, ts, buf);
-            debug_assert_eq!(buf.len() - before, *len, "span length");
-        }
+        buf.put_slice(scratch);
         if !schema.is_empty() {
             put_bytes(RESOURCE_SPANS_SCHEMA_URL, schema.as_bytes(), buf);
         }
@@ -650,7 +702,7 @@ async fn export_loop(q: Arc<Queue>, p: Preamble, transport: Transport, delay: Du
         }
     };
     let mut taken = Pending::default();
-    let mut lens = Vec::new();
+    let mut scratch = Vec::new();
     loop {
         tokio::select! {
             () = q.wake.notified() => {}
@@ -668,7 +720,7 @@ async fn export_loop(q: Arc<Queue>, p: Preamble, transport: Transport, delay: Du
             let sdk: Vec<SpanData> = taken.sdk.drain(..m).collect();
             let count = (n + m) as u64;
             let mut buf = Vec::new();
-            encode_request(&p, &servers, sdk, &mut lens, &mut buf);
+            encode_request(&p, &servers, sdk, &mut scratch, &mut buf);
             let result = match &mut sender {
                 Some(s) => tokio::time::timeout(EXPORT_TIMEOUT, s.send(buf.into()))
                     .await
@@ -772,7 +824,10 @@ mod tests {
         s.server_port = Some(8080);
         s.set(TextField::Path, "/books/7");
         s.set(TextField::ServerAddress, "127.0.0.1");
-        s.set(TextField::ClientAddress, std::net::Ipv4Addr::LOCALHOST);
+        s.set_ip(
+            TextField::ClientAddress,
+            std::net::Ipv4Addr::new(10, 0, 100, 7).into(),
+        );
         s.set(TextField::UserAgent, "test/1.0");
         s.finish(status);
         s
@@ -829,7 +884,7 @@ mod tests {
         assert_eq!(attr(ok, "url.path"), s("/books/7"));
         assert_eq!(attr(ok, "url.scheme"), s("http"));
         assert_eq!(attr(ok, "http.request.method"), s("GET"));
-        assert_eq!(attr(ok, "client.address"), s("127.0.0.1"));
+        assert_eq!(attr(ok, "client.address"), s("10.0.100.7"));
         assert_eq!(attr(ok, "server.address"), s("127.0.0.1"));
         assert_eq!(attr(ok, "user_agent.original"), s("test/1.0"));
         assert_eq!(attr(ok, "network.protocol.version"), s("1.1"));
