@@ -19,6 +19,7 @@ exporter) in the same round, median of the rounds. Then the latency bare and cha
 with one connection, in alternating rounds (--latency-rounds, 0 to skip).
 Usage: python3 bench/run.py [--duration 10] [--rounds 3] [--connections 32] [--only a,b]
                             [--latency-rounds 3] [--pin SERVER_CPUS:WRK_CPUS] [--hello PATH]
+                            [--interleave]
 --pin 0:1 runs the service on CPU 0 and wrk and the sink on CPU 1 (sched_setaffinity).
 Needs: apt-get install -y wrk
 """
@@ -147,6 +148,8 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--only", default="", help="comma-separated scenario names")
     ap.add_argument("--latency-rounds", type=int, default=3)
+    ap.add_argument("--interleave", action="store_true",
+                    help="run chassis between every two scenarios; CPU ratios to its neighbours")
     ap.add_argument("--hello", default="", help="a hello binary to load instead of the one built")
     ap.add_argument("--pin", default="", help="SERVER_CPUS:WRK_CPUS, e.g. 0:1 (the sink runs with wrk)")
     a = ap.parse_args()
@@ -179,11 +182,30 @@ def main():
         keep = set(a.only.split(",")) | {"bare"}
         scenarios = {k: v for k, v in scenarios.items() if k in keep}
     results = {k: [] for k in scenarios}
+    # With --interleave, `chassis` also runs after every other scenario, and each
+    # scenario's CPU is compared with the mean of the chassis runs just before and after it.
+    neighbours = {k: [] for k in scenarios}
+    order = list(scenarios)
+    if a.interleave and "chassis" in scenarios:
+        order = [n for n in order if n != "chassis"]
+        order = [x for n in order for x in (("chassis", n) if n != "bare" else (n,))] + ["chassis"]
     try:
         for r in range(a.rounds):
-            for name, (path, env) in scenarios.items():
+            last_chassis, waiting = None, []
+            for name in order:
+                path, env = scenarios[name]
                 m = measure(path, env, a.duration, a.connections, sink.pid)
-                results[name].append(m)
+                if name == "chassis":
+                    for w in waiting:
+                        neighbours[w[0]].append(w[1] / ((w[2] + m["cpu_us"]) / 2))
+                    waiting = []
+                    if last_chassis is None or not a.interleave:
+                        results[name].append(m)
+                    last_chassis = m["cpu_us"]
+                else:
+                    results[name].append(m)
+                    if a.interleave and last_chassis is not None:
+                        waiting.append((name, m["cpu_us"], last_chassis))
                 print(f"round {r + 1} {name:13} {m['rps']:>10.0f} req/s  p50 {m['p50']:>7.0f} us  "
                       f"p99 {m['p99']:>7.0f} us  start {m['startup_ms']:.1f} ms  "
                       f"rss {m['idle_kib'] / 1024:.1f}/{m['loaded_kib'] / 1024:.1f} MiB  "
@@ -212,7 +234,15 @@ def main():
         ratios = sorted(m["rps"] / r["rps"] for m, r in zip(v, results["bare"]))
         print(f"{name}: per-round ratio to bare, median {ratios[len(ratios) // 2]:.2f} "
               f"(rounds {', '.join(f'{x:.2f}' for x in ratios)})")
-    if "chassis" in results:
+    if a.interleave:
+        print()
+        for name, ratios in neighbours.items():
+            if ratios:
+                ratios.sort()
+                print(f"{name}: service CPU per request / the mean of the chassis runs just before "
+                      f"and after, median {med(ratios):.3f} "
+                      f"(rounds {', '.join(f'{x:.3f}' for x in ratios)})")
+    elif "chassis" in results:
         print()
         for name, v in results.items():
             ratios = sorted(m["cpu_us"] / c["cpu_us"] for m, c in zip(v, results["chassis"]))

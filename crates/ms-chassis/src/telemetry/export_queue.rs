@@ -3,7 +3,9 @@
 //!
 //! The SDK's batch processor drops spans silently once its queue is full. We keep our own
 //! count of spans handed to it and not yet taken by the exporter, and drop (and count)
-//! at that bound ourselves, so the SDK never has to. Exports are counted by outcome.
+//! at that bound ourselves, so the SDK never has to. Exports are counted by outcome. The
+//! counters are shared with the OTLP exporter (`otlp`), which bounds its own queue; the
+//! wrappers serve the stdout exporter, which still runs behind the SDK's batch processor.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,27 +1,27 @@
-//! The OTLP exporter: a request's server span goes from a compact record to protobuf
-//! bytes without the SDK's span, and every other span (the user's `tracing` spans, client
-//! spans) joins it from the SDK through [`QueueProcessor`].
+//! The OTLP exporter: a request's sampled server span goes from a compact record on the
+//! request to protobuf bytes without becoming an SDK span; every other span (the user's
+//! `tracing` spans, client spans) comes from the SDK through [`QueueProcessor`] into the
+//! same bounded queue, and goes out in the same export requests.
 //!
-//! Why not the SDK's pipeline for the server span: measured under callgrind (bench/README.md,
-//! "Span CPU accounting"), a sampled server span cost about 6.7 µs of service CPU through it,
-//! most of it not the encoding but the way there: a boxed `SdkSpan` with an attribute
-//! `Vec<KeyValue>`, each value an owned `String` or `Arc<str>`, its `SpanData` moved through
-//! the batch processor's channel, then converted into `opentelemetry-proto`'s message
-//! types (every id, key and value copied into a fresh `Vec` or `String`) before prost
-//! encodes them. Here the server span is a [`ServerSpan`] held in the request's future (ids,
-//! times, static strings, the route's shared template and one `String` for the values that
-//! must be copied), pushed at the end of the request into a mutex-guarded `Vec` (a lock
-//! and a move; the exporter thread swaps the whole `Vec` out), and written as protobuf
-//! straight from that record with prost's encoding primitives: the OTLP messages are
-//! `opentelemetry-proto`'s, and the field numbers below are theirs (a test decodes the
-//! output with those types). SDK spans are converted by `opentelemetry-proto`'s own
-//! transform. Transports are tonic (gRPC, with a pass-through codec for the encoded bytes)
-//! and reqwest (HTTP/protobuf), on the exporter's own thread and single-threaded runtime,
-//! so that neither export work nor a dead collector ever runs on the request workers.
+//! Why: through the SDK's pipeline a sampled span cost about 6.7 µs of service CPU, and
+//! callgrind put nearly half of it in allocation (bench/README.md, "Span CPU accounting"):
+//! the span was built three times, as an SDK span, as `SpanData` and as
+//! `opentelemetry-proto` messages, with an owned copy of every value each time. Here the
+//! record ([`ServerSpan`]: ids, times, static strings, the route's shared template and one
+//! `String` for the copied values) is pushed into a mutex-guarded `Vec` that the exporter
+//! thread swaps out whole, and encoded with prost's wire primitives straight from the
+//! record. That encoder is hand-written because prost's generated messages need an owned
+//! `String` or `Vec` per field, the very copies we avoid; the field numbers are
+//! `opentelemetry-proto`'s, and a test decodes the output with its types. SDK spans use
+//! `opentelemetry-proto`'s own transform. gRPC goes through tonic (with a pass-through
+//! codec for the encoded bytes), HTTP/protobuf through reqwest, both on the exporter's own
+//! thread and single-threaded runtime, so that no export work and no dead collector ever
+//! reaches the request workers. `OTEL_BSP_SCHEDULE_DELAY` and
+//! `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` keep their meaning.
 //!
-//! The queue is bounded by `tracing.queue_size`; beyond it a span is dropped and counted,
-//! as before. `OTEL_BSP_SCHEDULE_DELAY` and `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` are honoured as
-//! the SDK's batch processor honoured them.
+//! A consequence: attributes that code sets on the server span through the OpenTelemetry
+//! context (`Context::current().span().set_attribute`) are not recorded with this exporter,
+//! since the server span is not an SDK span; spans opened with `tracing` are unaffected.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
