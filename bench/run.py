@@ -10,12 +10,17 @@ alternating rounds:
   otlp-all      hello exporting every request to the local sink (sampling 1.0)
   otlp-down     hello exporting to a closed port (the collector is down), default sampler
 For each: time from exec to the first 200 on /hello, idle RSS, wrk load on 127.0.0.1
-(requests/s, p50, p99), RSS after load. Prints a table of the best round of each with the
+(requests/s, p50, p99), RSS after load, and the CPU per request (user + system time from
+/proc/<pid>/stat over the wrk run, divided by the requests wrk completed) of the service
+process, of its span exporter thread (included in the service's figure) and of the sink. Prints a table of the best round of each with the
 ratio to bare, and the median of the rounds' ratios (a round runs every scenario, one
-after another). Then the latency bare and chassis add per request without queueing: wrk
+after another); then each scenario's service CPU per request as a ratio to `chassis` (no
+exporter) in the same round, median of the rounds. Then the latency bare and chassis add per request without queueing: wrk
 with one connection, in alternating rounds (--latency-rounds, 0 to skip).
 Usage: python3 bench/run.py [--duration 10] [--rounds 3] [--connections 32] [--only a,b]
-                            [--latency-rounds 3]
+                            [--latency-rounds 3] [--pin SERVER_CPUS:WRK_CPUS] [--hello PATH]
+                            [--interleave]
+--pin 0:1 runs the service on CPU 0 and wrk and the sink on CPU 1 (sched_setaffinity).
 Needs: apt-get install -y wrk
 """
 import argparse, os, re, shutil, socket, subprocess, sys, time, urllib.request
@@ -37,6 +42,37 @@ def rss_kib(pid):
     return -1
 
 
+# Thread names of span exporters: the SDK's batch processor, and the chassis's own.
+EXPORTER_THREADS = ("OpenTelemetry.T", "ms-chassis-otlp")  # comm keeps 15 characters
+TICK = os.sysconf("SC_CLK_TCK")
+PIN = {"server": None, "wrk": None}
+
+
+def cpu_s(path):
+    """User + system time (s) of the process or thread whose stat file is `path`."""
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def exporter_cpu_s(pid):
+    total = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            if name.startswith(EXPORTER_THREADS):
+                total += cpu_s(f"/proc/{pid}/task/{tid}/stat")
+        except OSError:
+            pass
+    return total
+
+
+def pinned(which):
+    cpus = PIN[which]
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+
 def start(binary, port, extra_env):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MS_", "OTEL_")) and k != "RUST_LOG"}
@@ -44,7 +80,8 @@ def start(binary, port, extra_env):
                 "MS__SERVER__SHUTDOWN__DRAIN_DELAY": "0s"})
     env.update(extra_env)
     t0 = time.perf_counter()
-    proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=pinned("server"))
     url = f"http://127.0.0.1:{port}/hello"
     deadline = t0 + 30
     while True:
@@ -70,28 +107,38 @@ def wrk(port, duration, connections):
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
          f"http://127.0.0.1:{port}/hello"],
-        capture_output=True, text=True, check=True).stdout
+        capture_output=True, text=True, check=True, preexec_fn=pinned("wrk")).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = to_us(re.search(r"\s50%\s+(\S+)", out).group(1))
     p99 = to_us(re.search(r"\s99%\s+(\S+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         sys.exit(f"wrk saw {errors.group(1)} non-2xx responses:\n{out}")
-    return rps, p50, p99
+    return rps, p50, p99, requests
 
 
-def measure(binary, extra_env, duration, connections):
+def measure(binary, extra_env, duration, connections, sink_pid=None):
     port = free_port()
     proc, startup_ms = start(binary, port, extra_env)
     try:
         time.sleep(0.5)
         idle = rss_kib(proc.pid)
-        rps, p50, p99 = wrk(port, duration, connections)
+        stat = f"/proc/{proc.pid}/stat"
+        sink_stat = f"/proc/{sink_pid}/stat" if sink_pid else None
+        cpu0, exp0 = cpu_s(stat), exporter_cpu_s(proc.pid)
+        sink0 = cpu_s(sink_stat) if sink_stat else 0.0
+        rps, p50, p99, requests = wrk(port, duration, connections)
+        cpu1, exp1 = cpu_s(stat), exporter_cpu_s(proc.pid)
+        sink1 = cpu_s(sink_stat) if sink_stat else 0.0
         loaded = rss_kib(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    return dict(rps=rps, p50=p50, p99=p99, startup_ms=startup_ms, idle_kib=idle, loaded_kib=loaded)
+    per_req = 1e6 / max(requests, 1)
+    return dict(rps=rps, p50=p50, p99=p99, startup_ms=startup_ms, idle_kib=idle, loaded_kib=loaded,
+                cpu_us=(cpu1 - cpu0) * per_req, exporter_us=(exp1 - exp0) * per_req,
+                sink_us=(sink1 - sink0) * per_req)
 
 
 def main():
@@ -101,17 +148,26 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--only", default="", help="comma-separated scenario names")
     ap.add_argument("--latency-rounds", type=int, default=3)
+    ap.add_argument("--interleave", action="store_true",
+                    help="run chassis between every two scenarios; CPU ratios to its neighbours")
+    ap.add_argument("--hello", default="", help="a hello binary to load instead of the one built")
+    ap.add_argument("--pin", default="", help="SERVER_CPUS:WRK_CPUS, e.g. 0:1 (the sink runs with wrk)")
     a = ap.parse_args()
+    if a.pin:
+        server_cpus, wrk_cpus = a.pin.split(":")
+        PIN["server"] = {int(c) for c in server_cpus.split(",")}
+        PIN["wrk"] = {int(c) for c in wrk_cpus.split(",")}
     if not shutil.which("wrk"):
         sys.exit("wrk is required: apt-get install -y wrk")
     subprocess.run(["cargo", "build", "--release", "-p", "hello", "-p", "bare-axum"], cwd=ROOT, check=True)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     bare = os.path.join(target, "release", "bare-axum")
-    hello = os.path.join(target, "release", "hello")
+    hello = a.hello or os.path.join(target, "release", "hello")
     sink_port = free_port()
     sink = subprocess.Popen([os.path.join(target, "release", "otlp-sink")],
                             env={**os.environ, "SINK_PORT": str(sink_port)},
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=pinned("wrk"))
     otlp = {"MS__TRACING__EXPORTER": "otlp",
             "MS__TRACING__ENDPOINT": f"http://127.0.0.1:{sink_port}"}
     scenarios = {
@@ -126,14 +182,35 @@ def main():
         keep = set(a.only.split(",")) | {"bare"}
         scenarios = {k: v for k, v in scenarios.items() if k in keep}
     results = {k: [] for k in scenarios}
+    # With --interleave, `chassis` also runs after every other scenario, and each
+    # scenario's CPU is compared with the mean of the chassis runs just before and after it.
+    neighbours = {k: [] for k in scenarios}
+    order = list(scenarios)
+    if a.interleave and "chassis" in scenarios:
+        order = [n for n in order if n != "chassis"]
+        order = [x for n in order for x in (("chassis", n) if n != "bare" else (n,))] + ["chassis"]
     try:
         for r in range(a.rounds):
-            for name, (path, env) in scenarios.items():
-                m = measure(path, env, a.duration, a.connections)
-                results[name].append(m)
+            last_chassis, waiting = None, []
+            for name in order:
+                path, env = scenarios[name]
+                m = measure(path, env, a.duration, a.connections, sink.pid)
+                if name == "chassis":
+                    for w in waiting:
+                        neighbours[w[0]].append(w[1] / ((w[2] + m["cpu_us"]) / 2))
+                    waiting = []
+                    if last_chassis is None or not a.interleave:
+                        results[name].append(m)
+                    last_chassis = m["cpu_us"]
+                else:
+                    results[name].append(m)
+                    if a.interleave and last_chassis is not None:
+                        waiting.append((name, m["cpu_us"], last_chassis))
                 print(f"round {r + 1} {name:13} {m['rps']:>10.0f} req/s  p50 {m['p50']:>7.0f} us  "
                       f"p99 {m['p99']:>7.0f} us  start {m['startup_ms']:.1f} ms  "
-                      f"rss {m['idle_kib'] / 1024:.1f}/{m['loaded_kib'] / 1024:.1f} MiB", flush=True)
+                      f"rss {m['idle_kib'] / 1024:.1f}/{m['loaded_kib'] / 1024:.1f} MiB  "
+                      f"cpu {m['cpu_us']:.2f} us/req (exporter {m['exporter_us']:.2f}, "
+                      f"sink {m['sink_us']:.2f})", flush=True)
     finally:
         sink.stdin.close()
         spans = sink.stdout.read().strip()
@@ -142,17 +219,35 @@ def main():
     fastest_start = {k: min(m["startup_ms"] for m in v) for k, v in results.items()}
     b = best["bare"]
     print()
-    print("| scenario | requests/s | × bare | p50 | p99 | idle RSS | RSS after load | exec to first 200 |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    print("| scenario | requests/s | × bare | p50 | p99 | idle RSS | RSS after load | exec to first 200 "
+          "| service CPU/req (median) | of which exporter | sink CPU/req |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, m in best.items():
+        v = results[name]
         print(f"| {name} | {m['rps']:.0f} | {m['rps'] / b['rps']:.2f} | {m['p50']:.0f} us | "
               f"{m['p99']:.0f} us | {m['idle_kib'] / 1024:.1f} MiB | {m['loaded_kib'] / 1024:.1f} MiB | "
-              f"{fastest_start[name]:.1f} ms |")
+              f"{fastest_start[name]:.1f} ms | {med([x['cpu_us'] for x in v]):.2f} us | "
+              f"{med([x['exporter_us'] for x in v]):.2f} us | {med([x['sink_us'] for x in v]):.2f} us |")
     print()
     for name, v in results.items():
         ratios = sorted(m["rps"] / r["rps"] for m, r in zip(v, results["bare"]))
         print(f"{name}: per-round ratio to bare, median {ratios[len(ratios) // 2]:.2f} "
               f"(rounds {', '.join(f'{x:.2f}' for x in ratios)})")
+    if a.interleave:
+        print()
+        for name, ratios in neighbours.items():
+            if ratios:
+                ratios.sort()
+                print(f"{name}: service CPU per request / the mean of the chassis runs just before "
+                      f"and after, median {med(ratios):.3f} "
+                      f"(rounds {', '.join(f'{x:.3f}' for x in ratios)})")
+    elif "chassis" in results:
+        print()
+        for name, v in results.items():
+            ratios = sorted(m["cpu_us"] / c["cpu_us"] for m, c in zip(v, results["chassis"]))
+            print(f"{name}: service CPU per request / chassis's in the same round, median "
+                  f"{med(ratios):.3f} (rounds {', '.join(f'{x:.3f}' for x in ratios)})")
     print()
     print(f"otlp-sink: {spans}")
     if a.latency_rounds:

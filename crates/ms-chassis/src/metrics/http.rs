@@ -56,7 +56,7 @@ impl HttpInstruments {
         f: InFlight,
         route: Option<&str>,
         status: StatusCode,
-        sampled_trace: Option<String>,
+        sampled_trace: Option<opentelemetry::trace::TraceId>,
     ) {
         let labels = [f.method, route.unwrap_or(UNMATCHED_ROUTE), status.as_str()];
         let seconds = f.start.elapsed().as_secs_f64();

@@ -18,7 +18,8 @@ const EXEMPLAR_HISTOGRAM: &str = "http_server_request_duration_seconds";
 
 #[derive(Clone, Debug)]
 struct Exemplar {
-    trace_id: String,
+    /// Formatted at the scrape, not per request.
+    trace_id: opentelemetry::trace::TraceId,
     value: f64,
     at: SystemTime,
 }
@@ -26,7 +27,14 @@ struct Exemplar {
 /// The latest sampled request per bucket of each (method, route, status) series.
 #[derive(Debug, Default)]
 pub(crate) struct Exemplars {
-    by_series: Mutex<HashMap<String, Vec<Option<Exemplar>>>>,
+    by_series: Mutex<Series>,
+}
+
+#[derive(Debug, Default)]
+struct Series {
+    slots: HashMap<String, Vec<Option<Exemplar>>>,
+    /// The key of the series being recorded, reused: a lookup allocates nothing.
+    key: String,
 }
 
 fn series_key(method: &str, route: &str, status: &str) -> String {
@@ -40,19 +48,30 @@ impl Exemplars {
         bounds: &[f64],
         (method, route, status): (&str, &str, &str),
         value: f64,
-        trace_id: String,
+        trace_id: opentelemetry::trace::TraceId,
     ) {
         let bucket = bounds
             .iter()
             .position(|b| value <= *b)
             .unwrap_or(bounds.len());
-        let mut map = self
+        let mut series = self
             .by_series
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let slots = map
-            .entry(series_key(method, route, status))
-            .or_insert_with(|| vec![None; bounds.len() + 1]);
+        let Series { slots, key } = &mut *series;
+        key.clear();
+        for (i, part) in [method, route, status].into_iter().enumerate() {
+            if i > 0 {
+                key.push('\u{1}');
+            }
+            key.push_str(part);
+        }
+        if !slots.contains_key(key.as_str()) {
+            slots.insert(key.clone(), vec![None; bounds.len() + 1]);
+        }
+        let Some(slots) = slots.get_mut(key.as_str()) else {
+            return;
+        };
         slots[bucket] = Some(Exemplar {
             trace_id,
             value,
@@ -72,11 +91,11 @@ impl Exemplars {
             label("http_route"),
             label("http_response_status_code"),
         );
-        let map = self
+        let series = self
             .by_series
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(&key)?.get(bucket)?.clone()
+        series.slots.get(&key)?.get(bucket)?.clone()
     }
 }
 

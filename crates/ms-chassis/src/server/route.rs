@@ -33,7 +33,7 @@ use super::problem::problem;
 use super::{RequestId, X_REQUEST_ID};
 use crate::client::Forwarding;
 use crate::metrics::{HttpInstruments, InFlight};
-use crate::telemetry::{RequestContext, otel};
+use crate::telemetry::{RequestContext, otel, otlp};
 
 /// State shared by every route.
 #[derive(Debug)]
@@ -93,14 +93,14 @@ where
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0)
         };
-        let (cx, parent_span_id) = match otel::get() {
+        let (cx, span, parent_span_id) = match otel::get() {
             Some(o) => {
                 let parent = o.propagation.extract_headers(req.headers());
                 let remote = parent.span().span_context().clone();
-                let cx = otel::server_span(o, &parent, &req, peer(), route.as_ref());
-                (cx, remote.is_valid().then(|| remote.span_id()))
+                let (cx, span) = otel::server_span(o, &parent, &req, peer(), route.as_ref());
+                (cx, span, remote.is_valid().then(|| remote.span_id()))
             }
-            None => (opentelemetry::Context::new(), None),
+            None => (opentelemetry::Context::new(), None, None),
         };
         let forwarded = shared.forwarding.capture(req.headers());
         let ctx = RequestContext::new(id.clone(), cx.clone(), parent_span_id, forwarded);
@@ -131,6 +131,7 @@ where
             access,
             id: Some(id),
             otel: Some(cx),
+            span,
         }
     }
 }
@@ -146,8 +147,10 @@ pin_project! {
         in_flight: Option<InFlight>,
         access: Option<AccessRecord>,
         id: Option<RequestId>,
-        // The request's OpenTelemetry context, holding its server span.
+        // The request's OpenTelemetry context, holding its server span (or its ids).
         otel: Option<opentelemetry::Context>,
+        // A sampled server span for the OTLP exporter (see `telemetry::otlp`).
+        span: Option<otlp::ServerSpan>,
     }
 
     impl<F> PinnedDrop for RouteFuture<F> {
@@ -204,7 +207,7 @@ where
                 None => log(),
             }
         }
-        otel::end_server_span(&otel, res.status());
+        otel::end_server_span(&otel, this.span.take(), res.status());
         if let Some(id) = this.id.take() {
             res.headers_mut()
                 .insert(X_REQUEST_ID, id.header_value().clone());

@@ -3,7 +3,9 @@
 //!
 //! The SDK's batch processor drops spans silently once its queue is full. We keep our own
 //! count of spans handed to it and not yet taken by the exporter, and drop (and count)
-//! at that bound ourselves, so the SDK never has to. Exports are counted by outcome.
+//! at that bound ourselves, so the SDK never has to. Exports are counted by outcome. The
+//! counters are shared with the OTLP exporter (`otlp`), which bounds its own queue; the
+//! wrappers serve the stdout exporter, which still runs behind the SDK's batch processor.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,12 +21,22 @@ use prometheus::IntCounter;
 /// serves) because the tracer provider is process-wide too.
 #[derive(Clone, Debug)]
 pub(crate) struct SpanCounters {
-    dropped: IntCounter,
-    exported: IntCounter,
-    failed: IntCounter,
+    pub(crate) dropped: IntCounter,
+    pub(crate) exported: IntCounter,
+    pub(crate) failed: IntCounter,
 }
 
 impl SpanCounters {
+    /// Counters on no registry, for tests.
+    #[cfg(test)]
+    pub(crate) fn unregistered() -> Self {
+        Self {
+            dropped: IntCounter::new("d_total", "d").unwrap(),
+            exported: IntCounter::new("e_total", "e").unwrap(),
+            failed: IntCounter::new("f_total", "f").unwrap(),
+        }
+    }
+
     pub(crate) fn register() -> Self {
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric name");
@@ -173,11 +185,7 @@ mod tests {
 
     #[test]
     fn spans_beyond_the_bound_are_dropped_and_counted() {
-        let counters = SpanCounters {
-            dropped: IntCounter::new("d_total", "d").unwrap(),
-            exported: IntCounter::new("e_total", "e").unwrap(),
-            failed: IntCounter::new("f_total", "f").unwrap(),
-        };
+        let counters = SpanCounters::unregistered();
         // A processor that keeps everything queued (never calls the exporter).
         #[derive(Debug)]
         struct Hold(

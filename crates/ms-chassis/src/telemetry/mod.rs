@@ -8,6 +8,7 @@ pub(crate) mod levels;
 mod log_writer;
 mod logs;
 pub(crate) mod otel;
+pub(crate) mod otlp;
 mod presampled;
 pub mod propagation;
 mod request_context;

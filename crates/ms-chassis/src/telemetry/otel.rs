@@ -1,15 +1,17 @@
 //! OpenTelemetry tracing: the tracer provider built from `tracing:` config, the server span
 //! of each request, and the flush at shutdown.
 //!
-//! The server span is an OpenTelemetry span created directly, not a `tracing` span bridged by
-//! `tracing-opentelemetry`: most requests are not sampled, and a non-recording OTel span
-//! costs a pair of random ids, where a bridged span costs a `tracing` span per request. The
-//! span's context is attached to the request's future, so spans that handler code opens
-//! with plain `tracing` macros (bridged by `tracing-opentelemetry`) become its children, and
-//! log lines carry its ids even when it is not sampled.
+//! The server span is not a `tracing` span bridged by `tracing-opentelemetry`: most
+//! requests are not sampled, and an unsampled server span costs a pair of random ids, where
+//! a bridged span costs a `tracing` span per request. With the OTLP exporter, a sampled
+//! server span is not an SDK span either but a compact record on the request
+//! ([`otlp::ServerSpan`]), encoded as OTLP straight from it (see `otlp` for why); with the
+//! stdout exporter it is an SDK span. Either way the span's context is attached to the
+//! request's future, so spans that handler code opens with plain `tracing` macros (bridged
+//! by `tracing-opentelemetry`) become its children, and log lines carry its ids even when
+//! it is not sampled.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -17,7 +19,6 @@ use opentelemetry::trace::{
     Link, SpanContext, SpanKind, Status, TraceContextExt, TraceId, Tracer, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::IdGenerator as _;
 use opentelemetry_sdk::trace::{
@@ -27,7 +28,7 @@ use opentelemetry_sdk::trace::{
 
 use super::propagation::{self, Propagation, SamplingState};
 use super::stdout_exporter::StdoutExporter;
-use super::{export_queue, presampled};
+use super::{export_queue, otlp, presampled};
 use crate::config::{
     ChassisConfig, ConfigError, OtlpProtocol, SamplerKind, SamplerSection, TraceExporter,
 };
@@ -43,7 +44,12 @@ pub(crate) struct Otel {
     sampler: ChassisSampler,
     /// Whether spans go anywhere (`tracing.exporter` is not `none`).
     exporting: bool,
+    /// The OTLP exporter's queue, which takes sampled server spans as records.
+    otlp: Option<Arc<otlp::Queue>>,
 }
+
+/// The instrumentation scope of the chassis's own spans.
+pub(crate) const TRACER_NAME: &str = "ms-chassis";
 
 static OTEL: OnceLock<Otel> = OnceLock::new();
 
@@ -168,10 +174,11 @@ pub(crate) fn init(
             .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
     );
     let counters = export_queue::SpanCounters::register();
+    let resource = resource.build();
     let mut builder = SdkTracerProvider::builder()
         .with_sampler(sampler.clone())
         .with_id_generator(presampled::PresampledIds::default())
-        .with_resource(resource.build());
+        .with_resource(resource.clone());
     if t.exporter == TraceExporter::Stdout {
         let processor =
             export_queue::bounded(StdoutExporter, t.queue_size, counters.clone(), |e| {
@@ -185,21 +192,21 @@ pub(crate) fn init(
             });
         builder = builder.with_span_processor(processor);
     }
+    let mut queue = None;
     if t.exporter == TraceExporter::Otlp {
-        let exporter = build_exporter(cfg)?;
-        // The SDK queue is one larger than ours, so ours is the one that drops (and counts).
-        let batch = BatchConfigBuilder::default()
-            .with_max_queue_size(t.queue_size + 1)
-            .build();
-        let processor = export_queue::bounded(exporter, t.queue_size, counters, |e| {
-            BatchSpanProcessor::builder(e)
-                .with_batch_config(batch)
-                .build()
-        });
-        builder = builder.with_span_processor(processor);
+        let q =
+            otlp::start(build_transport(cfg)?, &resource, t.queue_size, counters).map_err(|e| {
+                ConfigError::new(
+                    None,
+                    Some("tracing".into()),
+                    format!("cannot start the OTLP exporter: {e}"),
+                )
+            })?;
+        builder = builder.with_span_processor(otlp::QueueProcessor(q.clone()));
+        queue = Some(q);
     }
     let provider = builder.build();
-    let tracer = provider.tracer("ms-chassis");
+    let tracer = provider.tracer(TRACER_NAME);
     opentelemetry::global::set_tracer_provider(provider.clone());
     let otel = Otel {
         tracer,
@@ -208,13 +215,13 @@ pub(crate) fn init(
         sampling,
         sampler,
         exporting: t.exporter != TraceExporter::None,
+        otlp: queue,
     };
     Ok(OTEL.get_or_init(|| otel))
 }
 
-fn build_exporter(cfg: &ChassisConfig) -> Result<opentelemetry_otlp::SpanExporter, ConfigError> {
+fn build_transport(cfg: &ChassisConfig) -> Result<otlp::Transport, ConfigError> {
     let t = &cfg.tracing;
-    let timeout = Duration::from_secs(10);
     let fail = |e: &dyn std::fmt::Display| {
         ConfigError::new(
             None,
@@ -222,59 +229,33 @@ fn build_exporter(cfg: &ChassisConfig) -> Result<opentelemetry_otlp::SpanExporte
             format!("cannot build the OTLP exporter: {e}"),
         )
     };
-    match t.protocol {
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in &t.headers {
+        let name = http::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| fail(&format!("invalid header name {k:?} in tracing.headers")))?;
+        let value = http::HeaderValue::from_str(v)
+            .map_err(|_| fail(&format!("invalid value for {k:?} in tracing.headers")))?;
+        headers.insert(name, value);
+    }
+    Ok(match t.protocol {
         OtlpProtocol::Grpc => {
-            if tokio::runtime::Handle::try_current().is_err() {
-                return Err(ConfigError::new(
-                    None,
-                    Some("tracing.protocol".into()),
-                    "the gRPC exporter needs a Tokio runtime: build the Service inside #[tokio::main]",
-                ));
-            }
-            let mut headers = http::HeaderMap::new();
-            for (k, v) in &t.headers {
-                let name = http::HeaderName::from_bytes(k.as_bytes())
-                    .map_err(|_| fail(&format!("invalid header name {k:?} in tracing.headers")))?;
-                let value = http::HeaderValue::from_str(v)
-                    .map_err(|_| fail(&format!("invalid value for {k:?} in tracing.headers")))?;
-                headers.insert(name, value);
-            }
-            let metadata =
-                opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers);
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(
-                    t.endpoint
-                        .clone()
-                        .unwrap_or_else(|| "http://127.0.0.1:4317".into()),
-                )
-                .with_timeout(timeout)
-                .with_metadata(metadata)
-                .build()
-                .map_err(|e| fail(&e))
+            let endpoint = t
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:4317".into());
+            http::Uri::try_from(endpoint.as_str()).map_err(|e| fail(&e))?;
+            otlp::Transport::Grpc { endpoint, headers }
         }
         OtlpProtocol::Http => {
             let base = t
                 .endpoint
                 .clone()
                 .unwrap_or_else(|| "http://127.0.0.1:4318".into());
-            let endpoint = format!("{}/v1/traces", base.trim_end_matches('/'));
-            let headers: HashMap<String, String> = t.headers.clone().into_iter().collect();
-            // The blocking HTTP client must be built off the async runtime.
-            std::thread::spawn(move || {
-                opentelemetry_otlp::SpanExporter::builder()
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                    .with_endpoint(endpoint)
-                    .with_timeout(timeout)
-                    .with_headers(headers)
-                    .build()
-            })
-            .join()
-            .map_err(|_| fail(&"exporter construction panicked"))?
-            .map_err(|e| fail(&e))
+            let url = format!("{}/v1/traces", base.trim_end_matches('/'));
+            reqwest::Url::parse(&url).map_err(|e| fail(&e))?;
+            otlp::Transport::Http { url, headers }
         }
-    }
+    })
 }
 
 /// Exports the spans still queued, waiting at most `timeout`. A flush rather than a
@@ -315,8 +296,21 @@ pub(crate) fn start_span(
     kind: SpanKind,
     parent: &Context,
 ) -> Context {
+    start_span_with(o, name, kind, parent, false).0
+}
+
+/// [`start_span`], or with `record` a sampled span's context and (with the OTLP exporter)
+/// an empty record for it instead of the SDK's span.
+fn start_span_with(
+    o: &Otel,
+    name: Cow<'static, str>,
+    kind: SpanKind,
+    parent: &Context,
+    record: bool,
+) -> (Context, Option<otlp::ServerSpan>) {
     let ids = opentelemetry_sdk::trace::RandomIdGenerator::default();
-    let parent_sc = parent.span().span_context().clone();
+    let parent_span = parent.span();
+    let parent_sc = parent_span.span_context();
     let (trace_id, flags) = if parent_sc.is_valid() {
         (parent_sc.trace_id(), parent_sc.trace_flags())
     } else {
@@ -328,6 +322,18 @@ pub(crate) fn start_span(
     let decision = o
         .sampler
         .should_sample(Some(parent), trace_id, &name, &kind, &[], &[]);
+    let sampled = decision.decision == opentelemetry_sdk::trace::SamplingDecision::RecordAndSample;
+    if record && sampled && o.otlp.is_some() {
+        let sc = SpanContext::new(
+            trace_id,
+            ids.new_span_id(),
+            flags.with_sampled(true),
+            false,
+            decision.trace_state,
+        );
+        let rec = otlp::ServerSpan::new(&sc, parent_sc, 0);
+        return (parent.with_remote_span_context(sc), Some(rec));
+    }
     if o.exporting && decision.decision != opentelemetry_sdk::trace::SamplingDecision::Drop {
         let new_trace = (!parent_sc.is_valid()).then_some(trace_id);
         let span = presampled::with_decision(decision, new_trace, || {
@@ -336,9 +342,8 @@ pub(crate) fn start_span(
                 .with_kind(kind)
                 .start_with_context(&o.tracer, parent)
         });
-        return parent.with_span(span);
+        return (parent.with_span(span), None);
     }
-    let sampled = decision.decision == opentelemetry_sdk::trace::SamplingDecision::RecordAndSample;
     let sc = SpanContext::new(
         trace_id,
         ids.new_span_id(),
@@ -348,25 +353,33 @@ pub(crate) fn start_span(
     );
     // Despite its name, this only puts a non-recording span with `sc` in the context;
     // `sc` says it is local.
-    parent.with_remote_span_context(sc)
+    (parent.with_remote_span_context(sc), None)
 }
 
 /// Starts the server span of a request as a child of the extracted remote context. With
 /// the matched route template the span is named `GET /books/{id}` and carries `http.route`.
+///
+/// With the OTLP exporter a sampled span comes back as a record, for
+/// [`end_server_span`]; otherwise the span is in the context.
 pub(crate) fn server_span(
     o: &Otel,
     parent: &Context,
     req: &axum::http::Request<axum::body::Body>,
     peer: Option<std::net::SocketAddr>,
     route: Option<&axum::extract::MatchedPath>,
-) -> Context {
+) -> (Context, Option<otlp::ServerSpan>) {
     let method = crate::metrics::method_label(req.method());
-    let cx = start_span(
+    let (cx, record) = start_span_with(
         o,
         Cow::Borrowed(span_method(req.method())),
         SpanKind::Server,
         parent,
+        true,
     );
+    if let Some(mut rec) = record {
+        fill_record(&mut rec, method, req, peer, route);
+        return (cx, Some(rec));
+    }
     let span = cx.span();
     if span.is_recording() {
         // Static strings where the value allows: a sampled request allocates only for the
@@ -396,13 +409,8 @@ pub(crate) fn server_span(
             attrs.push(KeyValue::new("network.protocol.version", version));
         }
         // HTTP/2 carries the authority in the URI (`:authority`), HTTP/1.1 in `Host`.
-        let authority = req
-            .headers()
-            .get(axum::http::header::HOST)
-            .map(|h| h.as_bytes())
-            .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()));
-        if let Some((host, port)) = authority.and_then(|a| host_and_port(a, &scheme)) {
-            attrs.push(KeyValue::new("server.address", host));
+        if let Some((host, port)) = authority(req).and_then(|a| host_and_port(a, &scheme)) {
+            attrs.push(KeyValue::new("server.address", host.to_owned()));
             if let Some(port) = port {
                 attrs.push(KeyValue::new("server.port", i64::from(port)));
             }
@@ -410,24 +418,115 @@ pub(crate) fn server_span(
         if let Some(peer) = peer {
             attrs.push(KeyValue::new("client.address", peer.ip().to_string()));
         }
-        if let Some(ua) = req
-            .headers()
-            .get(axum::http::header::USER_AGENT)
-            .and_then(|h| h.to_str().ok())
-        {
+        if let Some(ua) = user_agent(req) {
             attrs.push(KeyValue::new("user_agent.original", ua.to_owned()));
         }
         span.set_attributes(attrs);
     }
-    cx
+    (cx, None)
+}
+
+/// The request's authority: HTTP/2 carries it in the URI (`:authority`), HTTP/1.1 in `Host`.
+fn authority(req: &axum::http::Request<axum::body::Body>) -> Option<&[u8]> {
+    req.headers()
+        .get(axum::http::header::HOST)
+        .map(|h| h.as_bytes())
+        .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()))
+}
+
+fn user_agent(req: &axum::http::Request<axum::body::Body>) -> Option<&str> {
+    req.headers()
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|h| h.to_str().ok())
+}
+
+/// The server span's attributes, into its record: the same as `server_span` gives an SDK
+/// span, with the copied values in the record's one `String`.
+fn fill_record(
+    rec: &mut otlp::ServerSpan,
+    method: &'static str,
+    req: &axum::http::Request<axum::body::Body>,
+    peer: Option<std::net::SocketAddr>,
+    route: Option<&axum::extract::MatchedPath>,
+) {
+    use otlp::TextField;
+    let path = req.uri().path();
+    let authority = authority(req);
+    let ua = user_agent(req);
+    // The path, the authority, the user agent and an IP address: one allocation.
+    rec.text
+        .reserve(path.len() + authority.map_or(0, <[u8]>::len) + ua.map_or(0, str::len) + 48);
+    rec.span_method = span_method(req.method());
+    rec.method = method;
+    rec.route = route.cloned();
+    rec.set(TextField::Path, path);
+    let scheme = req.uri().scheme_str().unwrap_or("http");
+    match scheme {
+        "http" => rec.scheme = "http",
+        "https" => rec.scheme = "https",
+        other => {
+            rec.scheme = "";
+            rec.set(TextField::OtherScheme, other);
+        }
+    }
+    if method == "_OTHER" {
+        rec.set(TextField::MethodOriginal, req.method().as_str());
+    }
+    rec.protocol_version = protocol_version(req.version());
+    if let Some((host, port)) = authority.and_then(|a| host_and_port(a, scheme)) {
+        rec.set(TextField::ServerAddress, host);
+        rec.server_port = port;
+    }
+    if let Some(peer) = peer {
+        rec.set_ip(TextField::ClientAddress, peer.ip());
+    }
+    if let Some(ua) = ua {
+        rec.set(TextField::UserAgent, ua);
+    }
 }
 
 /// `server.address` and `server.port` from a `Host` header or an HTTP/2 `:authority`, as
 /// the HTTP semantic conventions ask: an IPv6 literal without its brackets, and the
 /// scheme's default port when none is named. `None` for what is not a valid authority, or
 /// carries userinfo (a client has no business sending it there).
-fn host_and_port(host: &[u8], scheme: &str) -> Option<(String, Option<u16>)> {
-    let authority = axum::http::uri::Authority::try_from(host).ok()?;
+fn host_and_port<'a>(input: &'a [u8], scheme: &str) -> Option<(&'a str, Option<u16>)> {
+    simple_host_and_port(input, scheme).unwrap_or_else(|| parsed_host_and_port(input, scheme))
+}
+
+/// [`host_and_port`] without parsing an `Authority` (which copies it) for the common
+/// shape, a name or IPv4 address and a numeric port: `Some` of the answer for that shape,
+/// `None` for anything else. A property test checks that the two agree.
+fn simple_host_and_port<'a>(
+    input: &'a [u8],
+    scheme: &str,
+) -> Option<Option<(&'a str, Option<u16>)>> {
+    let (host, port) = match input.iter().position(|&b| b == b':') {
+        Some(i) => (&input[..i], Some(&input[i + 1..])),
+        None => (input, None),
+    };
+    let name_char = |b: &u8| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-';
+    if host.is_empty() || !host.iter().all(name_char) {
+        return None;
+    }
+    let port = match port {
+        None => match scheme {
+            "http" => Some(80),
+            "https" => Some(443),
+            _ => None,
+        },
+        Some(p) if (1..=5).contains(&p.len()) && p.iter().all(u8::is_ascii_digit) => {
+            // At most 99999: `parse` fails beyond u16, and then so does the full parse.
+            let n: u32 = p.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0'));
+            Some(u16::try_from(n).ok()?)
+        }
+        Some(_) => return None,
+    };
+    let host = std::str::from_utf8(host).ok()?;
+    Some(Some((host, port)))
+}
+
+fn parsed_host_and_port<'a>(input: &'a [u8], scheme: &str) -> Option<(&'a str, Option<u16>)> {
+    let authority = axum::http::uri::Authority::try_from(input).ok()?;
     if authority.as_str().contains('@') {
         return None;
     }
@@ -441,11 +540,13 @@ fn host_and_port(host: &[u8], scheme: &str) -> Option<(String, Option<u16>)> {
         },
         p => Some(p.strip_prefix(':')?.parse::<u16>().ok()?),
     };
+    // The same bytes as `input` (a valid authority is ASCII), borrowed from it.
+    let host = std::str::from_utf8(&input[..host.len()]).ok()?;
     let host = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    Some((host.to_owned(), port))
+    Some((host, port))
 }
 
 /// `network.protocol.version` for an HTTP version.
@@ -472,14 +573,26 @@ pub(crate) fn span_method(m: &axum::http::Method) -> &'static str {
 }
 
 /// The trace id of `cx`'s span, if it is sampled (for metric exemplars).
-pub(crate) fn sampled_trace_id(cx: &Context) -> Option<String> {
+pub(crate) fn sampled_trace_id(cx: &Context) -> Option<TraceId> {
     let span = cx.span();
     let sc = span.span_context();
-    sc.is_sampled().then(|| sc.trace_id().to_string())
+    sc.is_sampled().then(|| sc.trace_id())
 }
 
-/// Ends the server span with the response status.
-pub(crate) fn end_server_span(cx: &Context, status: axum::http::StatusCode) {
+/// Ends the server span with the response status: the record, if [`server_span`] gave one
+/// (it goes to the exporter's queue), else the span in `cx`.
+pub(crate) fn end_server_span(
+    cx: &Context,
+    record: Option<otlp::ServerSpan>,
+    status: axum::http::StatusCode,
+) {
+    if let Some(mut rec) = record {
+        rec.finish(status.as_u16());
+        if let Some(q) = OTEL.get().and_then(|o| o.otlp.as_ref()) {
+            q.push_server(rec);
+        }
+        return;
+    }
     let span = cx.span();
     if span.is_recording() {
         span.set_attribute(KeyValue::new(
@@ -499,7 +612,7 @@ pub(crate) fn end_server_span(cx: &Context, status: axum::http::StatusCode) {
 
 #[cfg(test)]
 mod tests {
-    use super::{host_and_port, span_method};
+    use super::{host_and_port, parsed_host_and_port, simple_host_and_port, span_method};
 
     #[test]
     fn span_names_use_known_methods_and_http_for_the_rest() {
@@ -519,16 +632,45 @@ mod tests {
             s in "[a-z\\[\\]:.@0-9]{0,40}",
         ) {
             let _ = host_and_port(&h, "http");
+            // The fast path agrees with the full parse wherever it answers.
+            for scheme in ["http", "https", "ftp"] {
+                if let Some(fast) = simple_host_and_port(&h, scheme) {
+                    proptest::prop_assert_eq!(fast, parsed_host_and_port(&h, scheme));
+                }
+            }
+            for scheme in ["http", "https"] {
+                if let Some(fast) = simple_host_and_port(s.as_bytes(), scheme) {
+                    proptest::prop_assert_eq!(fast, parsed_host_and_port(s.as_bytes(), scheme));
+                }
+            }
             if let Some((host, _)) = host_and_port(s.as_bytes(), "https") {
                 proptest::prop_assert!(!host.contains('@'));
             }
         }
     }
 
+    proptest::proptest! {
+        /// The common shapes, which the fast path answers: the same answer as the parse.
+        #[test]
+        fn the_fast_host_path_agrees_with_the_authority_parse(
+            s in "[a-zA-Z0-9.-]{1,12}(:[0-9]{0,6})?",
+        ) {
+            for scheme in ["http", "https", "ftp"] {
+                let fast = simple_host_and_port(s.as_bytes(), scheme);
+                proptest::prop_assert_eq!(
+                    fast.unwrap_or_else(|| parsed_host_and_port(s.as_bytes(), scheme)),
+                    parsed_host_and_port(s.as_bytes(), scheme)
+                );
+            }
+        }
+    }
+
     #[test]
     fn server_address_and_port_come_from_the_host_header() {
-        let hp = |h: &str, scheme| host_and_port(h.as_bytes(), scheme);
-        let some = |h: &str, p| Some((h.to_owned(), p));
+        fn hp<'a>(h: &'a str, scheme: &str) -> Option<(&'a str, Option<u16>)> {
+            host_and_port(h.as_bytes(), scheme)
+        }
+        let some = |h: &'static str, p| Some((h, p));
         assert_eq!(hp("127.0.0.1:8080", "http"), some("127.0.0.1", Some(8080)));
         assert_eq!(hp("books.example", "http"), some("books.example", Some(80)));
         assert_eq!(
