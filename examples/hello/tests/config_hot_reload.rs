@@ -427,11 +427,11 @@ async fn twenty_rapid_edits_reload_a_few_times_with_one_watcher_and_no_duplicate
     assert_eq!((line, count), (1, 1), "{}", hello.stdout_text());
 
     // Nothing left running that was not there before: a watcher per reload would add a
-    // thread each time. One more is allowed: tokio's blocking pool, where a reload reads
-    // the files, keeps its thread for a few seconds.
+    // thread each time. Two more are allowed: tokio's blocking pool, where a reload reads
+    // the files, keeps its threads (one, sometimes two) for a few seconds.
     let threads_after = metric(&admin, "process_threads").await;
     assert!(
-        threads_after <= threads_before + 1.0,
+        threads_after <= threads_before + 2.0,
         "threads grew from {threads_before} to {threads_after}"
     );
     assert_still_running(&mut hello);

@@ -682,7 +682,8 @@ impl Sender {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| e.to_string())?;
+                    // Without the URL: `tracing.endpoint` may carry a password.
+                    .map_err(|e| e.without_url().to_string())?;
                 if res.status().is_success() {
                     Ok(())
                 } else {
