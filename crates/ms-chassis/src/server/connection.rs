@@ -42,6 +42,7 @@ pub(crate) enum CloseReason {
 }
 
 impl CloseReason {
+    /// In declaration order, so `reason as usize` indexes it.
     pub(crate) const ALL: [CloseReason; 3] = [Self::HeaderTimeout, Self::Idle, Self::Limit];
 
     pub(crate) fn label(self) -> &'static str {

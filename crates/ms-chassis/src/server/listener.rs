@@ -107,17 +107,13 @@ pub(crate) fn management_max_connections(main: usize) -> usize {
 #[derive(Clone, Debug)]
 pub(crate) struct ConnectionMetrics {
     pub(crate) open: IntGauge,
-    /// By [`CloseReason::ALL`] order.
+    /// By [`CloseReason::ALL`] order, which is the enum's.
     pub(crate) closed: [IntCounter; 3],
 }
 
 impl ConnectionMetrics {
     fn closed(&self, reason: CloseReason) {
-        let i = CloseReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
-        self.closed[i].inc();
+        self.closed[reason as usize].inc();
     }
 }
 
@@ -284,9 +280,9 @@ async fn serve_connection(
     let mut conn = pin!(limits.builder.serve_connection_with_upgrades(io, service));
     let now = Instant::now();
     let mut watchdog = Watchdog::new(limits.timeouts, &activity, now);
-    let far = now + Duration::from_secs(86_400 * 365);
+    // Polled only while something is timed: with both timeouts off, never.
     let mut tick = pin!(tokio::time::sleep_until(
-        watchdog.as_ref().map_or(far, |w| w.next_tick(now))
+        watchdog.as_ref().map_or(now, |w| w.next_tick(now))
     ));
     // Once the connection is told to close: when to drop it if it has not ended.
     let mut drop_at: Option<Instant> = None;
@@ -303,35 +299,30 @@ async fn serve_connection(
                     break;
                 }
             }
-            () = tick.as_mut() => {
+            () = tick.as_mut(), if watchdog.is_some() || drop_at.is_some() => {
                 let now = Instant::now();
                 if drop_at.is_some_and(|t| now >= t) {
                     break;
                 }
-                let verdict = watchdog.as_mut().and_then(|w| w.check(&activity, now));
-                match verdict {
-                    Some(reason) => {
-                        if let Some(m) = &metrics {
-                            m.closed(reason);
-                        }
-                        watchdog = None;
-                        if reason == CloseReason::HeaderTimeout {
-                            break;
-                        }
-                        // Idle: HTTP/1 closes at once; HTTP/2 sends GOAWAY and ends the
-                        // streams still open on their own time.
-                        conn.as_mut().graceful_shutdown();
-                        if !activity.is_h2() {
-                            drop_at = Some(now + CLOSE_GRACE);
-                            tick.as_mut().reset(now + CLOSE_GRACE);
-                        } else {
-                            tick.as_mut().reset(far);
-                        }
-                    }
-                    None => {
-                        let next = watchdog.as_ref().map_or(far, |w| w.next_tick(now));
-                        tick.as_mut().reset(next);
-                    }
+                // Waiting out `drop_at` only: the timer is already set to it.
+                let Some(w) = watchdog.as_mut() else { continue };
+                let Some(reason) = w.check(&activity, now) else {
+                    tick.as_mut().reset(w.next_tick(now));
+                    continue;
+                };
+                if let Some(m) = &metrics {
+                    m.closed(reason);
+                }
+                watchdog = None;
+                if reason == CloseReason::HeaderTimeout {
+                    break;
+                }
+                // Idle: HTTP/1 closes at once; HTTP/2 sends GOAWAY and ends the streams
+                // still open on their own time.
+                conn.as_mut().graceful_shutdown();
+                if !activity.is_h2() {
+                    drop_at = Some(now + CLOSE_GRACE);
+                    tick.as_mut().reset(now + CLOSE_GRACE);
                 }
             }
         }
