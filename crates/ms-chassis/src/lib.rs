@@ -3,6 +3,7 @@
 
 mod admin;
 mod build_info;
+mod chassis_config;
 pub mod client;
 pub mod config;
 mod error;
@@ -19,6 +20,8 @@ pub mod telemetry;
 #[doc = include_str!("../../../README.md")]
 pub struct RepositoryReadme;
 
+pub use admin::AdminSection;
+pub use chassis_config::{ChassisConfig, Config, ConfigWatch, ServiceSection};
 pub use error::{Error, Result};
 pub use server::Problem;
 pub use service::{CancellationToken, RunningService, ServeOptions, Service, ServiceBuilder};

@@ -23,11 +23,12 @@ pub use tokio_util::sync::CancellationToken;
 
 use crate::admin::{Admin, Exposure, Started};
 use crate::client::{Clients, HttpClient};
-use crate::config::{Config, ConfigLoader, ConfigWatch};
+use crate::config::ConfigLoader;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::server::{ConnectionLimits, Dispatch, user_stack};
+use crate::{Config, ConfigWatch};
 use crate::{Error, Result};
 
 /// A configured service, ready to serve a router.
@@ -121,8 +122,15 @@ impl ServiceBuilder {
     /// Loads the config and sets up logging and metrics.
     pub fn build(self) -> Result<Service> {
         let config = self.loader.clone().load()?;
-        crate::telemetry::init_telemetry(config.chassis(), config.profile())?;
-        let metrics = Metrics::new(&config.chassis().service)?;
+        let c = config.chassis();
+        crate::telemetry::init_telemetry(&crate::telemetry::Settings {
+            service_name: &c.service.name,
+            service_version: &c.service.version,
+            logging: &c.logging,
+            tracing: &c.tracing,
+            profile: config.profile(),
+        })?;
+        let metrics = Metrics::new(&c.service.name, &c.service.version)?;
         let health = Health::new(&config.chassis().health);
         Ok(Service {
             clients: Clients::new(&metrics),
@@ -205,7 +213,8 @@ impl Service {
     /// # Ok::<(), ms_chassis::Error>(())
     /// ```
     pub fn client(&self, name: &str) -> Result<HttpClient> {
-        self.clients.get(name, &self.watch)
+        self.clients
+            .get(name, &self.watch.current().chassis().clients)
     }
 
     /// The HTTP client `name` if `clients.<name>` is configured, `None` if it is not: for
@@ -219,7 +228,7 @@ impl Service {
     /// # Ok::<(), ms_chassis::Error>(())
     /// ```
     pub fn optional_client(&self, name: &str) -> Result<Option<HttpClient>> {
-        let configured = name != crate::config::CLIENT_DEFAULTS
+        let configured = name != crate::config::DEFAULTS_ENTRY
             && self.watch.current().chassis().clients.contains_key(name);
         configured.then(|| self.client(name)).transpose()
     }
@@ -320,7 +329,8 @@ impl Service {
         let chassis = Some((chassis, chassis_paths));
         let (user, adaptive) = user_stack(
             router,
-            cfg,
+            &cfg.server.limits,
+            &cfg.resilience.load_shedding,
             metrics_on.then_some(&self.metrics),
             self.access_log.clone(),
             self.clients.forwarding(),

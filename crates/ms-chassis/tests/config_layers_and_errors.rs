@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use ms_chassis::config::{Config, ConfigError, ConfigLoader};
+use ms_chassis::Config;
+use ms_chassis::config::{ConfigError, ConfigLoader};
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);

@@ -245,7 +245,7 @@ fn an_unknown_show_details_is_a_config_error_naming_the_key_and_the_values() {
     assert_eq!(health.cache_ttl, Duration::from_secs(1));
     assert_eq!(
         health.show_details,
-        ms_chassis::config::ShowDetails::WhenAuthorized
+        ms_chassis::health::ShowDetails::WhenAuthorized
     );
 }
 

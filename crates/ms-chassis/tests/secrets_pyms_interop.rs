@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ms_chassis::config::{Config, ConfigError, ConfigLoader, SecretKey};
+use ms_chassis::Config;
+use ms_chassis::config::{ConfigError, ConfigLoader, SecretKey};
 
 /// Runs a Python snippet with arguments and returns its stdout without the final newline.
 fn python(script: &str, args: &[&str]) -> String {

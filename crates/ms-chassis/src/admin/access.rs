@@ -16,7 +16,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
-use crate::config::ConfigWatch;
+use crate::ConfigWatch;
 use crate::server::problem;
 
 /// How the protected endpoints are reached, fixed when the listeners are bound.

@@ -4,8 +4,8 @@ use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
+use crate::Config;
 use crate::build_info;
-use crate::config::Config;
 
 /// When the service started, on both clocks.
 #[derive(Debug, Clone, Copy)]

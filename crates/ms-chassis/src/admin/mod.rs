@@ -19,6 +19,7 @@
 
 mod access;
 mod breakers;
+mod config;
 mod info;
 mod loggers;
 
@@ -35,12 +36,13 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use access::Exposure;
+pub use config::AdminSection;
 pub(crate) use info::Started;
 
 use crate::client::Clients;
-use crate::config::{Config, ConfigWatch};
 use crate::reload::Reloader;
 use crate::server::problem_with;
+use crate::{Config, ConfigWatch};
 
 /// Every path [`routes`] serves, for dispatch: exact paths, and prefixes ending in `/`.
 pub(crate) const PATHS: [&str; 6] = [

@@ -1,18 +1,19 @@
 //! `clients.<name>:` the settings of one [`HttpClient`](super::HttpClient).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{DEFAULTS_ENTRY, Invalid, Rules};
 use crate::resilience::{
-    BulkheadConfig, CircuitBreakerConfig, RateLimitConfig, ResilienceConfigError, RetryConfig,
-    durations,
+    BulkheadConfig, CircuitBreakerConfig, RateLimitConfig, RetryConfig, durations,
 };
 use crate::telemetry::propagation::is_propagation_header;
 
 /// One client's settings: the `clients.<name>` block of `config.yaml`. Every key has a
 /// default; only `url` must be given. Keys a block leaves out come from `clients.default`
-/// when that sets them ([`CLIENT_DEFAULTS`](crate::config::CLIENT_DEFAULTS)), else from
+/// when that sets them ([`DEFAULTS_ENTRY`](crate::config::DEFAULTS_ENTRY)), else from
 /// the defaults below.
 ///
 /// ```yaml
@@ -237,11 +238,11 @@ fn refused(name: &str) -> bool {
 }
 
 impl ClientConfig {
-    /// Checks the settings of client `name`. Every problem is reported, each naming its key
-    /// relative to `clients.<name>`.
-    pub fn validate(&self, name: &str) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = Vec::new();
-        let mut fail = |key: &str, message: String| out.push((key.to_owned(), message));
+    /// Checks the settings. Every problem is reported, each naming its key relative to
+    /// `clients.<name>`.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        let mut fail = |key: &str, message: String| out.push(Invalid::new(key, message));
         match &self.url {
             None => fail(
                 "url",
@@ -304,19 +305,17 @@ impl ClientConfig {
                 );
             }
         }
-        let layer_errors: [Option<ResilienceConfigError>; 4] = [
-            self.retry.get().and_then(|c| c.validate(name).err()),
-            self.breaker.get().and_then(|c| c.validate(name).err()),
-            self.bulkhead.get().and_then(|c| c.validate(name).err()),
-            self.rate_limit.get().and_then(|c| c.validate(name).err()),
+        let layer_errors: [Option<Invalid>; 4] = [
+            self.retry.get().and_then(|c| c.validate().err()),
+            self.breaker.get().and_then(|c| c.validate().err()),
+            self.bulkhead.get().and_then(|c| c.validate().err()),
+            self.rate_limit.get().and_then(|c| c.validate().err()),
         ];
         for (section, e) in ["retry", "breaker", "bulkhead", "rate_limit"]
             .into_iter()
             .zip(layer_errors)
         {
-            if let Some(e) = e {
-                fail(&format!("{section}.{}", e.field), e.message);
-            }
+            out.extend(e.map(|e| e.under(section)));
         }
         out
     }
@@ -331,6 +330,26 @@ impl ClientConfig {
             })
             .filter(|h| !refused(h.as_str()))
             .collect()
+    }
+}
+
+/// The rules of the `clients` section: each client's own, and `clients.default`, which
+/// holds what every client inherits, and so no `url`. Keys relative to `clients`.
+pub(crate) fn validate_clients(clients: &BTreeMap<String, ClientConfig>, rules: &mut Rules<'_>) {
+    for (name, client) in clients {
+        let mut rules = rules.section(name);
+        if name != DEFAULTS_ENTRY {
+            rules.extend(client.validate());
+            continue;
+        }
+        if client.url.is_some() {
+            rules.fail(
+                "url",
+                "expected no url here: clients.default holds what every client inherits, \
+                 and a base URL belongs to one client (clients.<name>.url)",
+            );
+        }
+        rules.extend(client.validate().into_iter().filter(|e| e.key != "url"));
     }
 }
 
@@ -373,8 +392,8 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        let problems = c.validate("books");
-        let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        let problems = c.validate();
+        let keys: Vec<&str> = problems.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
             [

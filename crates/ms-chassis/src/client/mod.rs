@@ -94,6 +94,7 @@ use serde::de::DeserializeOwned;
 use tower::util::Either;
 use tower::{Layer as _, ServiceBuilder, ServiceExt as _};
 
+pub(crate) use config::validate_clients;
 pub use config::{ClientConfig, PoolConfig, Toggle};
 pub use error::{ClientError, ClientErrorKind};
 pub(crate) use forward::{Captured, Forwarding};
@@ -104,11 +105,12 @@ pub use response::ClientResponse;
 use call::{Call, CallBody, CallState};
 use response::BodyBounds;
 
+use crate::config::Invalid;
 use crate::health::CheckOutcome;
 use crate::resilience::clock::{self, PollClock};
 use crate::resilience::{
     Bulkhead, BulkheadLayer, CircuitBreaker, CircuitBreakerHandle, RateLimit, RateLimitLayer,
-    ResilienceConfigError, ResilienceMetrics, Retry, RetryLayer, Timeout, TimeoutLayer,
+    ResilienceMetrics, Retry, RetryLayer, Timeout, TimeoutLayer,
 };
 use crate::telemetry::RequestContext;
 
@@ -166,18 +168,6 @@ impl std::fmt::Debug for HttpClient {
     }
 }
 
-/// Client settings that cannot be used; names the key under `clients.<name>`.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("clients.{client}.{key}: {message}")]
-pub struct ClientConfigError {
-    /// The client's name.
-    pub client: String,
-    /// The key, relative to `clients.<name>`.
-    pub key: String,
-    /// What was expected.
-    pub message: String,
-}
-
 impl HttpClient {
     /// A client outside a [`Service`](crate::Service): for tools, tests and benchmarks. Its
     /// metrics are registered nowhere and its settings never change. In a service, use
@@ -190,9 +180,12 @@ impl HttpClient {
     /// config.url = Some("http://127.0.0.1:8081".into());
     /// let books = HttpClient::new("books", config)?;
     /// assert_eq!(books.name(), "books");
-    /// # Ok::<(), ms_chassis::client::ClientConfigError>(())
+    /// # Ok::<(), ms_chassis::config::Invalid>(())
     /// ```
-    pub fn new(name: &str, config: ClientConfig) -> Result<Self, ClientConfigError> {
+    ///
+    /// Settings that cannot be used are an [`Invalid`] naming the key under
+    /// `clients.<name>`.
+    pub fn new(name: &str, config: ClientConfig) -> Result<Self, Invalid> {
         let resilience = ResilienceMetrics::unregistered();
         let duration = crate::metrics::client_duration_histogram()
             .expect("the client histogram's name and labels are valid");
@@ -207,16 +200,12 @@ impl HttpClient {
         )
     }
 
-    pub(crate) fn build(
-        name: &str,
-        config: ClientConfig,
-        deps: Deps,
-    ) -> Result<Self, ClientConfigError> {
+    pub(crate) fn build(name: &str, config: ClientConfig, deps: Deps) -> Result<Self, Invalid> {
         validated(name, &config)?;
         let breaker_config = config.breaker.config.clone();
         let breaker =
             crate::resilience::CircuitBreakerLayer::new(name, breaker_config, &deps.resilience)
-                .map_err(|e| layer_error(name, "breaker", &e))?
+                .map_err(|e| in_client(name, e.under("breaker")))?
                 .handle();
         if !config.breaker.enabled {
             breaker.disable();
@@ -252,7 +241,7 @@ impl HttpClient {
     /// Applies new settings (a config reload). The new stack serves calls sent from now
     /// on. The breaker keeps its state unless its settings changed; invalid settings
     /// leave the client as it was.
-    pub fn reconfigure(&self, config: ClientConfig) -> Result<(), ClientConfigError> {
+    pub fn reconfigure(&self, config: ClientConfig) -> Result<(), Invalid> {
         validated(&self.inner.name, &config)?;
         let old = self.current();
         if old.config == config {
@@ -269,7 +258,7 @@ impl HttpClient {
         if breaker_changed {
             let b = &self.inner.breaker;
             b.reconfigure(next.config.breaker.config.clone())
-                .map_err(|e| layer_error(&self.inner.name, "breaker", &e))?;
+                .map_err(|e| in_client(&self.inner.name, e.under("breaker")))?;
             if !next.config.breaker.enabled {
                 b.disable();
             }
@@ -461,12 +450,8 @@ impl Current {
         breaker: &CircuitBreakerHandle,
         deps: &Deps,
         old: Option<&Current>,
-    ) -> Result<Current, ClientConfigError> {
-        let fail = |key: &str, message: String| ClientConfigError {
-            client: name.to_string(),
-            key: key.to_owned(),
-            message,
-        };
+    ) -> Result<Current, Invalid> {
+        let fail = |key: &str, message: String| in_client(name, Invalid::new(key, message));
         // `validated` has checked the URL.
         let base = config::parse_base_url(config.url.as_deref().unwrap_or_default())
             .map_err(|m| fail("url", m))?;
@@ -499,19 +484,19 @@ impl Current {
             .get()
             .map(|c| RetryLayer::new(name, c.clone(), m))
             .transpose()
-            .map_err(|e| layer_error(name, "retry", &e))?;
+            .map_err(|e| in_client(name, e.under("retry")))?;
         let bulkhead = config
             .bulkhead
             .get()
             .map(|c| BulkheadLayer::new(name, c.clone(), m))
             .transpose()
-            .map_err(|e| layer_error(name, "bulkhead", &e))?;
+            .map_err(|e| in_client(name, e.under("bulkhead")))?;
         let rate_limit = config
             .rate_limit
             .get()
             .map(|c| RateLimitLayer::new(name, c.clone(), m))
             .transpose()
-            .map_err(|e| layer_error(name, "rate_limit", &e))?;
+            .map_err(|e| in_client(name, e.under("rate_limit")))?;
         let attempt = TimeoutLayer::per_attempt(name, config.timeout, m).layer(call);
         // The overall timer can wait for the call's second poll if whatever the first poll
         // waits for (a bulkhead or rate-limit slot, or the first attempt, bounded by
@@ -551,23 +536,16 @@ impl Current {
 }
 
 /// The first problem with `config`, as [`ClientConfig::validate`] finds them.
-fn validated(name: &str, config: &ClientConfig) -> Result<(), ClientConfigError> {
-    match config.validate(name).into_iter().next() {
-        Some((key, message)) => Err(ClientConfigError {
-            client: name.to_owned(),
-            key,
-            message,
-        }),
+fn validated(name: &str, config: &ClientConfig) -> Result<(), Invalid> {
+    match config.validate().into_iter().next() {
+        Some(e) => Err(in_client(name, e)),
         None => Ok(()),
     }
 }
 
-fn layer_error(client: &str, section: &str, e: &ResilienceConfigError) -> ClientConfigError {
-    ClientConfigError {
-        client: client.to_owned(),
-        key: format!("{section}.{}", e.field),
-        message: e.message.clone(),
-    }
+/// A problem with client `name`'s settings, put under `clients.<name>`.
+fn in_client(name: &str, e: Invalid) -> Invalid {
+    e.under(&format!("clients.{name}"))
 }
 
 /// Joins a request path (with an optional query) to the base URL, which may have a path

@@ -179,7 +179,7 @@ impl<S: fmt::Display> Extend<S> for RequestPath {
 /// let request = books.get(path!["books", id, "reviews"]); // GET /api/books/a%2Fb/reviews
 /// assert_eq!(path!["books", id, 7].as_str(), "/books/a%2Fb/7");
 /// # drop(request);
-/// # Ok::<(), ms_chassis::client::ClientConfigError>(())
+/// # Ok::<(), ms_chassis::config::Invalid>(())
 /// ```
 #[macro_export]
 macro_rules! path {

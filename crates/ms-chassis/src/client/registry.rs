@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{ClientConfigError, Deps, Forwarding, HttpClient};
-use crate::config::{Config, ConfigError, ConfigWatch, is_under};
+use super::{ClientConfig, Deps, Forwarding, HttpClient};
+use crate::config::{ConfigError, DEFAULTS_ENTRY, Invalid, is_under};
 use crate::resilience::CircuitBreakerHandle;
 
 /// Every client the service has built. Cheap to clone.
@@ -43,9 +43,13 @@ impl Clients {
         Arc::clone(&self.inner.deps.forwarding)
     }
 
-    /// The client `name`, built from `clients.<name>` on first use; later calls return a
-    /// clone of the same client.
-    pub(crate) fn get(&self, name: &str, watch: &ConfigWatch) -> crate::Result<HttpClient> {
+    /// The client `name`, built from `clients.<name>` (of `clients`, the section in
+    /// effect) on first use; later calls return a clone of the same client.
+    pub(crate) fn get(
+        &self,
+        name: &str,
+        clients: &BTreeMap<String, ClientConfig>,
+    ) -> crate::Result<HttpClient> {
         let mut built = self
             .inner
             .built
@@ -55,55 +59,45 @@ impl Clients {
             return Ok(c.clone());
         }
         let key = format!("clients.{name}");
-        if name == crate::config::CLIENT_DEFAULTS {
-            return Err(ConfigError::new(
-                None,
-                Some(key),
+        if name == DEFAULTS_ENTRY {
+            return Err(ConfigError::from(Invalid::new(
+                key,
                 "clients.default holds the settings every client inherits; it is not a \
-                 client: name the service you call, such as svc.client(\"books\")"
-                    .to_owned(),
-            )
+                 client: name the service you call, such as svc.client(\"books\")",
+            ))
             .into());
         }
-        let config = watch.current();
-        let Some(settings) = config.chassis().clients.get(name).cloned() else {
-            let known: Vec<&str> = config
-                .chassis()
-                .clients
+        let Some(settings) = clients.get(name).cloned() else {
+            let known: Vec<&str> = clients
                 .keys()
                 .map(String::as_str)
-                .filter(|n| *n != crate::config::CLIENT_DEFAULTS)
+                .filter(|n| *n != DEFAULTS_ENTRY)
                 .collect();
             let known = if known.is_empty() {
                 "none".to_owned()
             } else {
                 known.join(", ")
             };
-            return Err(ConfigError::new(
-                None,
-                Some(key.clone()),
-                format!(
-                    "no client `{name}` in config: add `{key}.url` (configured clients: {known})"
-                ),
-            )
-            .into());
+            let message = format!(
+                "no client `{name}` in config: add `{key}.url` (configured clients: {known})"
+            );
+            return Err(ConfigError::from(Invalid::new(key, message)).into());
         };
-        let client = HttpClient::build(name, settings, self.inner.deps.clone()).map_err(|e| {
-            ConfigError::new(
-                None,
-                Some(format!("clients.{}.{}", e.client, e.key)),
-                e.message,
-            )
-        })?;
+        let client = HttpClient::build(name, settings, self.inner.deps.clone())
+            .map_err(ConfigError::from)?;
         built.insert(name.to_owned(), client.clone());
         Ok(client)
     }
 
     /// Gives each client built so far whose `clients.<name>` is touched by `changed` its
-    /// settings in `next` (a reload, once `next` is published). A client whose new settings
-    /// cannot be used keeps its previous ones; the failures are returned, for the reload's
-    /// report.
-    pub(crate) fn reconfigure(&self, next: &Config, changed: &[String]) -> Vec<ClientConfigError> {
+    /// settings in `next`, the `clients` section of a reload, once that is published. A
+    /// client whose new settings cannot be used keeps its previous ones; the failures are
+    /// returned by client name, for the reload's report.
+    pub(crate) fn reconfigure(
+        &self,
+        next: &BTreeMap<String, ClientConfig>,
+        changed: &[String],
+    ) -> Vec<(String, Invalid)> {
         // Cloned out, so that a client built meanwhile does not wait for the others. One
         // built after `next` was published reads it; one built before is in this list.
         let built: Vec<HttpClient> = self
@@ -120,19 +114,18 @@ impl Clients {
             if !changed.iter().any(|c| is_under(c, &key)) {
                 continue;
             }
-            let result = match next.chassis().clients.get(client.name()) {
+            let result = match next.get(client.name()) {
                 Some(settings) => client.reconfigure(settings.clone()),
-                None => Err(ClientConfigError {
-                    client: client.name().to_owned(),
-                    key: "url".to_owned(),
-                    message: format!(
+                None => Err(Invalid::new(
+                    format!("{key}.url"),
+                    format!(
                         "missing: {key} is no longer in the config; the client keeps its \
                          settings until the service restarts"
                     ),
-                }),
+                )),
             };
             if let Err(e) = result {
-                failed.push(e);
+                failed.push((client.name().to_owned(), e));
             }
         }
         failed

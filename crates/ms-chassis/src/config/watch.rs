@@ -13,9 +13,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::diff::is_under;
-use super::{Config, ConfigError, Live};
+use super::{Config, ConfigError, Live, Schema};
 
-/// The service's live config and its subscribers. Cheap to clone.
+/// A live config and its subscribers. Cheap to clone. A service's is
+/// [`ms_chassis::ConfigWatch`](crate::ConfigWatch), of the chassis's sections.
 ///
 /// Get it from [`Service::config_watch`](crate::Service::config_watch). Every successful
 /// reload (a change to the config file, or `POST /admin/config/reload`) publishes here.
@@ -40,17 +41,24 @@ use super::{Config, ConfigError, Live};
 /// # drop(follow(app));
 /// # Ok::<(), ms_chassis::Error>(())
 /// ```
-#[derive(Clone)]
-pub struct ConfigWatch {
-    inner: Arc<Inner>,
+pub struct ConfigWatch<S> {
+    inner: Arc<Inner<S>>,
 }
 
-struct Inner {
-    current: watch::Sender<Config>,
-    subscribers: Mutex<Vec<Box<dyn Subscriber>>>,
+impl<S> Clone for ConfigWatch<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
 }
 
-impl std::fmt::Debug for ConfigWatch {
+struct Inner<S> {
+    current: watch::Sender<Config<S>>,
+    subscribers: Mutex<Vec<Box<dyn Subscriber<S>>>>,
+}
+
+impl<S: Schema> std::fmt::Debug for ConfigWatch<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConfigWatch")
             .field("subscribed", &self.subscribed_keys())
@@ -59,11 +67,11 @@ impl std::fmt::Debug for ConfigWatch {
 }
 
 /// A typed subscription, erased.
-trait Subscriber: Send {
+trait Subscriber<S>: Send {
     fn key(&self) -> &str;
     fn is_closed(&self) -> bool;
     /// Reads the subscriber's part of `next`; the returned closure hands it over.
-    fn prepare(&self, next: &Config) -> Result<Box<dyn FnOnce() + Send>, ConfigError>;
+    fn prepare(&self, next: &Config<S>) -> Result<Box<dyn FnOnce() + Send>, ConfigError>;
 }
 
 struct Typed<T> {
@@ -71,7 +79,7 @@ struct Typed<T> {
     tx: watch::Sender<Arc<T>>,
 }
 
-impl<T: DeserializeOwned + Send + Sync + 'static> Subscriber for Typed<T> {
+impl<S: Schema, T: DeserializeOwned + Send + Sync + 'static> Subscriber<S> for Typed<T> {
     fn key(&self) -> &str {
         &self.key
     }
@@ -80,7 +88,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Subscriber for Typed<T> {
         self.tx.is_closed()
     }
 
-    fn prepare(&self, next: &Config) -> Result<Box<dyn FnOnce() + Send>, ConfigError> {
+    fn prepare(&self, next: &Config<S>) -> Result<Box<dyn FnOnce() + Send>, ConfigError> {
         let value: T = next.get(&self.key)?;
         let tx = self.tx.clone();
         Ok(Box::new(move || {
@@ -90,13 +98,13 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Subscriber for Typed<T> {
 }
 
 /// A reload that passed every subscriber's validation, ready to be published.
-pub(crate) struct Pending {
-    watch: ConfigWatch,
-    next: Config,
+pub(crate) struct Pending<S> {
+    watch: ConfigWatch<S>,
+    next: Config<S>,
     handovers: Vec<Box<dyn FnOnce() + Send>>,
 }
 
-impl Pending {
+impl<S> Pending<S> {
     /// Publishes the new config, then tells the subscribers whose part changed.
     pub(crate) fn commit(self) {
         self.watch.inner.current.send_replace(self.next);
@@ -106,8 +114,8 @@ impl Pending {
     }
 }
 
-impl ConfigWatch {
-    pub(crate) fn new(config: Config) -> Self {
+impl<S: Schema> ConfigWatch<S> {
+    pub(crate) fn new(config: Config<S>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 current: watch::Sender::new(config),
@@ -117,12 +125,12 @@ impl ConfigWatch {
     }
 
     /// The current config (a cheap clone of shared data).
-    pub fn current(&self) -> Config {
+    pub fn current(&self) -> Config<S> {
         self.inner.current.borrow().clone()
     }
 
     /// Every config published from now on, whole.
-    pub fn subscribe(&self) -> watch::Receiver<Config> {
+    pub fn subscribe(&self) -> watch::Receiver<Config<S>> {
         self.inner.current.subscribe()
     }
 
@@ -155,7 +163,7 @@ impl ConfigWatch {
         Ok(Live::new(rx))
     }
 
-    fn subscribers(&self) -> std::sync::MutexGuard<'_, Vec<Box<dyn Subscriber>>> {
+    fn subscribers(&self) -> std::sync::MutexGuard<'_, Vec<Box<dyn Subscriber<S>>>> {
         let mut subs = self
             .inner
             .subscribers
@@ -180,7 +188,11 @@ impl ConfigWatch {
 
     /// Reads `next` for every subscriber whose part is touched by `changed`. Every error
     /// is collected, so one rejected reload reports all of them.
-    pub(crate) fn prepare(&self, next: Config, changed: &[String]) -> Result<Pending, ConfigError> {
+    pub(crate) fn prepare(
+        &self,
+        next: Config<S>,
+        changed: &[String],
+    ) -> Result<Pending<S>, ConfigError> {
         let mut handovers = Vec::new();
         let mut diagnostics = Vec::new();
         for s in self.subscribers().iter() {
@@ -217,7 +229,7 @@ mod tests {
         greeting: String,
     }
 
-    fn load(yaml: &str) -> Config {
+    fn load(yaml: &str) -> crate::Config {
         ConfigLoader::new().yaml(yaml).load().unwrap()
     }
 

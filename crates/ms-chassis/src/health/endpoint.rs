@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 
+use super::ShowDetails;
 use super::{Health, Probe, Report, Status};
-use crate::config::ShowDetails;
 
 const SPRING_MEDIA_TYPE: &str = "application/vnd.spring-boot.actuator.v3+json";
 

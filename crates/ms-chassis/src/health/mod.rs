@@ -47,6 +47,7 @@
 //! # Ok::<(), ms_chassis::Error>(())
 //! ```
 
+mod config;
 mod endpoint;
 
 use std::future::Future;
@@ -60,8 +61,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 use serde_json::{Map, Value};
 
-use crate::config::ShowDetails;
-
+pub use config::{HealthSection, ShowDetails};
 pub(crate) use endpoint::{PATHS, routes};
 
 /// UP or DOWN.
@@ -330,7 +330,7 @@ impl std::fmt::Debug for Health {
 }
 
 impl Health {
-    pub(crate) fn new(cfg: &crate::config::HealthSection) -> Self {
+    pub(crate) fn new(cfg: &HealthSection) -> Self {
         Self {
             inner: Arc::new(HealthInner {
                 checks: RwLock::new(Vec::new()),
@@ -346,7 +346,7 @@ impl Health {
     /// Takes a new `health` section (a config reload). Checks registered with a timeout of
     /// their own keep it. Results cached before are not reused: they were judged by the old
     /// settings.
-    pub(crate) fn apply(&self, cfg: &crate::config::HealthSection) {
+    pub(crate) fn apply(&self, cfg: &HealthSection) {
         let inner = &self.inner;
         inner
             .default_timeout
@@ -598,12 +598,12 @@ mod tests {
     use super::*;
 
     fn health() -> Health {
-        Health::new(&crate::config::HealthSection::default())
+        Health::new(&HealthSection::default())
     }
 
     /// Probes without the cache, so that only single flight is at play.
     fn uncached() -> Health {
-        Health::new(&crate::config::HealthSection {
+        Health::new(&HealthSection {
             cache_ttl: Duration::ZERO,
             ..Default::default()
         })
@@ -661,7 +661,7 @@ mod tests {
         // Default 2s: the 3s check times out.
         let r = h.evaluate(&[Probe::Liveness]).await;
         assert_eq!(r.checks[0].1, CheckOutcome::down("timeout after 2s"));
-        h.apply(&crate::config::HealthSection {
+        h.apply(&HealthSection {
             timeout: Duration::from_secs(5),
             ..Default::default()
         });
@@ -739,7 +739,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_cache_never_delays_the_lifecycle() {
-        let h = Health::new(&crate::config::HealthSection {
+        let h = Health::new(&HealthSection {
             cache_ttl: Duration::from_secs(3600),
             ..Default::default()
         });
@@ -763,7 +763,7 @@ mod tests {
         assert_eq!(r.checks[0].1.data["state"], "stopping");
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         // A reload of `health` drops the cached results.
-        h.apply(&crate::config::HealthSection::default());
+        h.apply(&HealthSection::default());
         h.evaluate(&[Probe::Readiness]).await;
         assert_eq!(runs.load(Ordering::SeqCst), 2);
     }

@@ -27,6 +27,7 @@
 //! queue.set(3);
 //! ```
 
+mod config;
 mod http;
 mod openmetrics;
 
@@ -45,6 +46,7 @@ use prometheus::{
 use crate::build_info;
 use crate::resilience::ResilienceMetrics;
 
+pub use config::MetricsSection;
 pub(crate) use http::{HttpInstruments, InFlight, UNMATCHED_ROUTE, method_label};
 pub use openmetrics::OPENMETRICS_TYPE;
 
@@ -91,7 +93,9 @@ pub(crate) fn client_duration_histogram() -> prometheus::Result<HistogramVec> {
 }
 
 impl Metrics {
-    pub(crate) fn new(service: &crate::config::ServiceSection) -> prometheus::Result<Self> {
+    /// The registry and instruments of the service `name` at `version` (the labels of
+    /// `ms_chassis_build_info`).
+    pub(crate) fn new(name: &str, version: &str) -> prometheus::Result<Self> {
         let registry = Registry::new();
         let http_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -128,8 +132,8 @@ impl Metrics {
         build_info
             .with_label_values(&[
                 build_info::CHASSIS_VERSION,
-                &service.name,
-                &service.version,
+                name,
+                version,
                 build_info::GIT_COMMIT,
                 build_info::rustc_version(),
             ])

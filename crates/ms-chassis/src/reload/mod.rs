@@ -27,10 +27,11 @@ use prometheus::IntCounterVec;
 use serde::Serialize;
 
 use crate::client::Clients;
-use crate::config::{Config, ConfigError, ConfigLoader, ConfigWatch, is_under};
+use crate::config::{ConfigError, ConfigLoader, is_under};
 use crate::health::Health;
 use crate::resilience::AdaptiveLimit;
 use crate::telemetry::{levels, otel};
+use crate::{Config, ConfigWatch};
 
 /// Keys the chassis applies live. Everything else it owns needs a restart; the user's keys
 /// are live where a [`ConfigWatch`] subscriber follows them.
@@ -282,24 +283,18 @@ impl Reloader {
         {
             limit
                 .reconfigure(&c.resilience.load_shedding)
-                .map_err(|e| {
-                    ConfigError::new(
-                        None,
-                        Some(format!("resilience.load_shedding.{}", e.field)),
-                        e.message,
-                    )
-                })?;
+                .map_err(|e| ConfigError::from(e.under("resilience.load_shedding")))?;
         }
         pending.commit();
         // After the commit, so that a client built meanwhile reads the new settings, and
         // after every step that can reject the reload, which would leave clients ahead.
         let failed: Vec<Failure> = self
             .clients
-            .reconfigure(&next, &changed)
+            .reconfigure(&c.clients, &changed)
             .into_iter()
-            .map(|e| Failure {
-                part: format!("clients.{}", e.client),
-                key: format!("clients.{}.{}", e.client, e.key),
+            .map(|(client, e)| Failure {
+                part: format!("clients.{client}"),
+                key: e.key,
                 message: e.message,
             })
             .collect();

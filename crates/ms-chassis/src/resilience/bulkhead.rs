@@ -39,9 +39,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 
-use super::{
-    AdmissionFuture, BoxError, ResilienceConfigError, ResilienceError, ResilienceMetrics, durations,
-};
+use super::{AdmissionFuture, BoxError, ResilienceError, ResilienceMetrics, durations};
+use crate::config::Invalid;
 
 /// A bulkhead's settings.
 ///
@@ -70,14 +69,9 @@ impl Default for BulkheadConfig {
 
 impl BulkheadConfig {
     /// Checks the settings; the error names the key.
-    pub fn validate(&self, name: &str) -> Result<(), ResilienceConfigError> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if self.max_concurrent == 0 || self.max_concurrent > Semaphore::MAX_PERMITS {
-            return Err(ResilienceConfigError::new(
-                "bulkhead",
-                name,
-                "max_concurrent",
-                "expected at least 1",
-            ));
+            return Err(Invalid::new("max_concurrent", "expected at least 1"));
         }
         Ok(())
     }
@@ -132,8 +126,8 @@ impl BulkheadLayer {
         name: &str,
         config: BulkheadConfig,
         metrics: &ResilienceMetrics,
-    ) -> Result<Self, ResilienceConfigError> {
-        config.validate(name)?;
+    ) -> Result<Self, Invalid> {
+        config.validate()?;
         let (active, rejected) = metrics.bulkhead(name);
         Ok(BulkheadLayer {
             shared: Arc::new(Shared {
@@ -391,10 +385,7 @@ mod tests {
             &ResilienceMetrics::unregistered(),
         )
         .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "bulkhead `b`: max_concurrent: expected at least 1"
-        );
+        assert_eq!(e.to_string(), "max_concurrent: expected at least 1");
     }
 
     #[tokio::test(start_paused = true)]

@@ -366,32 +366,19 @@ pub struct ResilienceSection {
     pub load_shedding: LoadSheddingConfig,
 }
 
-/// A resilience layer's settings were invalid.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{layer} `{name}`: {field}: {message}")]
-pub struct ResilienceConfigError {
-    /// Which layer: `circuit breaker`, `retry`, `bulkhead`, `rate limit`, `load shedding`.
-    pub layer: &'static str,
-    /// The layer's name.
-    pub name: String,
-    /// The offending config key.
-    pub field: &'static str,
-    /// What was expected.
-    pub message: String,
-}
-
-impl ResilienceConfigError {
-    pub(crate) fn new(
-        layer: &'static str,
-        name: &str,
-        field: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
-        ResilienceConfigError {
-            layer,
-            name: name.to_owned(),
-            field,
-            message: message.into(),
+impl ResilienceSection {
+    /// Rules that types alone cannot express; keys relative to `resilience`.
+    pub(crate) fn validate(&self, rules: &mut crate::config::Rules<'_>) {
+        let Err(e) = self.load_shedding.validate() else {
+            return;
+        };
+        // The limit rules compare three keys: none may stand for a dropped value.
+        let compared = LoadSheddingConfig::LIMIT_FIELDS.contains(&e.key.as_str());
+        let dropped = LoadSheddingConfig::LIMIT_FIELDS
+            .iter()
+            .any(|f| rules.defaulted(&format!("load_shedding.{f}")));
+        if !(compared && dropped) {
+            rules.section("load_shedding").extend([e]);
         }
     }
 }

@@ -31,10 +31,8 @@ use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 use tower::{Layer, Service};
 
-use super::{
-    AdmissionFuture, BoxError, ResilienceConfigError, ResilienceError, ResilienceMetrics,
-    durations, now,
-};
+use super::{AdmissionFuture, BoxError, ResilienceError, ResilienceMetrics, durations, now};
+use crate::config::Invalid;
 
 /// A rate limiter's settings.
 ///
@@ -70,9 +68,8 @@ impl Default for RateLimitConfig {
 
 impl RateLimitConfig {
     /// Checks the settings; the error names the key.
-    pub fn validate(&self, name: &str) -> Result<(), ResilienceConfigError> {
-        let err =
-            |field, msg: &str| Err(ResilienceConfigError::new("rate limit", name, field, msg));
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let err = |field, msg: &str| Err(Invalid::new(field, msg));
         if self.rate == 0 {
             return err("rate", "expected at least 1");
         }
@@ -144,8 +141,8 @@ impl RateLimitLayer {
         name: &str,
         config: RateLimitConfig,
         metrics: &ResilienceMetrics,
-    ) -> Result<Self, ResilienceConfigError> {
-        config.validate(name)?;
+    ) -> Result<Self, Invalid> {
+        config.validate()?;
         let burst = config.burst.unwrap_or(config.rate);
         let interval = config.period / config.rate;
         Ok(RateLimitLayer {
@@ -372,6 +369,6 @@ mod tests {
             &ResilienceMetrics::unregistered(),
         )
         .unwrap_err();
-        assert_eq!(e.to_string(), "rate limit `r`: rate: expected at least 1");
+        assert_eq!(e.to_string(), "rate: expected at least 1");
     }
 }

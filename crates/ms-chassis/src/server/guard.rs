@@ -26,8 +26,8 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::Service;
 
+use super::LimitsSection;
 use super::problem::{problem, problem_body, problem_response};
-use crate::config::LimitsSection;
 use crate::resilience::AdaptiveLimit;
 use crate::resilience::timeout::LazyDeadline;
 

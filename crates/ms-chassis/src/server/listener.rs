@@ -29,9 +29,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::LimitsSection;
 use super::connection::{Activity, CloseReason, Timeouts, Watchdog, Watched};
 use super::{Dispatch, DispatchFuture};
-use crate::config::LimitsSection;
 
 /// How long a connection closed for idling, or told to shut down, gets to end by itself
 /// before it is dropped (an HTTP/1 connection waiting for a head does not end by itself).

@@ -12,6 +12,7 @@
 //! connections, and serves each connection (`connection`) with head and idle timeouts and
 //! the HTTP/2 limits of `server.limits`.
 
+mod config;
 mod connection;
 mod guard;
 mod listener;
@@ -38,10 +39,11 @@ use tower::{Service, ServiceBuilder};
 use connection::Activity;
 
 use crate::client::Forwarding;
-use crate::config::{ChassisConfig, ConfigError};
+use crate::config::ConfigError;
 use crate::metrics::Metrics;
-use crate::resilience::{AdaptiveLimit, ResilienceMetrics};
+use crate::resilience::{AdaptiveLimit, LoadSheddingConfig, ResilienceMetrics};
 
+pub use config::{Http2Section, LimitsSection, ManagementSection, ServerSection, ShutdownSection};
 pub(crate) use connection::CloseReason;
 pub(crate) use listener::{
     ConnectionLimits, ConnectionMetrics, MIN_HEADER_SIZE, default_max_connections,
@@ -55,14 +57,14 @@ pub use request_id::{RequestId, X_REQUEST_ID};
 /// when `resilience.load_shedding` is on, for config reloads to retune.
 pub(crate) fn user_stack(
     router: Router,
-    cfg: &ChassisConfig,
+    limits: &LimitsSection,
+    shedding: &LoadSheddingConfig,
     metrics: Option<&Metrics>,
     access_log: Arc<AtomicBool>,
     forwarding: Arc<Forwarding>,
 ) -> Result<(Router, Option<AdaptiveLimit>), ConfigError> {
-    let limits = &cfg.server.limits;
     let body_limit = usize::try_from(limits.body_size).unwrap_or(usize::MAX);
-    let shedder = shedder(cfg, metrics)?;
+    let shedder = shedder(shedding, metrics)?;
     let adaptive = shedder.as_ref().map(|s| s.limit().clone());
     let shared = route::Shared {
         limits: guard::Limits::new(limits, shedder),
@@ -92,22 +94,16 @@ const AXUM_BODY_LIMIT: u64 = 2 * 1024 * 1024;
 
 /// The server's adaptive limit, named `server`, when `resilience.load_shedding` is on.
 fn shedder(
-    cfg: &ChassisConfig,
+    config: &LoadSheddingConfig,
     metrics: Option<&Metrics>,
 ) -> Result<Option<guard::Shedder>, ConfigError> {
-    let config = &cfg.resilience.load_shedding;
     if !config.enabled {
         return Ok(None);
     }
     let metrics = metrics.map_or_else(ResilienceMetrics::unregistered, |m| m.resilience().clone());
     // Validated when the config was loaded; this only fails for a config built by hand.
-    let limit = AdaptiveLimit::new("server", config, &metrics).map_err(|e| {
-        ConfigError::new(
-            None,
-            Some(format!("resilience.load_shedding.{}", e.field)),
-            e.message,
-        )
-    })?;
+    let limit = AdaptiveLimit::new("server", config, &metrics)
+        .map_err(|e| ConfigError::from(e.under("resilience.load_shedding")))?;
     Ok(Some(guard::Shedder::new(limit, config.retry_after_secs())))
 }
 

@@ -13,10 +13,11 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, reload};
 
+use super::Settings;
+use super::config::LogFormat;
 use super::json_format::{FlatJson, JsonSpanFields};
 use super::levels::{self, BaseSource};
 use super::log_writer::QueuedStdout;
-use crate::config::{ChassisConfig, LogFormat};
 
 static INSTALLED: OnceLock<()> = OnceLock::new();
 
@@ -25,11 +26,8 @@ static INSTALLED: OnceLock<()> = OnceLock::new();
 ///
 /// Both filters sit in `reload` layers, so that [`super::levels`] can change them while
 /// the process runs.
-pub(crate) fn init_telemetry(
-    cfg: &ChassisConfig,
-    profile: Option<&str>,
-) -> Result<(), crate::config::ConfigError> {
-    let otel = super::otel::init(cfg, profile)?;
+pub(crate) fn init_telemetry(cfg: &Settings<'_>) -> Result<(), crate::config::ConfigError> {
+    let otel = super::otel::init(cfg)?;
     INSTALLED.get_or_init(|| {
         // RUST_LOG, when set (not empty) and valid, overrides `logging.level`.
         let rust_log = std::env::var(EnvFilter::DEFAULT_ENV)
@@ -52,7 +50,7 @@ pub(crate) fn init_telemetry(
             LogFormat::Json => tracing_subscriber::fmt::layer()
                 .with_writer(QueuedStdout)
                 .fmt_fields(JsonSpanFields)
-                .event_format(FlatJson::new(&cfg.service.name))
+                .event_format(FlatJson::new(cfg.service_name))
                 .with_filter(log_filter)
                 .boxed(),
             LogFormat::Pretty => tracing_subscriber::fmt::layer()

@@ -2,6 +2,7 @@
 //! over OTLP, trace context propagation, and the per-request context that puts the request
 //! id and trace ids on every log line of a request.
 
+mod config;
 mod export_queue;
 mod json_format;
 pub(crate) mod levels;
@@ -14,6 +15,20 @@ pub mod propagation;
 mod request_context;
 mod stdout_exporter;
 
+pub use config::{
+    LogFormat, LoggingSection, OtlpProtocol, SamplerKind, SamplerSection, TraceExporter,
+    TracingSection,
+};
 pub(crate) use log_writer::flush as flush_logs;
 pub(crate) use logs::init_telemetry;
 pub use request_context::RequestContext;
+
+/// What telemetry is set up from: the service's identity, its `logging` and `tracing`
+/// sections, and the active profile (which picks the default sampling ratio).
+pub(crate) struct Settings<'a> {
+    pub(crate) service_name: &'a str,
+    pub(crate) service_version: &'a str,
+    pub(crate) logging: &'a LoggingSection,
+    pub(crate) tracing: &'a TracingSection,
+    pub(crate) profile: Option<&'a str>,
+}

@@ -26,12 +26,12 @@ use opentelemetry_sdk::trace::{
     ShouldSample,
 };
 
+use super::Settings;
+use super::config::{OtlpProtocol, SamplerKind, SamplerSection, TraceExporter, TracingSection};
 use super::propagation::{self, Propagation, SamplingState};
 use super::stdout_exporter::StdoutExporter;
 use super::{export_queue, otlp, presampled};
-use crate::config::{
-    ChassisConfig, ConfigError, OtlpProtocol, SamplerKind, SamplerSection, TraceExporter,
-};
+use crate::config::ConfigError;
 
 /// The process-wide tracing state. One per process, like the log subscriber.
 pub(crate) struct Otel {
@@ -142,23 +142,20 @@ pub(crate) fn set_sampler(s: &SamplerSection, profile: Option<&str>) {
 }
 
 /// Builds the tracer provider once per process; later calls keep the first.
-pub(crate) fn init(
-    cfg: &ChassisConfig,
-    profile: Option<&str>,
-) -> Result<&'static Otel, ConfigError> {
+pub(crate) fn init(cfg: &Settings<'_>) -> Result<&'static Otel, ConfigError> {
     if let Some(o) = OTEL.get() {
         return Ok(o);
     }
-    let t = &cfg.tracing;
+    let (t, profile) = (cfg.tracing, cfg.profile);
     let sampling = Arc::new(RwLock::new(SamplingRule::new(&t.sampler, profile)));
     let sampler = ChassisSampler {
         rule: sampling.clone(),
     };
     let mut resource = Resource::builder()
-        .with_service_name(cfg.service.name.clone())
+        .with_service_name(cfg.service_name.to_owned())
         .with_attribute(KeyValue::new(
             "service.version",
-            cfg.service.version.clone(),
+            cfg.service_version.to_owned(),
         ))
         .with_attribute(KeyValue::new(
             "service.instance.id",
@@ -195,7 +192,7 @@ pub(crate) fn init(
     let mut queue = None;
     if t.exporter == TraceExporter::Otlp {
         let q =
-            otlp::start(build_transport(cfg)?, &resource, t.queue_size, counters).map_err(|e| {
+            otlp::start(build_transport(t)?, &resource, t.queue_size, counters).map_err(|e| {
                 ConfigError::new(
                     None,
                     Some("tracing".into()),
@@ -220,8 +217,7 @@ pub(crate) fn init(
     Ok(OTEL.get_or_init(|| otel))
 }
 
-fn build_transport(cfg: &ChassisConfig) -> Result<otlp::Transport, ConfigError> {
-    let t = &cfg.tracing;
+fn build_transport(t: &TracingSection) -> Result<otlp::Transport, ConfigError> {
     let fail = |e: &dyn std::fmt::Display| {
         ConfigError::new(
             None,

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::resilience::{ResilienceConfigError, durations};
+use crate::config::Invalid;
+use crate::resilience::durations;
 
 /// How the breaker's sliding window is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,15 +95,8 @@ pub(crate) const WAIT_CEILING: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl CircuitBreakerConfig {
     /// Checks the settings; the error names the key.
-    pub fn validate(&self, name: &str) -> Result<(), ResilienceConfigError> {
-        let err = |field, msg: &str| {
-            Err(ResilienceConfigError::new(
-                "circuit breaker",
-                name,
-                field,
-                msg,
-            ))
-        };
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let err = |field, msg: &str| Err(Invalid::new(field, msg));
         let percent = |v: f64| v.is_finite() && v > 0.0 && v <= 100.0;
         if !percent(self.failure_rate_threshold) {
             return err(
@@ -195,7 +189,7 @@ mod tests {
         assert_eq!(c.slow_call_duration, Duration::from_secs(60));
         assert_eq!(c.slow_call_rate_threshold, 100.0);
         assert_eq!(c.consecutive_failure_threshold, None);
-        c.validate("x").unwrap();
+        c.validate().unwrap();
     }
 
     #[test]
@@ -235,11 +229,11 @@ mod tests {
         let bad = |f: fn(&mut CircuitBreakerConfig)| {
             let mut c = CircuitBreakerConfig::default();
             f(&mut c);
-            c.validate("books").unwrap_err().to_string()
+            c.validate().unwrap_err().to_string()
         };
         assert_eq!(
             bad(|c| c.failure_rate_threshold = 0.0),
-            "circuit breaker `books`: failure_rate_threshold: expected a percentage in (0, 100]"
+            "failure_rate_threshold: expected a percentage in (0, 100]"
         );
         assert!(bad(|c| c.minimum_calls = 0).contains("minimum_calls"));
         assert!(bad(|c| c.permitted_calls_in_half_open = 0).contains("permitted_calls"));

@@ -5,9 +5,8 @@ use tower::{Layer, Service};
 
 use super::future::ResponseFuture;
 use super::{CallPermit, CircuitBreakerConfig, CircuitBreakerHandle, Shared};
-use crate::resilience::{
-    BoxError, Classify, HttpClassifier, ResilienceConfigError, ResilienceError, ResilienceMetrics,
-};
+use crate::config::Invalid;
+use crate::resilience::{BoxError, Classify, HttpClassifier, ResilienceError, ResilienceMetrics};
 
 /// Wraps services in one shared [`CircuitBreaker`]. Every service the layer builds, and
 /// every clone of them, shares the same breaker state.
@@ -24,7 +23,7 @@ impl CircuitBreakerLayer {
         name: &str,
         config: CircuitBreakerConfig,
         metrics: &ResilienceMetrics,
-    ) -> Result<Self, ResilienceConfigError> {
+    ) -> Result<Self, Invalid> {
         let shared = Arc::new(Shared::new(name, config, metrics.breaker(name))?);
         metrics.track_breaker(&shared);
         Ok(CircuitBreakerLayer {

@@ -65,7 +65,8 @@ pub use layer::{CircuitBreaker, CircuitBreakerLayer};
 pub use state::{CircuitBreakerMetrics, CircuitState};
 
 use super::metrics::BreakerInstruments;
-use super::{Outcome, ResilienceConfigError, now};
+use super::{Outcome, now};
+use crate::config::Invalid;
 use state::{Machine, Permit};
 
 /// What the breaker is shared between: every service the layer built, and every handle.
@@ -88,8 +89,8 @@ impl Shared {
         name: &str,
         config: CircuitBreakerConfig,
         instruments: BreakerInstruments,
-    ) -> Result<Self, ResilienceConfigError> {
-        config.validate(name)?;
+    ) -> Result<Self, Invalid> {
+        config.validate()?;
         let shared = Shared {
             name: name.into(),
             inner: Mutex::new(Inner {
@@ -278,8 +279,8 @@ impl CircuitBreakerHandle {
 
     /// Applies new settings (a config reload). The breaker restarts CLOSED with an empty
     /// window; invalid settings leave it untouched.
-    pub fn reconfigure(&self, config: CircuitBreakerConfig) -> Result<(), ResilienceConfigError> {
-        config.validate(&self.shared.name)?;
+    pub fn reconfigure(&self, config: CircuitBreakerConfig) -> Result<(), Invalid> {
+        config.validate()?;
         self.shared.with(|m, now| m.reconfigure(config, now));
         Ok(())
     }

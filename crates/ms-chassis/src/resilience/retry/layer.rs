@@ -11,10 +11,10 @@ use tower::{Layer, Service, ServiceExt};
 
 use super::budget::Budget;
 use super::{ReplayBody, RetryConfig, parse_retry_after};
+use crate::config::Invalid;
 use crate::resilience::metrics::RetryInstruments;
 use crate::resilience::{
-    BoxError, Classify, HttpClassifier, Outcome, ResilienceConfigError, ResilienceError,
-    ResilienceMetrics, now,
+    BoxError, Classify, HttpClassifier, Outcome, ResilienceError, ResilienceMetrics, now,
 };
 
 /// Retries failed calls: see the [module docs](super).
@@ -41,8 +41,8 @@ impl RetryLayer {
         name: &str,
         config: RetryConfig,
         metrics: &ResilienceMetrics,
-    ) -> Result<Self, ResilienceConfigError> {
-        let methods = config.parse(name)?;
+    ) -> Result<Self, Invalid> {
+        let methods = config.parse()?;
         let budget = config
             .budget
             .as_ref()

@@ -55,7 +55,8 @@ use serde::{Deserialize, Serialize};
 
 pub use layer::{ResponseFuture, Retry, RetryLayer};
 
-use super::{ResilienceConfigError, durations};
+use super::durations;
+use crate::config::Invalid;
 
 /// A retry policy's settings: the `retry:` block of a client in `config.yaml`.
 ///
@@ -138,13 +139,13 @@ impl Default for RetryBudgetConfig {
 
 impl RetryConfig {
     /// Checks the settings; the error names the key.
-    pub fn validate(&self, name: &str) -> Result<(), ResilienceConfigError> {
-        self.parse(name).map(drop)
+    pub fn validate(&self) -> Result<(), Invalid> {
+        self.parse().map(drop)
     }
 
     /// Checks the settings and parses the methods.
-    pub(crate) fn parse(&self, name: &str) -> Result<Vec<Method>, ResilienceConfigError> {
-        let err = |field, msg: String| Err(ResilienceConfigError::new("retry", name, field, msg));
+    pub(crate) fn parse(&self) -> Result<Vec<Method>, Invalid> {
+        let err = |field, msg: String| Err(Invalid::new(field, msg));
         if self.max_attempts == 0 {
             return err(
                 "max_attempts",
@@ -170,9 +171,7 @@ impl RetryConfig {
             .map(|m| {
                 let upper = m.trim().to_ascii_uppercase();
                 Method::from_bytes(upper.as_bytes()).map_err(|_| {
-                    ResilienceConfigError::new(
-                        "retry",
-                        name,
+                    Invalid::new(
                         "methods",
                         format!("expected HTTP method names, found {m:?}"),
                     )

@@ -343,7 +343,7 @@ fn config_defaults_and_validation() {
     let c: RetryConfig = serde_json::from_value(json!({})).unwrap();
     assert_eq!(c, RetryConfig::default());
     assert_eq!(c.max_attempts, 3);
-    let methods = c.parse("r").unwrap();
+    let methods = c.parse().unwrap();
     assert_eq!(
         methods,
         [
@@ -368,11 +368,11 @@ fn config_defaults_and_validation() {
     let bad = |f: fn(&mut RetryConfig)| {
         let mut c = RetryConfig::default();
         f(&mut c);
-        c.validate("books").unwrap_err().to_string()
+        c.validate().unwrap_err().to_string()
     };
     assert_eq!(
         bad(|c| c.max_attempts = 0),
-        "retry `books`: max_attempts: expected at least 1 (1 means no retries)"
+        "max_attempts: expected at least 1 (1 means no retries)"
     );
     assert!(bad(|c| c.methods = vec!["GE T".into()]).contains("methods"));
     assert!(bad(|c| c.max_backoff = Duration::ZERO).contains("max_backoff"));

@@ -9,7 +9,8 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::{AdaptiveLimit, AdaptivePermit, LoadSheddingConfig};
-use crate::resilience::{BoxError, ResilienceConfigError, ResilienceError, ResilienceMetrics};
+use crate::config::Invalid;
+use crate::resilience::{BoxError, ResilienceError, ResilienceMetrics};
 
 /// Sheds calls beyond an adaptive concurrency limit, failing them at once with
 /// [`ResilienceError::Shed`]. Every service the layer builds, and their clones, share one
@@ -26,7 +27,7 @@ impl LoadShedLayer {
         name: &str,
         config: LoadSheddingConfig,
         metrics: &ResilienceMetrics,
-    ) -> Result<Self, ResilienceConfigError> {
+    ) -> Result<Self, Invalid> {
         AdaptiveLimit::new(name, &config, metrics).map(Self::with_limit)
     }
 

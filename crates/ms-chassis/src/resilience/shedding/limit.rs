@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::LoadSheddingConfig;
+use crate::config::Invalid;
 use crate::resilience::metrics::SheddingInstruments;
-use crate::resilience::{ResilienceConfigError, ResilienceMetrics, now};
+use crate::resilience::{ResilienceMetrics, now};
 
 /// The low bits of the sample word count the window's samples, the high bits sum their
 /// latencies in microseconds.
@@ -99,8 +100,8 @@ impl AdaptiveLimit {
         name: &str,
         config: &LoadSheddingConfig,
         metrics: &ResilienceMetrics,
-    ) -> Result<Self, ResilienceConfigError> {
-        config.validate(name)?;
+    ) -> Result<Self, Invalid> {
+        config.validate()?;
         let params = Params::of(config);
         let metrics = metrics.load_shedding(name);
         metrics.limit.set(gauge_value(config.initial_limit));
@@ -128,8 +129,8 @@ impl AdaptiveLimit {
     /// `smoothing` and `window` take effect from the next window, and the current limit is
     /// moved into the new bounds. `initial_limit` only matters at start, and `enabled` is
     /// not read. Invalid settings leave the limit untouched.
-    pub fn reconfigure(&self, config: &LoadSheddingConfig) -> Result<(), ResilienceConfigError> {
-        config.validate(&self.inner.name)?;
+    pub fn reconfigure(&self, config: &LoadSheddingConfig) -> Result<(), Invalid> {
+        config.validate()?;
         let inner = &*self.inner;
         let mut guard = inner
             .estimator

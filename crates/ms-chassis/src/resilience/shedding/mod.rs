@@ -121,7 +121,8 @@ use serde::{Deserialize, Serialize};
 pub use layer::{LoadShed, LoadShedLayer, LoadShedResponseFuture};
 pub use limit::{AdaptiveLimit, AdaptivePermit};
 
-use super::{ResilienceConfigError, durations};
+use super::durations;
+use crate::config::Invalid;
 
 /// Adaptive load shedding settings; see the [module docs](self) for the algorithm.
 ///
@@ -196,15 +197,8 @@ impl LoadSheddingConfig {
     pub(crate) const LIMIT_FIELDS: [&'static str; 3] = ["min_limit", "initial_limit", "max_limit"];
 
     /// Checks the settings; the error names the key.
-    pub fn validate(&self, name: &str) -> Result<(), ResilienceConfigError> {
-        let err = |field, message: String| {
-            Err(ResilienceConfigError::new(
-                "load shedding",
-                name,
-                field,
-                message,
-            ))
-        };
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let err = |field, message: String| Err(Invalid::new(field, message));
         if self.min_limit == 0 {
             return err("min_limit", "expected at least 1".to_owned());
         }
@@ -256,7 +250,7 @@ mod tests {
     fn defaults_are_valid_and_off() {
         let c = LoadSheddingConfig::default();
         assert!(!c.enabled);
-        c.validate("server").unwrap();
+        c.validate().unwrap();
         assert_eq!(c.retry_after_secs(), 1);
     }
 
@@ -281,24 +275,24 @@ mod tests {
         let bad = |f: fn(&mut LoadSheddingConfig)| {
             let mut c = LoadSheddingConfig::default();
             f(&mut c);
-            c.validate("server").unwrap_err()
+            c.validate().unwrap_err()
         };
-        assert_eq!(bad(|c| c.min_limit = 0).field, "min_limit");
-        assert_eq!(bad(|c| c.max_limit = 5).field, "max_limit");
-        assert_eq!(bad(|c| c.initial_limit = 5).field, "initial_limit");
-        assert_eq!(bad(|c| c.initial_limit = 5000).field, "initial_limit");
-        assert_eq!(bad(|c| c.tolerance = 0.9).field, "tolerance");
-        assert_eq!(bad(|c| c.tolerance = f64::NAN).field, "tolerance");
-        assert_eq!(bad(|c| c.smoothing = 0.0).field, "smoothing");
-        assert_eq!(bad(|c| c.smoothing = 1.5).field, "smoothing");
-        assert_eq!(bad(|c| c.window = Duration::ZERO).field, "window");
+        assert_eq!(bad(|c| c.min_limit = 0).key, "min_limit");
+        assert_eq!(bad(|c| c.max_limit = 5).key, "max_limit");
+        assert_eq!(bad(|c| c.initial_limit = 5).key, "initial_limit");
+        assert_eq!(bad(|c| c.initial_limit = 5000).key, "initial_limit");
+        assert_eq!(bad(|c| c.tolerance = 0.9).key, "tolerance");
+        assert_eq!(bad(|c| c.tolerance = f64::NAN).key, "tolerance");
+        assert_eq!(bad(|c| c.smoothing = 0.0).key, "smoothing");
+        assert_eq!(bad(|c| c.smoothing = 1.5).key, "smoothing");
+        assert_eq!(bad(|c| c.window = Duration::ZERO).key, "window");
         assert_eq!(
-            bad(|c| c.retry_after = Duration::from_millis(500)).field,
+            bad(|c| c.retry_after = Duration::from_millis(500)).key,
             "retry_after"
         );
         assert_eq!(
             bad(|c| c.initial_limit = 5).to_string(),
-            "load shedding `server`: initial_limit: expected a limit from min_limit (10) to \
+            "initial_limit: expected a limit from min_limit (10) to \
              max_limit (1000)"
         );
     }

@@ -440,7 +440,7 @@ proptest! {
 
     #[test]
     fn machine_matches_the_model(cfg in config(), ops in proptest::collection::vec(op(), 1..200)) {
-        cfg.validate("prop").unwrap();
+        cfg.validate().unwrap();
         let t0 = Instant::now();
         let mut now = t0;
         let mut machine = Machine::new(cfg.clone(), now);
