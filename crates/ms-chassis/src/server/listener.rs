@@ -13,9 +13,11 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
+use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -31,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::LimitsSection;
 use super::connection::{Activity, CloseReason, Timeouts, Watchdog, Watched};
+use super::wake_gate::WakeGate;
 use super::{Dispatch, DispatchFuture};
 
 /// How long a connection closed for idling, or told to shut down, gets to end by itself
@@ -284,14 +287,33 @@ async fn serve_connection(
     let mut tick = pin!(tokio::time::sleep_until(
         watchdog.as_ref().map_or(now, |w| w.next_tick(now))
     ));
+    let mut cancelled = pin!(stop.cancelled());
+    // The token and the timer wake the task about once a tick; the socket, for every
+    // request. They are polled only when they woke it.
+    let side = WakeGate::new();
     // Once the connection is told to close: when to drop it if it has not ended.
     let mut drop_at: Option<Instant> = None;
     let mut stopping = false;
     loop {
-        tokio::select! {
-            biased;
-            _ = conn.as_mut() => break,
-            () = stop.cancelled(), if !stopping => {
+        let timed = watchdog.is_some() || drop_at.is_some();
+        let event = poll_fn(|cx| {
+            if conn.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            side.poll(cx, |cx| {
+                if !stopping && cancelled.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Side::Stop));
+                }
+                if timed && tick.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Side::Tick));
+                }
+                Poll::Pending
+            })
+        })
+        .await;
+        match event {
+            None => break,
+            Some(Side::Stop) => {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
                 // A connection that has sent no request yet has nothing to finish.
@@ -299,7 +321,7 @@ async fn serve_connection(
                     break;
                 }
             }
-            () = tick.as_mut(), if watchdog.is_some() || drop_at.is_some() => {
+            Some(Side::Tick) => {
                 let now = Instant::now();
                 if drop_at.is_some_and(|t| now >= t) {
                     break;
@@ -327,4 +349,12 @@ async fn serve_connection(
             }
         }
     }
+}
+
+/// What woke a connection's task besides its socket.
+enum Side {
+    /// The service is shutting down.
+    Stop,
+    /// The watchdog's timer fired.
+    Tick,
 }

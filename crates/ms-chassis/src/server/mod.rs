@@ -19,6 +19,7 @@ mod listener;
 mod problem;
 mod request_id;
 mod route;
+mod wake_gate;
 
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
