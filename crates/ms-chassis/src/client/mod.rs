@@ -27,11 +27,11 @@
 //!     "/titles/{id}",
 //!     get(move |Path(id): Path<String>| async move {
 //!         // `id` is one segment whatever it holds: `../admin` cannot leave `/books/`.
-//!         match books.get_json::<Book>(path!["books", id]).await {
-//!             Ok(book) => Ok(book.title),
-//!             // 504 on a timeout, 503 when the breaker or bulkhead refused, else 502.
-//!             Err(e) => Err((e.status_hint(), e.to_string())),
-//!         }
+//!         let book: Book = books.get_json(path!["books", id]).await?;
+//!         // A failed call answers problem+json: 504 on a timeout, 503 when the breaker
+//!         // or bulkhead refused, else 502, with a detail that names no internals (the
+//!         // cause is logged with the trace id).
+//!         Ok::<_, Problem>(book.title)
 //!     }),
 //! );
 //! svc.serve(router).await
@@ -78,21 +78,16 @@ mod error;
 mod forward;
 mod path;
 mod registry;
+mod request;
 mod response;
+mod stack;
+mod url;
 
-use std::future::Future;
-use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
 
-use axum::body::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, Method, Request, Uri};
+use http::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tower::util::Either;
-use tower::{Layer as _, ServiceBuilder, ServiceExt as _};
 
 pub(crate) use config::validate_clients;
 pub use config::{ClientConfig, PoolConfig, Toggle};
@@ -100,27 +95,15 @@ pub use error::{ClientError, ClientErrorKind};
 pub(crate) use forward::{Captured, Forwarding};
 pub use path::RequestPath;
 pub(crate) use registry::Clients;
+pub use request::ClientRequest;
 pub use response::ClientResponse;
 
-use call::{Call, CallBody, CallState};
-use response::BodyBounds;
+use stack::{Current, in_client, validated};
+use url::join;
 
 use crate::config::Invalid;
 use crate::health::CheckOutcome;
-use crate::resilience::clock::{self, PollClock};
-use crate::resilience::{
-    Bulkhead, BulkheadLayer, CircuitBreaker, CircuitBreakerHandle, RateLimit, RateLimitLayer,
-    ResilienceMetrics, Retry, RetryLayer, Timeout, TimeoutLayer,
-};
-use crate::telemetry::RequestContext;
-
-/// The resilience stack around [`Call`]: `total_timeout( retry( rate_limit( breaker(
-/// bulkhead( timeout( call ))))))`, each optional layer an `Either` of the layer and its
-/// absence. Named rather than boxed: it is cloned for every call, and a box would cost an
-/// allocation and another for its response future.
-type Stack = Timeout<Either<Retry<RateLimited>, RateLimited>>;
-type RateLimited = Either<RateLimit<Guarded>, Guarded>;
-type Guarded = CircuitBreaker<Either<Bulkhead<Timeout<Call>>, Timeout<Call>>>;
+use crate::resilience::{CircuitBreakerHandle, ResilienceMetrics};
 
 /// An HTTP client for one named dependency. Cheap to clone; clones share everything
 /// (connection pool, breaker, bulkhead, settings).
@@ -143,17 +126,6 @@ pub(crate) struct Deps {
     pub(crate) resilience: ResilienceMetrics,
     pub(crate) duration: prometheus::HistogramVec,
     pub(crate) forwarding: Arc<Forwarding>,
-}
-
-/// The settings in force and the stack built from them.
-struct Current {
-    config: ClientConfig,
-    base: reqwest::Url,
-    /// The base's scheme and authority as a URI's, parsed once for every request's URI.
-    origin: Option<(Scheme, Authority)>,
-    http: reqwest::Client,
-    stack: Stack,
-    propagate: Vec<HeaderName>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -286,15 +258,7 @@ impl HttpClient {
     /// `%2E%2E`), which the URL standard would resolve too, fails the call at `send` with
     /// [`ClientErrorKind::InvalidRequest`].
     pub fn request(&self, method: Method, path: impl AsRef<str>) -> ClientRequest {
-        ClientRequest {
-            client: self.clone(),
-            method,
-            path: path.as_ref().to_owned(),
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
-            timeout: None,
-            error: None,
-        }
+        ClientRequest::new(self.clone(), method, path.as_ref().to_owned())
     }
 
     /// A GET request to `path` (see [`request`](Self::request)).
@@ -417,489 +381,5 @@ impl HttpClient {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner),
         )
-    }
-}
-
-impl Current {
-    /// `url` as a URI, as `url.as_str().parse()` makes it: when `url` is on the base's
-    /// origin (always, but checked), only its path and query are parsed.
-    fn uri(&self, url: &reqwest::Url) -> Result<Uri, http::Error> {
-        let s = url.as_str();
-        if let Some((scheme, authority)) = &self.origin
-            && url.fragment().is_none()
-            && url.scheme() == scheme.as_str()
-            && url.authority() == authority.as_str()
-        {
-            let len = url.path().len() + url.query().map_or(0, |q| q.len() + 1);
-            let mut parts = http::uri::Parts::default();
-            parts.scheme = Some(scheme.clone());
-            parts.authority = Some(authority.clone());
-            parts.path_and_query = s[s.len() - len..].parse::<PathAndQuery>().ok();
-            if parts.path_and_query.is_some()
-                && let Ok(uri) = Uri::from_parts(parts)
-            {
-                return Ok(uri);
-            }
-        }
-        Ok(s.parse::<Uri>()?)
-    }
-
-    fn build(
-        name: &Arc<str>,
-        config: ClientConfig,
-        breaker: &CircuitBreakerHandle,
-        deps: &Deps,
-        old: Option<&Current>,
-    ) -> Result<Current, Invalid> {
-        let fail = |key: &str, message: String| in_client(name, Invalid::new(key, message));
-        // `validated` has checked the URL.
-        let base = config::parse_base_url(config.url.as_deref().unwrap_or_default())
-            .map_err(|m| fail("url", m))?;
-        // Keep the connection pool when nothing about connections changed.
-        let http = match old {
-            Some(o)
-                if o.config.connect_timeout == config.connect_timeout
-                    && o.config.pool == config.pool =>
-            {
-                o.http.clone()
-            }
-            _ => reqwest::Client::builder()
-                .connect_timeout(config.connect_timeout)
-                .pool_max_idle_per_host(config.pool.max_idle_per_host)
-                .pool_idle_timeout(config.pool.idle_timeout)
-                .tcp_nodelay(true)
-                .build()
-                .map_err(|e| fail("url", format!("cannot build the HTTP client: {e}")))?,
-        };
-        let call = Call::new(
-            http.clone(),
-            Arc::clone(name),
-            &base,
-            config.timeout,
-            deps.duration.clone(),
-        );
-        let m = &deps.resilience;
-        let retry = config
-            .retry
-            .get()
-            .map(|c| RetryLayer::new(name, c.clone(), m))
-            .transpose()
-            .map_err(|e| in_client(name, e.under("retry")))?;
-        let bulkhead = config
-            .bulkhead
-            .get()
-            .map(|c| BulkheadLayer::new(name, c.clone(), m))
-            .transpose()
-            .map_err(|e| in_client(name, e.under("bulkhead")))?;
-        let rate_limit = config
-            .rate_limit
-            .get()
-            .map(|c| RateLimitLayer::new(name, c.clone(), m))
-            .transpose()
-            .map_err(|e| in_client(name, e.under("rate_limit")))?;
-        let attempt = TimeoutLayer::per_attempt(name, config.timeout, m).layer(call);
-        // The overall timer can wait for the call's second poll if whatever the first poll
-        // waits for (a bulkhead or rate-limit slot, or the first attempt, bounded by
-        // `timeout`) wakes it before `total_timeout`: see `resilience::timeout`.
-        let total = config.total_timeout;
-        let overall = TimeoutLayer::overall(name, total, m);
-        let overall = if config.bulkhead.get().is_none_or(|b| b.max_wait <= total)
-            && config.rate_limit.get().is_none_or(|r| r.max_wait <= total)
-            && config.timeout <= total
-        {
-            overall.armed_late()
-        } else {
-            overall
-        };
-        let stack = ServiceBuilder::new()
-            .layer(overall)
-            .option_layer(retry)
-            .option_layer(rate_limit)
-            .layer(breaker.layer())
-            .option_layer(bulkhead)
-            .service(attempt);
-        let propagate = config.propagated_header_names();
-        let origin = base
-            .scheme()
-            .parse()
-            .ok()
-            .zip(base.authority().parse().ok());
-        Ok(Current {
-            origin,
-            base,
-            http,
-            stack,
-            propagate,
-            config,
-        })
-    }
-}
-
-/// The first problem with `config`, as [`ClientConfig::validate`] finds them.
-fn validated(name: &str, config: &ClientConfig) -> Result<(), Invalid> {
-    match config.validate().into_iter().next() {
-        Some(e) => Err(in_client(name, e)),
-        None => Ok(()),
-    }
-}
-
-/// A problem with client `name`'s settings, put under `clients.<name>`.
-fn in_client(name: &str, e: Invalid) -> Invalid {
-    e.under(&format!("clients.{name}"))
-}
-
-/// Joins a request path (with an optional query) to the base URL, which may have a path
-/// of its own: `http://h/api` + `/books?x=1` is `http://h/api/books?x=1`.
-/// Its errors name the path without its query, which may carry credentials.
-fn join(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
-    let shown = path_only(path);
-    if path.contains("://") || path.starts_with("//") {
-        return Err(format!(
-            "expected a path relative to the client's url, found {shown:?}"
-        ));
-    }
-    if let Some(dot) = path::encoded_dot_segment(path) {
-        return Err(format!(
-            "the path segment {dot:?} stands for a `.` or `..` value, which cannot be sent: \
-             the URL standard resolves it as a dot segment, so it would not reach the server \
-             as a value (in path {shown:?})"
-        ));
-    }
-    if let Some(url) = join_plain(base, path) {
-        return Ok(url);
-    }
-    let prefix = base.as_str().trim_end_matches('/');
-    let sep = if path.starts_with('/') || path.is_empty() {
-        ""
-    } else {
-        "/"
-    };
-    reqwest::Url::parse(&format!("{prefix}{sep}{path}"))
-        .map_err(|e| format!("bad path {shown:?}: {e}"))
-}
-
-/// [`join`] without parsing the base URL's scheme and host again: the path and query are
-/// set on a copy of the base, through the same parser (`.` and `..` segments resolve
-/// alike). Only for paths of characters that the parser neither percent-encodes, trims
-/// nor reads as a separator; `None` otherwise, and `join` parses the whole URL.
-fn join_plain(base: &reqwest::Url, path: &str) -> Option<reqwest::Url> {
-    let (p, query) = match path.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path, None),
-    };
-    let plain_path = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@%/".contains(&b);
-    let plain_query = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@%/?".contains(&b);
-    if p.is_empty()
-        || !p.bytes().all(plain_path)
-        || !query.is_none_or(|q| q.bytes().all(plain_query))
-    {
-        return None;
-    }
-    let prefix = base.path().trim_end_matches('/');
-    let sep = if p.starts_with('/') { "" } else { "/" };
-    let mut url = base.clone();
-    if prefix.is_empty() && sep.is_empty() {
-        url.set_path(p);
-    } else {
-        url.set_path(&format!("{prefix}{sep}{p}"));
-    }
-    url.set_query(query);
-    Some(url)
-}
-
-/// A request being built; send it with [`send`](Self::send).
-#[must_use = "a request does nothing until it is sent"]
-pub struct ClientRequest {
-    client: HttpClient,
-    method: Method,
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-    /// This call's own bound, below `total_timeout`.
-    timeout: Option<Duration>,
-    /// The first problem while building, reported by `send`.
-    error: Option<String>,
-}
-
-impl std::fmt::Debug for ClientRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientRequest")
-            .field("client", &self.client.inner.name)
-            .field("method", &self.method)
-            .field("path", &path_only(&self.path))
-            .finish_non_exhaustive()
-    }
-}
-
-impl ClientRequest {
-    /// Adds a header. An invalid name or value fails the call at `send`, naming neither
-    /// the value (it may be a credential).
-    pub fn header<K, V>(mut self, name: K, value: V) -> Self
-    where
-        K: TryInto<HeaderName>,
-        V: TryInto<HeaderValue>,
-    {
-        match (name.try_into(), value.try_into()) {
-            (Ok(n), Ok(v)) => {
-                self.headers.append(n, v);
-            }
-            (Err(_), _) => self.fail("a header name is not valid".into()),
-            (Ok(n), Err(_)) => self.fail(format!("the value of header `{n}` is not valid")),
-        }
-        self
-    }
-
-    /// Sets the body, sent as it is.
-    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.body = body.into();
-        self
-    }
-
-    /// Sets the body to `value` as JSON, with `content-type: application/json`.
-    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
-        match serde_json::to_vec(value) {
-            Ok(bytes) => {
-                self.body = bytes.into();
-                self.headers
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            }
-            Err(e) => self.fail(format!("the body does not serialize as JSON: {e}")),
-        }
-        self
-    }
-
-    /// Adds `value` to the query string, serialized as a form (`serde_urlencoded`): a
-    /// struct or a map of names to values, or a list of pairs. Each name and value is
-    /// percent-encoded; a query already in the path is kept, and this one follows it.
-    ///
-    /// ```
-    /// # async fn run(books: ms_chassis::client::HttpClient) -> Result<(), ms_chassis::client::ClientError> {
-    /// #[derive(serde::Serialize)]
-    /// struct Search<'a> { author: &'a str, limit: u32 }
-    ///
-    /// let res = books
-    ///     .get("/books")
-    ///     .query(&Search { author: "Le Guin & co", limit: 10 }) // ?author=Le+Guin+%26+co&limit=10
-    ///     .send()
-    ///     .await?;
-    /// # let _ = res; Ok(()) }
-    /// ```
-    pub fn query<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
-        match serde_urlencoded::to_string(value) {
-            Ok(q) if q.is_empty() => {}
-            Ok(q) => {
-                let sep = if self.path.contains('?') { '&' } else { '?' };
-                self.path.push(sep);
-                self.path.push_str(&q);
-            }
-            Err(e) => self.fail(format!("the query does not serialize: {e}")),
-        }
-        self
-    }
-
-    /// Bounds this call (every attempt, backoff and the body) at `timeout`, when that is
-    /// shorter than the client's `total_timeout`, which still bounds it otherwise. Over it
-    /// the call fails with [`ClientErrorKind::Timeout`].
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    fn fail(&mut self, message: String) {
-        self.error.get_or_insert(message);
-    }
-
-    /// Sends the request and reads a 2xx JSON answer as `T`; any other status is
-    /// [`ClientErrorKind::Status`]. The JSON helpers of [`HttpClient`] are this.
-    pub async fn send_json<T: DeserializeOwned>(self) -> Result<T, ClientError> {
-        self.send().await?.error_for_status()?.json().await
-    }
-
-    /// Sends the request through the client's stack.
-    pub fn send(self) -> impl Future<Output = Result<ClientResponse, ClientError>> + Send {
-        // One clock reading per poll serves every layer (see `resilience::clock`).
-        PollClock::new(self.send_now())
-    }
-
-    async fn send_now(self) -> Result<ClientResponse, ClientError> {
-        let ClientRequest {
-            client,
-            method,
-            path,
-            mut headers,
-            body,
-            timeout,
-            error,
-        } = self;
-        let current = client.current();
-        let name = &client.inner.name;
-        // Messages show the path without its query, which may carry credentials.
-        let shown = path_only(&path).len();
-        let err = |kind| ClientError::new(name, &method, &path[..shown], kind);
-        if let Some(message) = error {
-            return Err(err(ClientErrorKind::InvalidRequest(message)));
-        }
-        let url =
-            join(&current.base, &path).map_err(|m| err(ClientErrorKind::InvalidRequest(m)))?;
-        let start = clock::tokio_now();
-        if !current.propagate.is_empty() {
-            RequestContext::with_current(|cx| {
-                for (n, v) in cx.forwarded() {
-                    if current.propagate.contains(n) && !headers.contains_key(n) {
-                        headers.insert(n.clone(), v.clone());
-                    }
-                }
-            });
-        }
-        let uri = current.uri(&url).map_err(|_| {
-            err(ClientErrorKind::InvalidRequest(format!(
-                "bad URL for path {:?}",
-                &path[..shown]
-            )))
-        })?;
-        let state = Arc::new(CallState {
-            parent: opentelemetry::Context::current(),
-            attempts: AtomicU32::new(0),
-        });
-        let mut req = Request::new(CallBody {
-            bytes: body,
-            state,
-            url: Some(url),
-        });
-        *req.method_mut() = method.clone();
-        *req.uri_mut() = uri;
-        *req.headers_mut() = headers;
-        let call = current.stack.clone().oneshot(req);
-        // This call's own bound, when it is below `total_timeout` (which the stack applies).
-        let total = current.config.total_timeout;
-        let own = timeout.filter(|t| *t < total);
-        let res = match own {
-            Some(t) => match tokio::time::timeout(t, call).await {
-                Ok(res) => res,
-                Err(_) => return Err(err(ClientErrorKind::Timeout { after: t })),
-            },
-            None => call.await,
-        }
-        .map_err(|e| err(e.into()))?;
-        let bound = own.unwrap_or(total);
-        let bounds = BodyBounds {
-            deadline: start + bound,
-            total_timeout: bound,
-            limit: current.config.max_response_body,
-        };
-        let mut path = path;
-        path.truncate(shown);
-        Ok(ClientResponse::new(
-            res,
-            bounds,
-            Arc::clone(name),
-            method,
-            path,
-        ))
-    }
-}
-
-/// The path without its query string, for messages.
-fn path_only(path: &str) -> &str {
-    path.split_once('?').map_or(path, |(p, _)| p)
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    /// What `join` did before it had a fast path: print the whole URL and parse it.
-    fn join_by_parsing(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
-        let prefix = base.as_str().trim_end_matches('/');
-        let sep = if path.starts_with('/') || path.is_empty() {
-            ""
-        } else {
-            "/"
-        };
-        reqwest::Url::parse(&format!("{prefix}{sep}{path}")).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn a_request_uri_is_the_url_parsed_as_a_uri() {
-        let deps = Deps {
-            resilience: ResilienceMetrics::unregistered(),
-            duration: crate::metrics::client_duration_histogram().unwrap(),
-            forwarding: Arc::default(),
-        };
-        for base in BASES {
-            let config = ClientConfig {
-                url: Some(base.into()),
-                ..ClientConfig::default()
-            };
-            let client = HttpClient::build("t", config, deps.clone()).unwrap();
-            let current = client.current();
-            assert!(current.origin.is_some(), "{base}");
-            for path in ["/", "/x", "/a/b?c=d&e", "x?", "/caf\u{e9}", "/x#f"] {
-                let url = join(&current.base, path).unwrap();
-                let uri = current.uri(&url).unwrap();
-                assert_eq!(uri, url.as_str().parse::<Uri>().unwrap(), "{url}");
-                assert_eq!(uri.to_string(), url.as_str().split('#').next().unwrap());
-            }
-        }
-    }
-
-    const BASES: [&str; 6] = [
-        "http://h",
-        "http://h:8080/",
-        "http://h/api",
-        "https://user:pw@h/api/v1/",
-        "http://127.0.0.1:3000",
-        "http://[::1]:8443/a/%2F/",
-    ];
-
-    #[test]
-    fn joins_paths_to_the_base_and_its_path() {
-        let cases = [
-            ("http://h", "/books/7?x=1", "http://h/books/7?x=1"),
-            ("http://h/api", "/books", "http://h/api/books"),
-            ("http://h/api/", "books", "http://h/api/books"),
-            ("http://h/api", "", "http://h/api"),
-            ("http://h/api", "/a/../b", "http://h/api/b"),
-            ("http://h", "/caf\u{e9} x", "http://h/caf%C3%A9%20x"),
-            ("http://h", "/x#frag", "http://h/x#frag"),
-        ];
-        for (base, path, want) in cases {
-            let base = config::parse_base_url(base).unwrap();
-            assert_eq!(join(&base, path).unwrap().as_str(), want, "{base} + {path}");
-        }
-        let base = config::parse_base_url("http://h").unwrap();
-        assert!(
-            join_plain(&base, "/books/7?x=1&y=2").is_some(),
-            "the common case is fast"
-        );
-        assert!(join(&base, "//evil/x").is_err());
-        for dot in ["/books/%2E%2E", "/books/%2e/x", "/.%2E?q=1"] {
-            let e = join(&base, dot).unwrap_err();
-            assert!(e.contains("cannot be sent"), "{dot}: {e}");
-        }
-        assert!(join(&base, "/books/%2E%2E%2E").is_ok());
-        assert!(join(&base, "http://evil/x").is_err());
-    }
-
-    proptest! {
-        /// The fast path gives exactly what parsing the whole URL gives, or steps aside.
-        #[test]
-        fn the_fast_join_agrees_with_parsing(
-            base in proptest::sample::select(BASES.to_vec()),
-            path in concat!(
-                r"(/?[a-z0-9.%2eE~-]{0,5}){0,4}(\?[a-z0-9=&%.?/'-]{0,8})?",
-                r"|[a-zA-Z0-9./?#%2eE&=;:@+'\\ \t~!$()*,-]{0,24}",
-                r"|\PC{0,12}",
-            ),
-        ) {
-            let base = config::parse_base_url(base).unwrap();
-            prop_assume!(!path.contains("://") && !path.starts_with("//"));
-            if let Some(fast) = join_plain(&base, &path) {
-                let slow = join_by_parsing(&base, &path);
-                prop_assert_eq!(Ok(fast), slow, "{} + {:?}", base, path);
-            }
-        }
     }
 }
