@@ -60,10 +60,14 @@ LOG_WRITER_THREADS = ("ms-chassis-log-",)
 TICK = os.sysconf("SC_CLK_TCK")
 # CPU lists for taskset, or None (unpinned).
 PIN = {"server": None, "wrk": None}
+# The same, as sets of CPU numbers.
+PIN_SETS = {"server": set(), "wrk": set()}
 # A run whose server used less of its core than this (pinned) was not server-bound.
 SATURATED = 0.90
 # wrk at more than this share of its core may be near its own limit.
 WRK_BUSY = 0.95
+# Other processes using more than this share of a pinned CPU make the run not server-bound.
+OTHERS = 0.05
 DROPPED = "ms_chassis_log_lines_dropped_total"
 # The servers' working directory: empty, so hello finds no config.yaml or key.key there and
 # runs on its embedded defaults wherever the script is started from.
@@ -104,6 +108,28 @@ def threads_cpu_s(pid, prefixes):
         except OSError:
             pass
     return total
+
+
+def cpu_list(spec):
+    """The CPUs of a taskset list such as "0", "0,2" or "1-3"."""
+    cpus = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def cpus_busy_s(cpus):
+    """Time (s) the CPUs in `cpus` were busy, whoever ran (from /proc/stat), steal included:
+    time a hypervisor gave to another machine is time the server could not have."""
+    total = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            m = re.match(r"cpu(\d+) (.*)", line)
+            if m and int(m.group(1)) in cpus:
+                user, nice, system, idle, iowait, irq, softirq, steal = map(int, m.group(2).split()[:8])
+                total += user + nice + system + irq + softirq + steal
+    return total / TICK
 
 
 def children_cpu_s():
@@ -225,9 +251,11 @@ def measure(sc, duration, connections, sink_pid=None):
         log0 = threads_cpu_s(proc.pid, LOG_WRITER_THREADS)
         sink0 = cpu_s(sink_stat) if sink_stat else 0.0
         rd0 = cpu_s(reader_stat) if reader_stat else 0.0
+        busy0 = {k: cpus_busy_s(v) for k, v in PIN_SETS.items()}
         t0 = time.perf_counter()
         rps, p50, p99, requests, wrk_cpu = wrk(port, duration, connections)
         wall = time.perf_counter() - t0
+        busy1 = {k: cpus_busy_s(v) for k, v in PIN_SETS.items()}
         cpu1 = cpu_s(stat)
         exp1 = threads_cpu_s(proc.pid, EXPORTER_THREADS)
         log1 = threads_cpu_s(proc.pid, LOG_WRITER_THREADS)
@@ -247,7 +275,16 @@ def measure(sc, duration, connections, sink_pid=None):
                 log_writer_us=(log1 - log0) * per_req, sink_us=(sink1 - sink0) * per_req,
                 reader_us=(rd1 - rd0) * per_req,
                 server_use=(cpu1 - cpu0) / wall, wrk_use=wrk_cpu / wall,
+                # What the rest of the machine took of the server's CPU and of wrk's (pinned).
+                others_server=others(busy1["server"] - busy0["server"], cpu1 - cpu0, wall),
+                others_wrk=others(busy1["wrk"] - busy0["wrk"],
+                                  wrk_cpu + (sink1 - sink0) + (rd1 - rd0), wall),
                 dropped=dropped, lines=lines)
+
+
+def others(busy, ours, wall):
+    """The share of a pinned CPU that processes other than ours used over `wall` seconds."""
+    return max(busy - ours, 0.0) / wall if PIN["server"] else 0.0
 
 
 def med(xs):
@@ -319,11 +356,13 @@ def main():
             sys.exit("taskset is required for pinning (util-linux), or pass --unpinned")
         PIN["server"], PIN["wrk"] = a.pin.split(":")
         allowed = os.sched_getaffinity(0)
-        for cpus in PIN.values():
-            for c in re.split(r"[,-]", cpus):
-                if int(c) not in allowed:
-                    sys.exit(f"CPU {c} is not available here (have {sorted(allowed)}); "
-                             "pass --pin or --unpinned")
+        for k, spec in PIN.items():
+            PIN_SETS[k] = cpu_list(spec)
+            if not PIN_SETS[k] <= allowed:
+                sys.exit(f"CPUs {spec} are not all available here (have {sorted(allowed)}); "
+                         "pass --pin or --unpinned")
+        if PIN_SETS["server"] & PIN_SETS["wrk"]:
+            sys.exit(f"--pin {a.pin}: the server and wrk must not share a CPU")
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "-p", "bare-axum", "-p", "hand-assembled",
                         "-p", "hello"], cwd=ROOT, check=True)
@@ -380,6 +419,10 @@ def main():
           f"wrk -t1 -c{a.connections} on 127.0.0.1; {runs} runs, about "
           + (f"{secs / 60:.0f} min" if secs >= 120 else f"{secs:.0f} s"))
     print(f"scenarios: {', '.join(scenarios)}")
+    print("each round line: requests/s, the server's CPU per request, the server's and wrk's use "
+          "of their CPUs" + ("" if a.unpinned else
+                             ", what other processes took of the server's CPU / of wrk's")
+          + ", p50, p99, exec to first 200, RSS idle/after load")
     try:
         check_bodies(scenarios)
         print()
@@ -420,7 +463,13 @@ def rounds(scenarios, order, a, sink):
                 results[name].append(m)
                 if a.interleave and last_chassis is not None:
                     waiting.append((name, m["cpu_us"], last_chassis))
-            flag = "" if a.unpinned or m["server_use"] >= SATURATED else "  << server not saturated"
+            flag = ""
+            if not a.unpinned and m["server_use"] < SATURATED:
+                flag = "  << server not saturated" + (
+                    f": other processes took {pct(m['others_server'])} of its CPU"
+                    if m["others_server"] >= OTHERS else "")
+            busy = (f" (others {pct(m['others_server'])}/{pct(m['others_wrk'])})"
+                    if not a.unpinned else "")
             extra = ""
             if m["exporter_us"] or m["sink_us"]:
                 extra += f"  exporter {m['exporter_us']:.2f} sink {m['sink_us']:.2f}"
@@ -431,7 +480,7 @@ def rounds(scenarios, order, a, sink):
             if m["lines"] is not None:
                 extra += f"  lines {m['lines']}"
             print(f"round {r + 1:>2} {name:19} {m['rps']:>8.0f} req/s  cpu {m['cpu_us']:5.2f} µs/req  "
-                  f"server {pct(m['server_use']):>4}  wrk {pct(m['wrk_use']):>4}  "
+                  f"server {pct(m['server_use']):>4}  wrk {pct(m['wrk_use']):>4}{busy}  "
                   f"p50 {m['p50']:>5.0f} us  p99 {m['p99']:>5.0f} us  "
                   f"start {m['startup_ms']:4.1f} ms  "
                   f"rss {m['idle_kib'] / 1024:.1f}/{m['loaded_kib'] / 1024:.1f} MiB{extra}{flag}",
@@ -447,16 +496,19 @@ def report(scenarios, results, neighbours, a, mode):
           "bare in the same round), median of the rounds (min–max)")
     print()
     print("| scenario | req/s (median) | × bare req/s | server CPU/req (median) | CPU/req × bare "
-          "| server's core use, median (min) | wrk's core use, median (max) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "| server's CPU use, median (min) | wrk's CPU use, median (max) "
+          "| others on the server's CPU, median (max) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, v in results.items():
         tput = [m["rps"] / b["rps"] for m, b in zip(v, bare)]
         cpu = [m["cpu_us"] / b["cpu_us"] for m, b in zip(v, bare)]
         use = [m["server_use"] for m in v]
         wuse = [m["wrk_use"] for m in v]
+        theirs = [m["others_server"] for m in v]
         print(f"| {name} | {med([m['rps'] for m in v]):.0f} | {spread(tput)} | "
               f"{med([m['cpu_us'] for m in v]):.2f} µs | {spread(cpu)} | "
-              f"{pct(med(use))} ({pct(min(use))}) | {pct(med(wuse))} ({pct(max(wuse))}) |")
+              f"{pct(med(use))} ({pct(min(use))}) | {pct(med(wuse))} ({pct(max(wuse))}) | "
+              + (f"{pct(med(theirs))} ({pct(max(theirs))}) |" if not a.unpinned else "n/a |"))
     print()
     print("| scenario | p50 (median) | p99 (median) | idle RSS | RSS after load | exec to first 200 "
           "(fastest) | exporter thread CPU/req | sink CPU/req |")
@@ -528,24 +580,37 @@ def report(scenarios, results, neighbours, a, mode):
         print("saturation check: not meaningful unpinned (wrk and the server share the cores); "
               "these numbers are client-bound")
         return
-    warned = False
+    warned, busy_machine = False, False
     for name, v in results.items():
         use = [m["server_use"] for m in v]
+        wuse = [m["wrk_use"] for m in v]
+        theirs = med([m["others_server"] for m in v])
         low = sum(u < SATURATED for u in use)
         if med(use) < SATURATED:
             warned = True
-            print(f"WARNING: {name}: the server used {pct(med(use))} of its core (median; min "
-                  f"{pct(min(use))}): it was not the bottleneck, so its throughput ratio understates "
-                  "its cost (its CPU per request is still its own, if noisier)")
+            if theirs >= OTHERS:
+                busy_machine = True
+                why = (f"other processes took {pct(theirs)} of the server's CPU (median): the "
+                       "machine is busy, so this run is not server-bound")
+            elif max(wuse) > WRK_BUSY:
+                why = f"wrk used {pct(med(wuse))} of its CPU: the client was the limit"
+            else:
+                why = "neither the server's CPU nor wrk's was full: latency-bound"
+            print(f"WARNING: {name}: the server used {pct(med(use))} of its CPU (median; min "
+                  f"{pct(min(use))}): {why}; its throughput ratio understates its cost (its CPU "
+                  "per request is still its own, if noisier)")
         elif low:
             print(f"note: {name}: {low} of {len(use)} rounds had the server under "
-                  f"{pct(SATURATED)} of its core")
-        wuse = [m["wrk_use"] for m in v]
+                  f"{pct(SATURATED)} of its CPU")
         if max(wuse) > WRK_BUSY:
-            print(f"note: {name}: wrk reached {pct(max(wuse))} of its core: the client was near "
+            print(f"note: {name}: wrk reached {pct(max(wuse))} of its CPU: the client was near "
                   "its limit too")
+    if busy_machine:
+        print("Other processes were running on the pinned CPUs (a build, another benchmark): "
+              "rerun on a quiet machine (`uptime` load under 0.2 before starting) for numbers "
+              "worth recording.")
     if not warned:
-        print(f"saturation check: every scenario's server used ≥ {pct(SATURATED)} of its core "
+        print(f"saturation check: every scenario's server used ≥ {pct(SATURATED)} of its CPU "
               "(median of rounds): server-bound")
 
 
