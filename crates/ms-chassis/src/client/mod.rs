@@ -96,7 +96,7 @@ use tower::{Layer as _, ServiceBuilder, ServiceExt as _};
 
 pub use config::{ClientConfig, PoolConfig, Toggle};
 pub use error::{ClientError, ClientErrorKind};
-pub(crate) use forward::{Captured, Forwarding};
+pub(crate) use forward::Forwarding;
 pub use path::RequestPath;
 pub(crate) use registry::Clients;
 pub use response::ClientResponse;

@@ -16,7 +16,6 @@ mod connection;
 mod guard;
 mod listener;
 mod problem;
-mod request_id;
 mod route;
 
 use std::convert::Infallible;
@@ -42,6 +41,7 @@ use crate::config::{ChassisConfig, ConfigError};
 use crate::metrics::Metrics;
 use crate::resilience::{AdaptiveLimit, ResilienceMetrics};
 
+pub use crate::telemetry::{RequestId, X_REQUEST_ID};
 pub(crate) use connection::CloseReason;
 pub(crate) use listener::{
     ConnectionLimits, ConnectionMetrics, MIN_HEADER_SIZE, default_max_connections,
@@ -49,7 +49,6 @@ pub(crate) use listener::{
 };
 pub use problem::{PROBLEM_JSON, Problem};
 pub(crate) use problem::{problem, problem_with};
-pub use request_id::{RequestId, X_REQUEST_ID};
 
 /// Puts the chassis stack in the user's router. Also returns the server's adaptive limit,
 /// when `resilience.load_shedding` is on, for config reloads to retune.

@@ -12,8 +12,11 @@ pub(crate) mod otlp;
 mod presampled;
 pub mod propagation;
 mod request_context;
+mod request_id;
 mod stdout_exporter;
 
 pub(crate) use log_writer::flush as flush_logs;
 pub(crate) use logs::init_telemetry;
+pub(crate) use request_context::CapturedHeaders;
 pub use request_context::RequestContext;
+pub use request_id::{RequestId, X_REQUEST_ID};
