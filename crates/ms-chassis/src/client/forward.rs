@@ -10,8 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-/// Headers captured from one incoming request.
-pub(crate) type Captured = Arc<[(HeaderName, HeaderValue)]>;
+use crate::telemetry::CapturedHeaders;
 
 /// Which incoming headers the service's clients want.
 #[derive(Debug, Default)]
@@ -38,7 +37,7 @@ impl Forwarding {
     }
 
     /// The wanted headers present in `headers`, if any.
-    pub(crate) fn capture(&self, headers: &HeaderMap) -> Option<Captured> {
+    pub(crate) fn capture(&self, headers: &HeaderMap) -> Option<CapturedHeaders> {
         if !self.any.load(Ordering::Relaxed) || headers.is_empty() {
             return None;
         }

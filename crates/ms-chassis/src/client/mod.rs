@@ -92,7 +92,7 @@ use serde::de::DeserializeOwned;
 pub(crate) use config::validate_clients;
 pub use config::{ClientConfig, PoolConfig, Toggle};
 pub use error::{ClientError, ClientErrorKind};
-pub(crate) use forward::{Captured, Forwarding};
+pub(crate) use forward::Forwarding;
 pub use path::RequestPath;
 pub(crate) use registry::Clients;
 pub use request::ClientRequest;

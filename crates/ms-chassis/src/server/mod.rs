@@ -17,7 +17,6 @@ mod connection;
 mod guard;
 mod listener;
 mod problem;
-mod request_id;
 mod route;
 mod wake_gate;
 
@@ -44,6 +43,7 @@ use crate::config::ConfigError;
 use crate::metrics::Metrics;
 use crate::resilience::{AdaptiveLimit, LoadSheddingConfig, ResilienceMetrics};
 
+pub use crate::telemetry::{RequestId, X_REQUEST_ID};
 pub use config::{Http2Section, LimitsSection, ManagementSection, ServerSection, ShutdownSection};
 pub(crate) use connection::CloseReason;
 pub(crate) use listener::{
@@ -52,7 +52,6 @@ pub(crate) use listener::{
 };
 pub use problem::{PROBLEM_JSON, Problem};
 pub(crate) use problem::{problem, problem_with};
-pub use request_id::{RequestId, X_REQUEST_ID};
 
 /// Puts the chassis stack in the user's router. Also returns the server's adaptive limit,
 /// when `resilience.load_shedding` is on, for config reloads to retune.

@@ -13,6 +13,7 @@ pub(crate) mod otlp;
 mod presampled;
 pub mod propagation;
 mod request_context;
+mod request_id;
 mod stdout_exporter;
 
 pub use config::{
@@ -21,7 +22,9 @@ pub use config::{
 };
 pub(crate) use log_writer::flush as flush_logs;
 pub(crate) use logs::init_telemetry;
+pub(crate) use request_context::CapturedHeaders;
 pub use request_context::RequestContext;
+pub use request_id::{RequestId, X_REQUEST_ID};
 
 /// What telemetry is set up from: the service's identity, its `logging` and `tracing`
 /// sections, and the active profile (which picks the default sampling ratio).

@@ -5,10 +5,16 @@
 //! poll. Work spawned onto other tasks can carry it along with [`RequestContext::scope`].
 
 use std::future::Future;
+use std::sync::Arc;
 
+use http::{HeaderName, HeaderValue};
 use tokio::task::futures::TaskLocalFuture;
 
-use crate::server::RequestId;
+use super::RequestId;
+
+/// Headers captured from one incoming request for clients to copy onto their calls
+/// (`clients.*.propagate_headers`); the client's forwarding table decides which.
+pub(crate) type CapturedHeaders = Arc<[(HeaderName, HeaderValue)]>;
 
 tokio::task_local! {
     static CURRENT: RequestContext;
@@ -21,7 +27,7 @@ pub struct RequestContext {
     otel: opentelemetry::Context,
     parent_span_id: Option<opentelemetry::trace::SpanId>,
     /// Incoming headers that some client propagates (`clients.*.propagate_headers`).
-    forwarded: Option<crate::client::Captured>,
+    forwarded: Option<CapturedHeaders>,
 }
 
 impl RequestContext {
@@ -53,7 +59,7 @@ impl RequestContext {
         request_id: RequestId,
         otel: opentelemetry::Context,
         parent_span_id: Option<opentelemetry::trace::SpanId>,
-        forwarded: Option<crate::client::Captured>,
+        forwarded: Option<CapturedHeaders>,
     ) -> Self {
         Self {
             request_id,
@@ -64,7 +70,7 @@ impl RequestContext {
     }
 
     /// The incoming headers captured for clients to propagate.
-    pub(crate) fn forwarded(&self) -> &[(http::HeaderName, http::HeaderValue)] {
+    pub(crate) fn forwarded(&self) -> &[(HeaderName, HeaderValue)] {
         self.forwarded.as_deref().unwrap_or_default()
     }
 

@@ -20,7 +20,7 @@ use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{SpanId, TraceId};
 
-use super::{Outgoing, Parsed, SamplingState, span_id_hex, trace_id_hex};
+use super::sampling::{Outgoing, Parsed, SamplingState, span_id_hex, trace_id_hex};
 
 /// The trace identity header.
 pub(super) const UBER_TRACE_ID: &str = "uber-trace-id";

@@ -4,7 +4,18 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::Context;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 
-use super::{Parsed, Propagation, SamplingState};
+use super::Propagation;
+use super::sampling::{Parsed, SamplingState};
+
+/// The `traceparent` example of the W3C Trace Context specification, and its ids.
+pub(super) const SPEC_TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+pub(super) const SPEC_TRACE: u128 = 0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c;
+pub(super) const SPEC_SPAN: u64 = 0xb7ad_6b71_6920_3331;
+
+/// The span context of `cx`'s span.
+pub(super) fn sc(cx: &Context) -> SpanContext {
+    cx.span().span_context().clone()
+}
 
 /// What a B3 or Jaeger parser returns for valid ids.
 pub(super) fn ids(trace: u128, span: u64, state: SamplingState) -> Option<Parsed> {
@@ -41,6 +52,16 @@ pub(super) fn extract_raw(name: &'static str, bytes: &[u8]) {
         let cx = Propagation::default().extract_headers(&map);
         let _ = cx.span().span_context().is_valid();
     }
+}
+
+/// Whether one header of these bytes (valid header bytes, but not necessarily text) is
+/// ignored, so the request starts a new trace.
+pub(super) fn ignores_bytes(name: &'static str, bytes: &[u8]) -> bool {
+    let mut map = HeaderMap::new();
+    map.insert(name, HeaderValue::from_bytes(bytes).unwrap());
+    !Propagation::default()
+        .extract_headers(&map)
+        .has_active_span()
 }
 
 /// A context whose remote parent has these ids and flags.

@@ -14,8 +14,14 @@ use http::HeaderValue;
 use opentelemetry::Context;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 
+use super::carrier::ValueInjector;
+use super::limits::MAX_HEADER_LEN;
 use super::tracestate::{List, MAX_MEMBERS};
-use super::{MAX_HEADER_LEN, TRACEPARENT, TRACESTATE, ValueInjector};
+
+/// The W3C Trace Context header with the trace id, span id and flags.
+pub(super) const TRACEPARENT: &str = "traceparent";
+/// The W3C Trace Context header with vendors' entries.
+pub(super) const TRACESTATE: &str = "tracestate";
 
 /// The length of a version-00 `traceparent`, and of the part of a later version's that this
 /// version can read.
@@ -266,8 +272,11 @@ mod tests {
     use opentelemetry::propagation::TextMapPropagator;
     use proptest::prelude::*;
 
-    use super::super::Propagation;
-    use super::super::test_support::{extract as received_with, headers};
+    use super::super::test_support::{
+        SPEC_SPAN, SPEC_TRACE, SPEC_TRACEPARENT, context, extract as received_with, headers,
+        ignores_bytes, sc,
+    };
+    use super::super::{Propagation, sampling_state};
     use super::*;
 
     const TRACE: u128 = 0x1234_5678_9012_3456_7890_1234_5678_9012;
@@ -692,6 +701,123 @@ mod tests {
                 let list = List::parse(sent).unwrap();
                 prop_assert!(list.is_header_of(sent), "{sent:?}");
             }
+        }
+    }
+
+    #[test]
+    fn w3c_spec_example() {
+        let cx = received_with(&[
+            ("traceparent", SPEC_TRACEPARENT),
+            ("tracestate", "congo=t61rcWkgMzE"),
+        ]);
+        let sc = sc(&cx);
+        assert!(sc.is_valid() && sc.is_remote() && sc.is_sampled());
+        assert_eq!(sc.trace_id(), TraceId::from(SPEC_TRACE));
+        assert_eq!(sc.span_id(), SpanId::from(SPEC_SPAN));
+        assert_eq!(sc.trace_state().get("congo"), Some("t61rcWkgMzE"));
+        assert_eq!(sampling_state(&cx), None);
+    }
+
+    #[test]
+    fn hostile_w3c_headers_start_a_new_trace() {
+        let long = format!("{SPEC_TRACEPARENT}{}", "-0".repeat(5 * 1024));
+        let cases: Vec<Vec<(&str, &str)>> = vec![
+            vec![(
+                "traceparent",
+                "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )],
+            vec![(
+                "traceparent",
+                "00-00000000000000000000000000000000-0000000000000000-01",
+            )],
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            )],
+            vec![(
+                "traceparent",
+                "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+            )],
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c8031zz-b7ad6b7169203331-01",
+            )],
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319-b7ad6b7169203331-01",
+            )],
+            vec![("traceparent", &long)],
+            vec![
+                ("traceparent", SPEC_TRACEPARENT),
+                ("traceparent", SPEC_TRACEPARENT),
+            ],
+            vec![("traceparent", "")],
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-01",
+            )],
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1",
+            )],
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-",
+            )],
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+            )],
+            vec![(
+                "traceparent",
+                "0-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )],
+            vec![(
+                "traceparent",
+                "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01x",
+            )],
+        ];
+        for case in cases {
+            let cx = received_with(&case);
+            assert!(!cx.has_active_span(), "{case:?}");
+        }
+        assert!(ignores_bytes(
+            "traceparent",
+            b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-\xc3\xa9",
+        ));
+    }
+
+    #[test]
+    fn future_versions_may_carry_more_fields() {
+        for value in [
+            "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-what-the-future-holds",
+        ] {
+            let cx = received_with(&[("traceparent", value)]);
+            assert_eq!(sc(&cx).trace_id(), TraceId::from(SPEC_TRACE), "{value}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_traceparent_never_panics(s in "[0-9a-fA-F-]{0,70}|\\PC{0,70}") {
+            if let Ok(value) = HeaderValue::from_str(&s) {
+                let mut map = HeaderMap::new();
+                map.insert("traceparent", value);
+                let _ = Propagation::default().extract_headers(&map);
+            }
+        }
+
+        #[test]
+        fn w3c_round_trip(trace in 1..=u128::MAX, span in 1..=u64::MAX, sampled in any::<bool>()) {
+            let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::NOT_SAMPLED };
+            let p = Propagation::default();
+            let mut map = HeaderMap::new();
+            p.inject_headers(&context(trace, span, flags), &mut map);
+            let back = sc(&p.extract_headers(&map));
+            prop_assert_eq!(back.trace_id(), TraceId::from(trace));
+            prop_assert_eq!(back.span_id(), SpanId::from(span));
+            prop_assert_eq!(back.is_sampled(), sampled);
         }
     }
 }

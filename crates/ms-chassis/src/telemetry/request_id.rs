@@ -4,6 +4,10 @@
 //!
 //! An incoming id is accepted only if it is 1–128 visible ASCII characters, so a hostile
 //! client cannot inject control characters or huge values into our logs.
+//!
+//! It lives in `telemetry` beside the request context that carries it, so that telemetry
+//! needs nothing from the server; the server stack mints it and re-exports it as
+//! `server::RequestId`.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
