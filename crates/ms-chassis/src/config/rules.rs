@@ -167,3 +167,64 @@ pub struct Inheriting {
 
 /// The entry of an [`Inheriting`] mapping that its siblings inherit from.
 pub const DEFAULTS_ENTRY: &str = "default";
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+    use crate::config::ConfigLoader;
+
+    /// A schema that is not the chassis's: the loader knows nothing of what it reads.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Shop {
+        queues: BTreeMap<String, Queue>,
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Queue {
+        name: Option<String>,
+        size: u32,
+    }
+
+    impl Schema for Shop {
+        const INHERITING: &'static [Inheriting] = &[Inheriting {
+            section: "queues",
+            except: &["name"],
+        }];
+
+        fn validate(&self, rules: &mut Rules<'_>) {
+            let mut queues = rules.section("queues");
+            for (key, q) in &self.queues {
+                if q.size == 0 {
+                    queues.section(key).fail("size", "expected at least 1");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_loader_types_inherits_and_checks_any_schema() {
+        let shop = ConfigLoader::new()
+            .yaml("queues: { default: { size: 8, name: x }, orders: { name: o } }")
+            .load_as::<Shop>()
+            .unwrap();
+        let orders = &shop.chassis().queues["orders"];
+        assert_eq!((orders.size, orders.name.as_deref()), (8, Some("o")));
+
+        let e = ConfigLoader::new()
+            .yaml("queues:\n  orders: { size: 0, colour: red }\n")
+            .load_as::<Shop>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("inline config:2: queues.orders.size: expected at least 1"),
+            "{e}"
+        );
+        assert!(e.contains("queues.orders.colour: unknown key"), "{e}");
+    }
+}
