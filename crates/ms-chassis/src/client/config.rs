@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::resilience::{
-    BulkheadConfig, CircuitBreakerConfig, RateLimitConfig, ResilienceConfigError, RetryConfig,
-    durations,
-};
+use crate::resilience::breaker::CircuitBreakerConfig;
+use crate::resilience::bulkhead::BulkheadConfig;
+use crate::resilience::rate_limit::RateLimitConfig;
+use crate::resilience::retry::RetryConfig;
+use crate::resilience::{ResilienceConfigError, durations};
 use crate::telemetry::propagation::is_propagation_header;
 
 /// One client's settings: the `clients.<name>` block of `config.yaml`. Every key has a

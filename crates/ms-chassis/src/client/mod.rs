@@ -105,11 +105,13 @@ use call::{Call, CallBody, CallState};
 use response::BodyBounds;
 
 use crate::health::CheckOutcome;
+use crate::resilience::breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
+use crate::resilience::bulkhead::{Bulkhead, BulkheadLayer};
 use crate::resilience::clock::{self, PollClock};
-use crate::resilience::{
-    Bulkhead, BulkheadLayer, CircuitBreaker, CircuitBreakerHandle, RateLimit, RateLimitLayer,
-    ResilienceConfigError, ResilienceMetrics, Retry, RetryLayer, Timeout, TimeoutLayer,
-};
+use crate::resilience::rate_limit::{RateLimit, RateLimitLayer};
+use crate::resilience::retry::{Retry, RetryLayer};
+use crate::resilience::timeout::{Timeout, TimeoutLayer};
+use crate::resilience::{ResilienceConfigError, ResilienceMetrics};
 use crate::telemetry::RequestContext;
 
 /// The resilience stack around [`Call`]: `total_timeout( retry( rate_limit( breaker(
@@ -214,10 +216,9 @@ impl HttpClient {
     ) -> Result<Self, ClientConfigError> {
         validated(name, &config)?;
         let breaker_config = config.breaker.config.clone();
-        let breaker =
-            crate::resilience::CircuitBreakerLayer::new(name, breaker_config, &deps.resilience)
-                .map_err(|e| layer_error(name, "breaker", &e))?
-                .handle();
+        let breaker = CircuitBreakerLayer::new(name, breaker_config, &deps.resilience)
+            .map_err(|e| layer_error(name, "breaker", &e))?
+            .handle();
         if !config.breaker.enabled {
             breaker.disable();
         }
@@ -383,7 +384,7 @@ impl HttpClient {
     }
 
     async fn probe_once(&self) -> CheckOutcome {
-        use crate::resilience::CircuitState;
+        use crate::resilience::breaker::CircuitState;
         let state = self.inner.breaker.state();
         let current = self.current();
         // Health details may be shown to anyone (`health.show_details: always`): the URL is

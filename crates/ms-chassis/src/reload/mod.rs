@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::client::Clients;
 use crate::config::{Config, ConfigError, ConfigLoader, ConfigWatch, is_under};
 use crate::health::Health;
-use crate::resilience::AdaptiveLimit;
+use crate::resilience::shedding::AdaptiveLimit;
 use crate::telemetry::{levels, otel};
 
 /// Keys the chassis applies live. Everything else it owns needs a restart; the user's keys

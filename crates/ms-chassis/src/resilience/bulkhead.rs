@@ -16,7 +16,8 @@
 //! ```
 //! use std::time::Duration;
 //!
-//! use ms_chassis::resilience::{BulkheadConfig, BulkheadLayer, ResilienceMetrics};
+//! use ms_chassis::resilience::ResilienceMetrics;
+//! use ms_chassis::resilience::bulkhead::{BulkheadConfig, BulkheadLayer};
 //! use tower::ServiceBuilder;
 //!
 //! let mut config = BulkheadConfig::default();
@@ -39,9 +40,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 
-use super::{
-    AdmissionFuture, BoxError, ResilienceConfigError, ResilienceError, ResilienceMetrics, durations,
-};
+use super::admission::AdmissionFuture;
+use super::{BoxError, ResilienceConfigError, ResilienceError, ResilienceMetrics, durations};
 
 /// A bulkhead's settings.
 ///
@@ -218,7 +218,7 @@ where
 {
     type Response = S::Response;
     type Error = ResilienceError;
-    type Future = BulkheadResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner
@@ -261,7 +261,7 @@ where
 }
 
 /// The response future of [`Bulkhead`]: a call admitted, waiting for a slot, or refused.
-pub type BulkheadResponseFuture<F> = AdmissionFuture<F>;
+pub type ResponseFuture<F> = AdmissionFuture<F>;
 
 #[cfg(test)]
 mod tests {

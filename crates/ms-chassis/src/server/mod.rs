@@ -39,7 +39,8 @@ use connection::Activity;
 use crate::client::Forwarding;
 use crate::config::{ChassisConfig, ConfigError};
 use crate::metrics::Metrics;
-use crate::resilience::{AdaptiveLimit, ResilienceMetrics};
+use crate::resilience::ResilienceMetrics;
+use crate::resilience::shedding::AdaptiveLimit;
 
 pub use crate::telemetry::{RequestId, X_REQUEST_ID};
 pub(crate) use connection::CloseReason;
