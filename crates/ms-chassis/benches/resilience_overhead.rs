@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response, StatusCode};
-use ms_chassis::resilience::{
-    CircuitBreakerConfig, CircuitBreakerLayer, ResilienceMetrics, RetryConfig, RetryLayer,
-    TimeoutLayer,
-};
+use ms_chassis::resilience::ResilienceMetrics;
+use ms_chassis::resilience::breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+use ms_chassis::resilience::retry::{RetryConfig, RetryLayer};
+use ms_chassis::resilience::timeout::TimeoutLayer;
 use tokio::runtime::Runtime;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 

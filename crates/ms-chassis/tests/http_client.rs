@@ -16,7 +16,7 @@ use ms_chassis::axum::http::{HeaderMap, StatusCode};
 use ms_chassis::axum::response::{IntoResponse, Response};
 use ms_chassis::axum::routing::get;
 use ms_chassis::client::{ClientErrorKind, HttpClient};
-use ms_chassis::resilience::CircuitState;
+use ms_chassis::resilience::breaker::CircuitState;
 use support::{TEST_BASE, client, eventually};
 
 /// What the downstream does with the next requests.

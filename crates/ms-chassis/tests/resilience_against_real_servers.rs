@@ -11,11 +11,14 @@ use ms_chassis::axum::body::Bytes;
 use ms_chassis::axum::extract::State;
 use ms_chassis::axum::http::{StatusCode, header};
 use ms_chassis::axum::response::{IntoResponse, Response};
-use ms_chassis::resilience::{
-    BulkheadConfig, BulkheadLayer, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
-    CircuitState, RateLimitConfig, RateLimitLayer, ResilienceError, ResilienceMetrics,
-    RetryBudgetConfig, RetryConfig, RetryLayer, TimeoutLayer,
+use ms_chassis::resilience::breaker::{
+    CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer, CircuitState,
 };
+use ms_chassis::resilience::bulkhead::{BulkheadConfig, BulkheadLayer};
+use ms_chassis::resilience::rate_limit::{RateLimitConfig, RateLimitLayer};
+use ms_chassis::resilience::retry::{RetryBudgetConfig, RetryConfig, RetryLayer};
+use ms_chassis::resilience::timeout::TimeoutLayer;
+use ms_chassis::resilience::{ResilienceError, ResilienceMetrics};
 use tokio::sync::watch;
 use tower::{Service, ServiceBuilder, ServiceExt};
 

@@ -20,7 +20,7 @@ use axum::response::IntoResponse;
 use serde_json::{Map, Value};
 
 use super::Admin;
-use crate::resilience::CircuitBreakerSnapshot;
+use crate::resilience::breaker::CircuitBreakerSnapshot;
 use crate::server::{problem, problem_with};
 
 /// The states an operator may ask for.

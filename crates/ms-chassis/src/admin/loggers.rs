@@ -11,12 +11,15 @@
 //! The answer is the new state, as `GET` shows it. Bad input gets a 400 problem+json whose
 //! `field` member names the field.
 
+use std::fmt;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{Response, StatusCode};
 use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use serde_json::{Map, Value};
 
 use super::Admin;
@@ -35,6 +38,87 @@ struct Change {
     duration: Option<Duration>,
 }
 
+/// The body as sent. serde checks each field's type and value (and refuses unknown
+/// fields); [`parse`] then checks what depends on more than one field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sent {
+    #[serde(default, deserialize_with = "target")]
+    target: Option<String>,
+    /// `Some(None)` is `null` (back to the configured level); `None`, absent, is refused.
+    #[serde(default, deserialize_with = "level")]
+    level: Option<Option<&'static str>>,
+    #[serde(default, deserialize_with = "duration")]
+    duration: Option<Duration>,
+}
+
+const LEVEL_EXPECTED: &str =
+    "one of trace, debug, info, warn, error, off, or null to return to the configured level";
+
+fn target<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    d.deserialize_option(NullOr {
+        expecting: "a target such as `hyper` or `my_app::db` (letters, digits, `_`, `-`, `.` \
+                    and `::`), or null for the root",
+        parse: |t| {
+            let t = t.trim();
+            levels::valid_target(t).then(|| t.to_owned())
+        },
+    })
+}
+
+fn level<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<&'static str>>, D::Error> {
+    d.deserialize_option(NullOr {
+        expecting: LEVEL_EXPECTED,
+        parse: levels::parse_level,
+    })
+    .map(Some)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    d.deserialize_option(NullOr {
+        expecting: "a duration from 1ms to 24h such as \"30s\" or \"10m\"",
+        parse: |d| {
+            humantime::parse_duration(d.trim())
+                .ok()
+                .filter(|d| !d.is_zero() && *d <= MAX_DURATION)
+        },
+    })
+}
+
+/// Reads a JSON string with `parse`, or `null` as `None`; anything else fails with what
+/// was expected and what was found.
+struct NullOr<T> {
+    expecting: &'static str,
+    parse: fn(&str) -> Option<T>,
+}
+
+impl<'de, T> Visitor<'de> for NullOr<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        match (self.parse)(v) {
+            Some(parsed) => Ok(Some(parsed)),
+            None => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+        }
+    }
+}
+
 fn bad(field: &str, detail: String) -> Box<Response<Body>> {
     let mut ext = Map::new();
     ext.insert("field".into(), field.into());
@@ -42,7 +126,8 @@ fn bad(field: &str, detail: String) -> Box<Response<Body>> {
 }
 
 fn parse(body: &[u8]) -> Result<Change, Box<Response<Body>>> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    // An object first: serde would also read a struct from an array, by position.
+    let object: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
         Box::new(problem(
             StatusCode::BAD_REQUEST,
             &format!(
@@ -51,86 +136,28 @@ fn parse(body: &[u8]) -> Result<Change, Box<Response<Body>>> {
             ),
         ))
     })?;
-    let Value::Object(map) = value else {
-        return Err(Box::new(problem(
-            StatusCode::BAD_REQUEST,
-            "expected a JSON object with `level`, and optionally `target` and `duration`",
-        )));
-    };
-    if let Some(unknown) = map
-        .keys()
-        .find(|k| !["target", "level", "duration"].contains(&k.as_str()))
-    {
-        return Err(bad(
-            unknown,
-            format!("unknown field `{unknown}`; expected target, level and duration"),
-        ));
-    }
-    let target = match map.get("target") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(t)) if levels::valid_target(t.trim()) => Some(t.trim().to_owned()),
-        Some(other) => {
-            return Err(bad(
-                "target",
-                format!(
-                    "target: expected a target such as `hyper` or `my_app::db` (letters, \
-                     digits, `_`, `-`, `.` and `::`), or null for the root; found {other}"
-                ),
-            ));
-        }
-    };
-    let level = match map.get("level") {
-        None => {
-            return Err(bad(
-                "level",
-                "level: required; one of trace, debug, info, warn, error, off, or null to \
-                 return to the configured level"
-                    .to_owned(),
-            ));
-        }
-        Some(Value::Null) => None,
-        Some(Value::String(l)) if levels::parse_level(l).is_some() => levels::parse_level(l),
-        Some(other) => {
-            return Err(bad(
-                "level",
-                format!(
-                    "level: expected one of trace, debug, info, warn, error, off, or null to \
-                     return to the configured level; found {other}"
-                ),
-            ));
-        }
-    };
-    let duration = match map.get("duration") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(d)) => match humantime::parse_duration(d.trim()) {
-            Ok(d) if !d.is_zero() && d <= MAX_DURATION => Some(d),
-            _ => {
-                return Err(bad(
-                    "duration",
-                    format!(
-                        "duration: expected a duration from 1ms to 24h such as 30s or 10m, \
-                         found {d:?}"
-                    ),
-                ));
+    let sent: Sent = serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
+        // The path names the field whose value is wrong, or that does not exist.
+        match e.path().iter().next() {
+            Some(serde_path_to_error::Segment::Map { key }) => {
+                bad(key, format!("{key}: {}", e.inner()))
             }
-        },
-        Some(other) => {
-            return Err(bad(
-                "duration",
-                format!("duration: expected a string such as \"10m\", found {other}"),
-            ));
+            _ => Box::new(problem(StatusCode::BAD_REQUEST, &e.to_string())),
         }
+    })?;
+    let Some(level) = sent.level else {
+        return Err(bad("level", format!("level: required; {LEVEL_EXPECTED}")));
     };
-    if level.is_none() && duration.is_some() {
+    if level.is_none() && sent.duration.is_some() {
         return Err(bad(
             "duration",
             "duration: only with a level; removing an override is immediate".to_owned(),
         ));
     }
     Ok(Change {
-        target,
+        target: sent.target,
         level,
-        duration,
+        duration: sent.duration,
     })
 }
 
@@ -189,14 +216,16 @@ pub(super) async fn post(State(admin): State<Admin>, body: Bytes) -> Response<Bo
 mod tests {
     use super::*;
 
-    fn field_of(res: Response<Body>) -> Option<String> {
+    /// The problem's `field` and `detail`.
+    fn field_of(res: Response<Body>) -> (Option<String>, String) {
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
         let body =
             futures_util::FutureExt::now_or_never(axum::body::to_bytes(res.into_body(), 4096))
                 .unwrap()
                 .unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
-        v["field"].as_str().map(str::to_owned)
+        let detail = v["detail"].as_str().unwrap().to_owned();
+        (v["field"].as_str().map(str::to_owned), detail)
     }
 
     #[test]
@@ -220,30 +249,65 @@ mod tests {
     }
 
     #[test]
-    fn each_bad_field_is_named() {
-        for (body, field) in [
-            (&br#"{"level": "loud"}"#[..], Some("level")),
-            (br#"{"target": "a=b", "level": "info"}"#, Some("target")),
-            (br#"{"target": 3, "level": "info"}"#, Some("target")),
-            (br#"{"target": "x"}"#, Some("level")),
+    fn each_bad_field_is_named_with_what_was_expected() {
+        for (body, field, says) in [
+            (
+                &br#"{"level": "loud"}"#[..],
+                Some("level"),
+                r#"level: invalid value: string "loud", expected one of trace, debug"#,
+            ),
+            (
+                br#"{"target": "a=b", "level": "info"}"#,
+                Some("target"),
+                r#"target: invalid value: string "a=b", expected a target such as `hyper`"#,
+            ),
+            (
+                br#"{"target": 3, "level": "info"}"#,
+                Some("target"),
+                "target: invalid type: integer `3`, expected a target such as `hyper`",
+            ),
+            (
+                br#"{"target": "x"}"#,
+                Some("level"),
+                "level: required; one of trace",
+            ),
             (
                 br#"{"level": "info", "duration": "soon"}"#,
                 Some("duration"),
+                r#"duration: invalid value: string "soon", expected a duration from 1ms to 24h"#,
             ),
-            (br#"{"level": "info", "duration": "0s"}"#, Some("duration")),
-            (br#"{"level": "info", "duration": "25h"}"#, Some("duration")),
-            (br#"{"level": null, "duration": "1m"}"#, Some("duration")),
-            (br#"{"level": "info", "levle": "x"}"#, Some("levle")),
-            (br#"["info"]"#, None),
-            (br#"not json"#, None),
+            (
+                br#"{"level": "info", "duration": "0s"}"#,
+                Some("duration"),
+                "expected a duration from 1ms to 24h",
+            ),
+            (
+                br#"{"level": "info", "duration": "25h"}"#,
+                Some("duration"),
+                "expected a duration from 1ms to 24h",
+            ),
+            (
+                br#"{"level": "info", "duration": 60}"#,
+                Some("duration"),
+                "duration: invalid type: integer `60`, expected a duration",
+            ),
+            (
+                br#"{"level": null, "duration": "1m"}"#,
+                Some("duration"),
+                "duration: only with a level",
+            ),
+            (
+                br#"{"level": "info", "levle": "x"}"#,
+                Some("levle"),
+                "levle: unknown field `levle`, expected one of `target`, `level`, `duration`",
+            ),
+            (br#"["info"]"#, None, "expected a JSON object such as"),
+            (br#"not json"#, None, "expected a JSON object such as"),
         ] {
-            let res = *parse(body).unwrap_err();
-            assert_eq!(
-                field_of(res).as_deref(),
-                field,
-                "{}",
-                String::from_utf8_lossy(body)
-            );
+            let (found, detail) = field_of(*parse(body).unwrap_err());
+            let body = String::from_utf8_lossy(body);
+            assert_eq!(found.as_deref(), field, "{body}");
+            assert!(detail.contains(says), "{body}: {detail}");
         }
     }
 }

@@ -17,7 +17,8 @@ use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _};
 use prometheus::{Histogram, HistogramVec};
 
 use crate::metrics::method_label;
-use crate::resilience::{ReplayBody, now};
+use crate::resilience::now;
+use crate::resilience::retry::ReplayBody;
 use crate::telemetry::{otel, propagation};
 
 /// A call's body on its way through the client's stack, with the call's own state beside

@@ -6,9 +6,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{DEFAULTS_ENTRY, Invalid, Rules};
-use crate::resilience::{
-    BulkheadConfig, CircuitBreakerConfig, RateLimitConfig, RetryConfig, durations,
-};
+use crate::resilience::breaker::CircuitBreakerConfig;
+use crate::resilience::bulkhead::BulkheadConfig;
+use crate::resilience::durations;
+use crate::resilience::rate_limit::RateLimitConfig;
+use crate::resilience::retry::RetryConfig;
 use crate::telemetry::propagation::is_propagation_header;
 
 /// One client's settings: the `clients.<name>` block of `config.yaml`. Every key has a

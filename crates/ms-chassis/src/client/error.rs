@@ -42,7 +42,7 @@ pub enum ClientErrorKind {
     /// The client's rate limit was exhausted: the call was not attempted.
     #[error("rate limit exceeded: call not attempted")]
     RateLimited,
-    /// A load shedder (a [`LoadShedLayer`](crate::resilience::LoadShedLayer)) was at its
+    /// A load shedder (a [`LoadShedLayer`](crate::resilience::shedding::LoadShedLayer)) was at its
     /// adaptive concurrency limit: the call was not attempted.
     #[error("load shedder at its concurrency limit: call not attempted")]
     Shed,

@@ -103,7 +103,8 @@ use url::join;
 
 use crate::config::Invalid;
 use crate::health::CheckOutcome;
-use crate::resilience::{CircuitBreakerHandle, ResilienceMetrics};
+use crate::resilience::ResilienceMetrics;
+use crate::resilience::breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
 
 /// An HTTP client for one named dependency. Cheap to clone; clones share everything
 /// (connection pool, breaker, bulkhead, settings).
@@ -175,10 +176,9 @@ impl HttpClient {
     pub(crate) fn build(name: &str, config: ClientConfig, deps: Deps) -> Result<Self, Invalid> {
         validated(name, &config)?;
         let breaker_config = config.breaker.config.clone();
-        let breaker =
-            crate::resilience::CircuitBreakerLayer::new(name, breaker_config, &deps.resilience)
-                .map_err(|e| in_client(name, e.under("breaker")))?
-                .handle();
+        let breaker = CircuitBreakerLayer::new(name, breaker_config, &deps.resilience)
+            .map_err(|e| in_client(name, e.under("breaker")))?
+            .handle();
         if !config.breaker.enabled {
             breaker.disable();
         }
@@ -336,7 +336,7 @@ impl HttpClient {
     }
 
     async fn probe_once(&self) -> CheckOutcome {
-        use crate::resilience::CircuitState;
+        use crate::resilience::breaker::CircuitState;
         let state = self.inner.breaker.state();
         let current = self.current();
         // Health details may be shown to anyone (`health.show_details: always`): the URL is

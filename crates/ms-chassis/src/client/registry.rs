@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{ClientConfig, Deps, Forwarding, HttpClient};
 use crate::config::{ConfigError, DEFAULTS_ENTRY, Invalid, is_under};
-use crate::resilience::CircuitBreakerHandle;
+use crate::resilience::breaker::CircuitBreakerHandle;
 
 /// Every client the service has built. Cheap to clone.
 #[derive(Clone)]

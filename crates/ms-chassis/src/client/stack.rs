@@ -12,10 +12,11 @@ use tower::{Layer as _, ServiceBuilder};
 use super::call::Call;
 use super::{ClientConfig, Deps, config};
 use crate::config::Invalid;
-use crate::resilience::{
-    Bulkhead, BulkheadLayer, CircuitBreaker, CircuitBreakerHandle, RateLimit, RateLimitLayer,
-    Retry, RetryLayer, Timeout, TimeoutLayer,
-};
+use crate::resilience::breaker::{CircuitBreaker, CircuitBreakerHandle};
+use crate::resilience::bulkhead::{Bulkhead, BulkheadLayer};
+use crate::resilience::rate_limit::{RateLimit, RateLimitLayer};
+use crate::resilience::retry::{Retry, RetryLayer};
+use crate::resilience::timeout::{Timeout, TimeoutLayer};
 
 /// The resilience stack around [`Call`]: `total_timeout( retry( rate_limit( breaker(
 /// bulkhead( timeout( call ))))))`, each optional layer an `Either` of the layer and its

@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::client::Clients;
 use crate::config::{ConfigError, ConfigLoader, is_under};
 use crate::health::Health;
-use crate::resilience::AdaptiveLimit;
+use crate::resilience::shedding::AdaptiveLimit;
 use crate::telemetry::{levels, otel};
 use crate::{Config, ConfigWatch};
 

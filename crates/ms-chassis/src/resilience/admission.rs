@@ -21,8 +21,9 @@ pub(crate) type Admitting<F> =
     Pin<Box<dyn Future<Output = Result<(F, Option<Slot>), ResilienceError>> + Send>>;
 
 pin_project! {
-    /// The response future of [`Bulkhead`](super::Bulkhead) and
-    /// [`RateLimit`](super::RateLimit): see the [module docs](self).
+    /// The response future of [`Bulkhead`](super::bulkhead::Bulkhead) and
+    /// [`RateLimit`](super::rate_limit::RateLimit), named by each as its `ResponseFuture`:
+    /// see the [module docs](self).
     pub struct AdmissionFuture<F> {
         #[pin]
         state: State<F>,

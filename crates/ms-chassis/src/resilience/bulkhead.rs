@@ -16,7 +16,8 @@
 //! ```
 //! use std::time::Duration;
 //!
-//! use ms_chassis::resilience::{BulkheadConfig, BulkheadLayer, ResilienceMetrics};
+//! use ms_chassis::resilience::ResilienceMetrics;
+//! use ms_chassis::resilience::bulkhead::{BulkheadConfig, BulkheadLayer};
 //! use tower::ServiceBuilder;
 //!
 //! let mut config = BulkheadConfig::default();
@@ -39,7 +40,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 
-use super::{AdmissionFuture, BoxError, ResilienceError, ResilienceMetrics, durations};
+use super::admission::AdmissionFuture;
+use super::{BoxError, ResilienceError, ResilienceMetrics, durations};
 use crate::config::Invalid;
 
 /// A bulkhead's settings.
@@ -212,7 +214,7 @@ where
 {
     type Response = S::Response;
     type Error = ResilienceError;
-    type Future = BulkheadResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner
@@ -255,7 +257,7 @@ where
 }
 
 /// The response future of [`Bulkhead`]: a call admitted, waiting for a slot, or refused.
-pub type BulkheadResponseFuture<F> = AdmissionFuture<F>;
+pub type ResponseFuture<F> = AdmissionFuture<F>;
 
 #[cfg(test)]
 mod tests {

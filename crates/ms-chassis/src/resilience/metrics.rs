@@ -361,7 +361,8 @@ mod tests {
     use prometheus::{Encoder, TextEncoder};
 
     use super::*;
-    use crate::resilience::{CircuitBreakerConfig, CircuitBreakerLayer, TimeoutLayer};
+    use crate::resilience::breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+    use crate::resilience::timeout::TimeoutLayer;
 
     #[test]
     fn registering_twice_on_one_registry_fails_loudly() {

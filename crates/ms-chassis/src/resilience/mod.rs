@@ -7,6 +7,16 @@
 //! with one error type, [`ResilienceError`], that says *why* a call did not succeed, and
 //! every layer exports Prometheus metrics through [`ResilienceMetrics`].
 //!
+//! # Where the types are
+//!
+//! Each piece is a module with tower-http's names: `breaker::{CircuitBreaker,
+//! CircuitBreakerLayer, CircuitBreakerConfig, ResponseFuture}`, `bulkhead::{Bulkhead,
+//! BulkheadLayer, BulkheadConfig, ResponseFuture}`, and so on for [`retry`], [`timeout`],
+//! [`rate_limit`] and [`shedding`]: the service, its layer, its settings and its response
+//! future, reached through the module only. This root keeps what the pieces share: the
+//! error ([`ResilienceError`]), the metrics ([`ResilienceMetrics`]), what counts as a
+//! failure ([`Classify`], [`HttpClassifier`], [`Outcome`]) and [`BoxError`].
+//!
 //! # The order
 //!
 //! The client stacks them, outermost first, as
@@ -26,10 +36,11 @@
 //! ```
 //! use std::time::Duration;
 //!
-//! use ms_chassis::resilience::{
-//!     BulkheadConfig, BulkheadLayer, CircuitBreakerConfig, CircuitBreakerLayer,
-//!     ResilienceMetrics, RetryConfig, RetryLayer, TimeoutLayer,
-//! };
+//! use ms_chassis::resilience::ResilienceMetrics;
+//! use ms_chassis::resilience::breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
+//! use ms_chassis::resilience::bulkhead::{BulkheadConfig, BulkheadLayer};
+//! use ms_chassis::resilience::retry::{RetryConfig, RetryLayer};
+//! use ms_chassis::resilience::timeout::TimeoutLayer;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -51,7 +62,7 @@
 //!
 //! let response = books.oneshot(http::Request::new(String::new())).await?;
 //! assert_eq!(response.into_body(), "a book");
-//! assert_eq!(handle.state(), ms_chassis::resilience::CircuitState::Closed);
+//! assert_eq!(handle.state(), CircuitState::Closed);
 //! # Ok(())
 //! # }
 //! ```
@@ -83,21 +94,11 @@ use std::time::Duration;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-pub use admission::AdmissionFuture;
-pub use breaker::{
-    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
-    CircuitBreakerMetrics, CircuitBreakerSnapshot, CircuitState, SlidingWindowType,
-};
-pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadLayer, BulkheadResponseFuture};
 pub(crate) use clock::now;
 pub use metrics::ResilienceMetrics;
-pub use rate_limit::{RateLimit, RateLimitConfig, RateLimitLayer, RateLimitResponseFuture};
-pub use retry::{ReplayBody, Retry, RetryBudgetConfig, RetryConfig, RetryLayer};
-pub use shedding::{
-    AdaptiveLimit, AdaptivePermit, LoadShed, LoadShedLayer, LoadShedResponseFuture,
-    LoadSheddingConfig,
-};
-pub use timeout::{Timeout, TimeoutLayer, TimeoutResponseFuture, TimeoutScope};
+// Named here by `config` until the config sections move into the parts; its one public
+// path is `shedding::LoadSheddingConfig`.
+pub(crate) use shedding::LoadSheddingConfig;
 
 /// A boxed error of a wrapped service, as tower passes them around.
 pub type BoxError = tower::BoxError;

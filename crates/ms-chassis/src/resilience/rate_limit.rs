@@ -12,7 +12,8 @@
 //! ```
 //! use std::time::Duration;
 //!
-//! use ms_chassis::resilience::{RateLimitConfig, RateLimitLayer, ResilienceMetrics};
+//! use ms_chassis::resilience::ResilienceMetrics;
+//! use ms_chassis::resilience::rate_limit::{RateLimitConfig, RateLimitLayer};
 //!
 //! let mut config = RateLimitConfig::default();
 //! config.rate = 50; // 50 calls
@@ -31,7 +32,8 @@ use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 use tower::{Layer, Service};
 
-use super::{AdmissionFuture, BoxError, ResilienceError, ResilienceMetrics, durations, now};
+use super::admission::AdmissionFuture;
+use super::{BoxError, ResilienceError, ResilienceMetrics, durations, now};
 use crate::config::Invalid;
 
 /// A rate limiter's settings.
@@ -187,7 +189,7 @@ where
 {
     type Response = S::Response;
     type Error = ResilienceError;
-    type Future = RateLimitResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner
@@ -224,7 +226,7 @@ where
 }
 
 /// The response future of [`RateLimit`]: a call admitted, waiting for a token, or refused.
-pub type RateLimitResponseFuture<F> = AdmissionFuture<F>;
+pub type ResponseFuture<F> = AdmissionFuture<F>;
 
 #[cfg(test)]
 mod tests {

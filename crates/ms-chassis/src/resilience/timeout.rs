@@ -25,7 +25,8 @@
 //! ```
 //! use std::time::Duration;
 //!
-//! use ms_chassis::resilience::{ResilienceError, ResilienceMetrics, TimeoutLayer};
+//! use ms_chassis::resilience::timeout::TimeoutLayer;
+//! use ms_chassis::resilience::{ResilienceError, ResilienceMetrics};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -153,7 +154,7 @@ where
 {
     type Response = S::Response;
     type Error = ResilienceError;
-    type Future = TimeoutResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner
@@ -167,7 +168,7 @@ where
         let deadline = now
             .checked_add(self.after)
             .unwrap_or_else(|| now + Duration::from_secs(86400 * 365 * 30));
-        TimeoutResponseFuture {
+        ResponseFuture {
             inner: self.inner.call(req),
             deadline: LazyDeadline::new(deadline),
             late: self.late,
@@ -218,7 +219,7 @@ impl LazyDeadline {
 
 pin_project! {
     /// The response future of [`Timeout`].
-    pub struct TimeoutResponseFuture<F> {
+    pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
         #[pin]
@@ -230,15 +231,15 @@ pin_project! {
     }
 }
 
-impl<F> std::fmt::Debug for TimeoutResponseFuture<F> {
+impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TimeoutResponseFuture")
+        f.debug_struct("ResponseFuture")
             .field("after", &self.after)
             .finish_non_exhaustive()
     }
 }
 
-impl<F, T, E> Future for TimeoutResponseFuture<F>
+impl<F, T, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
@@ -269,7 +270,7 @@ mod tests {
     use tower::{ServiceBuilder, ServiceExt, service_fn};
 
     use super::*;
-    use crate::resilience::{RetryConfig, RetryLayer};
+    use crate::resilience::retry::{RetryConfig, RetryLayer};
 
     #[tokio::test(start_paused = true)]
     async fn a_hanging_call_fails_at_the_deadline_and_a_quick_one_passes() {

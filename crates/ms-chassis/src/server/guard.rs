@@ -28,7 +28,7 @@ use tower::Service;
 
 use super::LimitsSection;
 use super::problem::{problem, problem_body, problem_response};
-use crate::resilience::AdaptiveLimit;
+use crate::resilience::shedding::AdaptiveLimit;
 use crate::resilience::timeout::LazyDeadline;
 
 /// The limits from `server.limits` and `resilience.load_shedding`, shared by every route.

@@ -41,7 +41,8 @@ use connection::Activity;
 use crate::client::Forwarding;
 use crate::config::ConfigError;
 use crate::metrics::Metrics;
-use crate::resilience::{AdaptiveLimit, LoadSheddingConfig, ResilienceMetrics};
+use crate::resilience::ResilienceMetrics;
+use crate::resilience::shedding::{AdaptiveLimit, LoadSheddingConfig};
 
 pub use crate::telemetry::{RequestId, X_REQUEST_ID};
 pub use config::{Http2Section, LimitsSection, ManagementSection, ServerSection, ShutdownSection};

@@ -23,10 +23,8 @@
 //! measured up to the response head, not the body.
 //!
 //! ```
-//! use ms_chassis::resilience::{
-//!     CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, ResilienceError,
-//!     ResilienceMetrics,
-//! };
+//! use ms_chassis::resilience::breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
+//! use ms_chassis::resilience::{ResilienceError, ResilienceMetrics};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]

@@ -8,7 +8,8 @@ use tokio::time::Instant as TokioInstant;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 use super::*;
-use crate::resilience::{ResilienceError, ResilienceMetrics, TimeoutLayer};
+use crate::resilience::timeout::TimeoutLayer;
+use crate::resilience::{ResilienceError, ResilienceMetrics};
 
 /// What the fake downstream does with the next calls.
 #[derive(Clone, Copy, Debug, PartialEq)]

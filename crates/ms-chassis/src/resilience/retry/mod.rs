@@ -25,7 +25,8 @@
 //! bulkhead or rate limiter are returned at once, never retried.
 //!
 //! ```
-//! use ms_chassis::resilience::{ResilienceMetrics, RetryConfig, RetryLayer};
+//! use ms_chassis::resilience::ResilienceMetrics;
+//! use ms_chassis::resilience::retry::{RetryConfig, RetryLayer};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -45,6 +46,7 @@
 //! ```
 
 mod budget;
+mod future;
 mod layer;
 
 use std::time::{Duration, SystemTime};
@@ -53,7 +55,8 @@ use axum::body::Bytes;
 use http::{HeaderValue, Method};
 use serde::{Deserialize, Serialize};
 
-pub use layer::{ResponseFuture, Retry, RetryLayer};
+pub use future::ResponseFuture;
+pub use layer::{Retry, RetryLayer};
 
 use super::durations;
 use crate::config::Invalid;
@@ -199,7 +202,7 @@ impl RetryConfig {
 /// clone:
 ///
 /// ```
-/// # use ms_chassis::resilience::ReplayBody;
+/// # use ms_chassis::resilience::retry::ReplayBody;
 /// #[derive(Clone)]
 /// struct Json(std::sync::Arc<[u8]>);
 /// impl ReplayBody for Json {

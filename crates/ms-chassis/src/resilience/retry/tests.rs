@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 use super::*;
-use crate::resilience::{ResilienceError, ResilienceMetrics, RetryLayer};
+use crate::resilience::{ResilienceError, ResilienceMetrics};
 
 /// A fake downstream: answers with `script[n]` for the n-th call (the last entry after
 /// that), and notes when each call arrived.

@@ -1,14 +1,11 @@
 //! [`LoadShedLayer`]: an [`AdaptiveLimit`] in front of any tower service.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::{AdaptiveLimit, AdaptivePermit, LoadSheddingConfig};
+use super::future::ResponseFuture;
+use super::{AdaptiveLimit, LoadSheddingConfig};
 use crate::config::Invalid;
 use crate::resilience::{BoxError, ResilienceError, ResilienceMetrics};
 
@@ -67,7 +64,7 @@ where
 {
     type Response = S::Response;
     type Error = ResilienceError;
-    type Future = LoadShedResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner
@@ -76,74 +73,16 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let kind = match self.limit.try_acquire() {
-            Some(permit) => Kind::Running {
-                future: self.inner.call(req),
-                permit: Some(permit),
-            },
-            None => Kind::Shed {
-                name: Some(self.limit.name_arc()),
-            },
-        };
-        LoadShedResponseFuture { kind }
-    }
-}
-
-pin_project! {
-    /// The response future of [`LoadShed`].
-    pub struct LoadShedResponseFuture<F> {
-        #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Running { #[pin] future: F, permit: Option<AdaptivePermit> },
-        Shed { name: Option<Arc<str>> },
-    }
-}
-
-impl<F> std::fmt::Debug for LoadShedResponseFuture<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadShedResponseFuture")
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F, T, E> Future for LoadShedResponseFuture<F>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<T, ResilienceError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Running { future, permit } => {
-                let result = ready!(future.poll(cx)).map_err(ResilienceError::from_inner);
-                let permit = permit
-                    .take()
-                    .expect("LoadShedResponseFuture polled after completion");
-                // A rejection by an inner layer did no work: its latency says nothing.
-                match &result {
-                    Err(e) if e.is_rejected() => drop(permit),
-                    _ => permit.complete(),
-                }
-                Poll::Ready(result)
-            }
-            KindProj::Shed { name } => Poll::Ready(Err(ResilienceError::Shed {
-                name: name
-                    .take()
-                    .expect("LoadShedResponseFuture polled after completion"),
-            })),
+        match self.limit.try_acquire() {
+            Some(permit) => ResponseFuture::running(self.inner.call(req), permit),
+            None => ResponseFuture::shed(self.limit.name_arc()),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 

@@ -44,7 +44,8 @@ const MIN_LATENCY_SECS: f64 = 1e-6;
 /// reached, and report their latency with [`AdaptivePermit::complete`].
 ///
 /// ```
-/// use ms_chassis::resilience::{AdaptiveLimit, LoadSheddingConfig, ResilienceMetrics};
+/// use ms_chassis::resilience::ResilienceMetrics;
+/// use ms_chassis::resilience::shedding::{AdaptiveLimit, LoadSheddingConfig};
 ///
 /// let limit = AdaptiveLimit::new(
 ///     "reports",

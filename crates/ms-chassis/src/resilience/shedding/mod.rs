@@ -84,9 +84,8 @@
 //! dependency:
 //!
 //! ```
-//! use ms_chassis::resilience::{
-//!     LoadShedLayer, LoadSheddingConfig, ResilienceError, ResilienceMetrics,
-//! };
+//! use ms_chassis::resilience::shedding::{LoadShedLayer, LoadSheddingConfig};
+//! use ms_chassis::resilience::{ResilienceError, ResilienceMetrics};
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -111,6 +110,7 @@
 //! # }
 //! ```
 
+mod future;
 mod layer;
 mod limit;
 
@@ -118,7 +118,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use layer::{LoadShed, LoadShedLayer, LoadShedResponseFuture};
+pub use future::ResponseFuture;
+pub use layer::{LoadShed, LoadShedLayer};
 pub use limit::{AdaptiveLimit, AdaptivePermit};
 
 use super::durations;

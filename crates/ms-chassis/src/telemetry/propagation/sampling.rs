@@ -37,7 +37,7 @@ impl SamplingState {
 
 /// The B3 or Jaeger sampling state extracted into `cx`, if its trace context came from
 /// one of those formats. For a deny-only `b3: 0` this is `Some(Deny)` while the span
-/// context is invalid; see the [module docs](self) for how samplers see it.
+/// context is invalid; see the [module docs](super) for how samplers see it.
 pub fn sampling_state(cx: &Context) -> Option<SamplingState> {
     cx.get::<Extracted>().and_then(|v| v.sampling)
 }
