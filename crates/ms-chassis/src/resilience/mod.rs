@@ -93,12 +93,10 @@ use std::time::Duration;
 
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
+use shedding::LoadSheddingConfig;
 
 pub(crate) use clock::now;
 pub use metrics::ResilienceMetrics;
-// Named here by `config` until the config sections move into the parts; its one public
-// path is `shedding::LoadSheddingConfig`.
-pub(crate) use shedding::LoadSheddingConfig;
 
 /// A boxed error of a wrapped service, as tower passes them around.
 pub type BoxError = tower::BoxError;
