@@ -27,7 +27,7 @@ use prometheus::IntCounterVec;
 use serde::Serialize;
 
 use crate::client::Clients;
-use crate::config::{ConfigError, ConfigLoader, is_under};
+use crate::config::{ConfigError, ConfigLoader, Invalid, is_under};
 use crate::health::Health;
 use crate::resilience::shedding::AdaptiveLimit;
 use crate::telemetry::{levels, otel};
@@ -262,7 +262,7 @@ impl Reloader {
             let applied = match levels::get() {
                 Some(l) => l
                     .set_config_level(&c.logging.level)
-                    .map_err(|e| ConfigError::new(None, Some("logging.level".into()), e.clone()))?,
+                    .map_err(|e| ConfigError::from(Invalid::new("logging.level", e.clone())))?,
                 None => false,
             };
             if !applied {

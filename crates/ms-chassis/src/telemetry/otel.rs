@@ -31,7 +31,7 @@ use super::config::{OtlpProtocol, SamplerKind, SamplerSection, TraceExporter, Tr
 use super::propagation::{self, Propagation, SamplingState};
 use super::stdout_exporter::StdoutExporter;
 use super::{export_queue, otlp, presampled};
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Invalid};
 
 /// The process-wide tracing state. One per process, like the log subscriber.
 pub(crate) struct Otel {
@@ -193,11 +193,10 @@ pub(crate) fn init(cfg: &Settings<'_>) -> Result<&'static Otel, ConfigError> {
     if t.exporter == TraceExporter::Otlp {
         let q =
             otlp::start(build_transport(t)?, &resource, t.queue_size, counters).map_err(|e| {
-                ConfigError::new(
-                    None,
-                    Some("tracing".into()),
+                ConfigError::from(Invalid::new(
+                    "tracing",
                     format!("cannot start the OTLP exporter: {e}"),
-                )
+                ))
             })?;
         builder = builder.with_span_processor(otlp::QueueProcessor(q.clone()));
         queue = Some(q);
@@ -219,11 +218,10 @@ pub(crate) fn init(cfg: &Settings<'_>) -> Result<&'static Otel, ConfigError> {
 
 fn build_transport(t: &TracingSection) -> Result<otlp::Transport, ConfigError> {
     let fail = |e: &dyn std::fmt::Display| {
-        ConfigError::new(
-            None,
-            Some("tracing".into()),
+        ConfigError::from(Invalid::new(
+            "tracing",
             format!("cannot build the OTLP exporter: {e}"),
-        )
+        ))
     };
     let mut headers = http::HeaderMap::new();
     for (k, v) in &t.headers {
