@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use futures_util::task::AtomicWaker;
 
 /// The waker given to the gated futures: it opens the gate and wakes the task.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Gate {
     woken: AtomicBool,
     task: AtomicWaker,
