@@ -24,42 +24,33 @@ pub(crate) struct HttpInstruments {
     pub(crate) exemplars: Arc<Exemplars>,
 }
 
-/// One request being measured: it counts in the in-flight gauge until it is dropped,
-/// finished with [`HttpInstruments::finish`] or not (the client went away).
-#[derive(Debug)]
-pub(crate) struct InFlight {
-    method: &'static str,
-    start: Instant,
-    active: IntGauge,
-}
+impl HttpInstruments {
+    /// Counts a request in the in-flight gauge until [`finish`](Self::finish) or
+    /// [`abandon`](Self::abandon); returns its method's label, for `finish`.
+    pub(crate) fn start(&self, method: &Method) -> &'static str {
+        self.active.inc();
+        method_label(method)
+    }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
+    /// A request that was dropped unfinished (the client went away): it leaves the gauge
+    /// and is not recorded.
+    pub(crate) fn abandon(&self) {
         self.active.dec();
     }
-}
 
-impl HttpInstruments {
-    pub(crate) fn start(&self, method: &Method, start: Instant) -> InFlight {
-        self.active.inc();
-        InFlight {
-            method: method_label(method),
-            start,
-            active: self.active.clone(),
-        }
-    }
-
-    /// Records the request; `sampled_trace` (the trace id of a sampled request) becomes the
-    /// bucket's exemplar.
+    /// Records the request that started at `start`; `sampled_trace` (the trace id of a
+    /// sampled request) becomes the bucket's exemplar.
     pub(crate) fn finish(
         &self,
-        f: InFlight,
+        method: &'static str,
+        start: Instant,
         route: Option<&str>,
         status: StatusCode,
         sampled_trace: Option<opentelemetry::trace::TraceId>,
     ) {
-        let labels = [f.method, route.unwrap_or(UNMATCHED_ROUTE), status.as_str()];
-        let seconds = f.start.elapsed().as_secs_f64();
+        self.active.dec();
+        let labels = [method, route.unwrap_or(UNMATCHED_ROUTE), status.as_str()];
+        let seconds = start.elapsed().as_secs_f64();
         self.duration.with_label_values(&labels).observe(seconds);
         if let Some(trace_id) = sampled_trace {
             self.exemplars.record(
@@ -104,9 +95,9 @@ mod tests {
             active: IntGauge::new("a", "a").unwrap(),
             exemplars: Arc::default(),
         };
-        let f = i.start(&Method::from_bytes(b"BREW").unwrap(), Instant::now());
+        let m = i.start(&Method::from_bytes(b"BREW").unwrap());
         assert_eq!(i.active.get(), 1);
-        i.finish(f, None, StatusCode::NOT_FOUND, None);
+        i.finish(m, Instant::now(), None, StatusCode::NOT_FOUND, None);
         assert_eq!(i.active.get(), 0);
         let n = i
             .duration
@@ -114,9 +105,9 @@ mod tests {
             .get_sample_count();
         assert_eq!(n, 1);
         // Dropped unfinished (the client went away): the gauge is right by itself.
-        let f = i.start(&Method::GET, Instant::now());
+        i.start(&Method::GET);
         assert_eq!(i.active.get(), 1);
-        drop(f);
+        i.abandon();
         assert_eq!(i.active.get(), 0);
     }
 }

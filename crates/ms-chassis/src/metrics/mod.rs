@@ -47,7 +47,7 @@ use crate::build_info;
 use crate::resilience::ResilienceMetrics;
 
 pub use config::MetricsSection;
-pub(crate) use http::{HttpInstruments, InFlight, UNMATCHED_ROUTE, method_label};
+pub(crate) use http::{HttpInstruments, UNMATCHED_ROUTE, method_label};
 pub use openmetrics::OPENMETRICS_TYPE;
 
 /// OpenTelemetry's advisory buckets for `http.server.request.duration`, in seconds.

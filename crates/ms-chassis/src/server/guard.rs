@@ -29,7 +29,6 @@ use tower::Service;
 use super::LimitsSection;
 use super::problem::{problem, problem_body, problem_response};
 use crate::resilience::shedding::AdaptiveLimit;
-use crate::resilience::timeout::LazyDeadline;
 
 /// The limits from `server.limits` and `resilience.load_shedding`, shared by every route.
 #[derive(Debug)]
@@ -145,15 +144,12 @@ impl Limits {
                 );
             }
         };
-        let future = GuardFuture {
-            inner: Some(inner),
-            deadline: self
-                .timeout
-                .map(|t| LazyDeadline::new(Instant::from_std(start.into_std() + t))),
-            timeout: self.timeout.unwrap_or_default(),
-            early: None,
-        };
-        (future, self.counted)
+        let deadline = self.timeout.map(|timeout| Deadline {
+            at: Instant::from_std(start.into_std() + timeout),
+            timeout,
+            sleep: None,
+        });
+        (GuardFuture::Running { inner, deadline }, self.counted)
     }
 }
 
@@ -227,27 +223,50 @@ fn panic_response(payload: &(dyn std::any::Any + Send)) -> Response<Body> {
 }
 
 pin_project! {
-    pub(crate) struct GuardFuture<F> {
-        #[pin]
-        inner: Option<F>,
-        // Its timer is armed only once the handler has returned Pending: most requests
-        // finish on their first poll and never touch the timer wheel.
-        #[pin]
-        deadline: Option<LazyDeadline>,
-        // `server.limits.request_timeout`, to name it in the 504.
-        timeout: Duration,
-        early: Option<Response<Body>>,
+    /// The handler's future under the guard, or the guard's own answer to a request it did
+    /// not let through. An enum, so that the early answer and the handler's future share
+    /// their space: the whole future is moved several times before its first poll.
+    #[project = GuardProj]
+    pub(crate) enum GuardFuture<F> {
+        Running {
+            #[pin]
+            inner: F,
+            deadline: Option<Deadline>,
+        },
+        Early {
+            res: Option<Response<Body>>,
+        },
+        Done,
+    }
+}
+
+/// `server.limits.request_timeout` for one request. Its timer is made only once the
+/// handler has returned `Pending`, and boxed: most requests finish on their first poll and
+/// never touch the timer wheel, and a timer inline would make every request's future
+/// bigger by the size of tokio's `Sleep`.
+pub(crate) struct Deadline {
+    at: Instant,
+    /// The setting, to name it in the 504.
+    timeout: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Deadline {
+    /// The setting, once the deadline has passed.
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<Duration> {
+        let at = self.at;
+        self.sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)))
+            .as_mut()
+            .poll(cx)
+            .is_ready()
+            .then_some(self.timeout)
     }
 }
 
 impl<F> GuardFuture<F> {
     fn done(res: Response<Body>) -> Self {
-        Self {
-            inner: None,
-            deadline: None,
-            timeout: Duration::ZERO,
-            early: Some(res),
-        }
+        Self::Early { res: Some(res) }
     }
 }
 
@@ -257,38 +276,33 @@ where
 {
     type Output = Result<Response<Body>, std::convert::Infallible>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if let Some(res) = this.early.take() {
-            return Poll::Ready(Ok(res));
-        }
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            panic!("GuardFuture polled after completion");
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let res = match self.as_mut().project() {
+            GuardProj::Early { res } => {
+                return Poll::Ready(Ok(res.take().expect("GuardFuture polled after completion")));
+            }
+            GuardProj::Done => panic!("GuardFuture polled after completion"),
+            GuardProj::Running { inner, deadline } => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+                    Ok(Poll::Ready(res)) => res,
+                    Ok(Poll::Pending) => {
+                        let Some(d) = deadline.as_mut().and_then(|d| d.expired(cx)) else {
+                            return Poll::Pending;
+                        };
+                        Ok(problem(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            &format!(
+                                "the request took longer than server.limits.request_timeout ({})",
+                                humantime::format_duration(d)
+                            ),
+                        ))
+                    }
+                    // Never poll a panicked future again.
+                    Err(payload) => Ok(panic_response(payload.as_ref())),
+                }
+            }
         };
-        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Ready(res)) => {
-                this.inner.set(None);
-                return Poll::Ready(res);
-            }
-            Ok(Poll::Pending) => {}
-            Err(payload) => {
-                // Never poll a panicked future again.
-                this.inner.set(None);
-                return Poll::Ready(Ok(panic_response(payload.as_ref())));
-            }
-        }
-        if let Some(deadline) = this.deadline.as_pin_mut()
-            && deadline.poll_expired(cx)
-        {
-            this.inner.set(None);
-            return Poll::Ready(Ok(problem(
-                StatusCode::GATEWAY_TIMEOUT,
-                &format!(
-                    "the request took longer than server.limits.request_timeout ({})",
-                    humantime::format_duration(*this.timeout)
-                ),
-            )));
-        }
-        Poll::Pending
+        self.set(Self::Done);
+        Poll::Ready(res)
     }
 }

@@ -32,7 +32,7 @@ use super::guard::{GuardFuture, Limits};
 use super::problem::problem;
 use super::{RequestId, X_REQUEST_ID};
 use crate::client::Forwarding;
-use crate::metrics::{HttpInstruments, InFlight};
+use crate::metrics::HttpInstruments;
 use crate::telemetry::{RequestContext, otel, otlp};
 
 /// State shared by every route.
@@ -68,7 +68,6 @@ pub(crate) struct RouteService<S> {
 struct AccessRecord {
     method: Method,
     peer: Option<SocketAddr>,
-    start: Instant,
 }
 
 impl<S> Service<Request<Body>> for RouteService<S>
@@ -103,18 +102,14 @@ where
             None => (opentelemetry::Context::new(), None, None),
         };
         let forwarded = shared.forwarding.capture(req.headers());
-        let ctx = RequestContext::new(id.clone(), cx.clone(), parent_span_id, forwarded);
-        let in_flight = shared
-            .metrics
-            .as_ref()
-            .map(|m| m.start(req.method(), start));
+        let ctx = RequestContext::new(id, cx.clone(), parent_span_id, forwarded);
+        let metered = shared.metrics.as_ref().map(|m| m.start(req.method()));
         let access = shared
             .access_log
             .load(Ordering::Relaxed)
             .then(|| AccessRecord {
                 method: req.method().clone(),
                 peer: peer(),
-                start,
             });
         // Inside the request context, for the logs of the user's own layers' `call`. The
         // OpenTelemetry context is attached only while the request future is polled: no
@@ -123,41 +118,46 @@ where
         let (inner, holds_slot) =
             ctx.sync_scope(|| shared.limits.call(&mut self.inner, req, start.into()));
         RouteFuture {
-            inner: ctx.scope(inner.with_context(cx.clone())),
+            inner: ctx.scope(inner.with_context(cx)),
             shared: shared.clone(),
-            slot: holds_slot.then_some(start),
+            start,
+            holds_slot,
             route,
-            in_flight,
+            metered,
             access,
-            id: Some(id),
-            otel: Some(cx),
-            span,
+            span: span.map(Box::new),
         }
     }
 }
 
 pin_project! {
+    /// Everything here is moved a few times before the first poll (into axum's box among
+    /// others), so what is large or rare is boxed or left in the request context: the
+    /// request id and the OpenTelemetry context are read back from there at the end.
     pub(crate) struct RouteFuture<F> {
         #[pin]
         inner: TaskLocalFuture<RequestContext, WithContext<GuardFuture<F>>>,
         shared: Arc<Shared>,
-        // When the request started, while it holds a concurrency slot.
-        slot: Option<Instant>,
+        start: Instant,
+        // Whether the request holds a concurrency slot, to give back.
+        holds_slot: bool,
         route: Option<MatchedPath>,
-        in_flight: Option<InFlight>,
+        // The method's label while the request counts in the in-flight gauge.
+        metered: Option<&'static str>,
         access: Option<AccessRecord>,
-        id: Option<RequestId>,
-        // The request's OpenTelemetry context, holding its server span (or its ids).
-        otel: Option<opentelemetry::Context>,
         // A sampled server span for the OTLP exporter (see `telemetry::otlp`).
-        span: Option<otlp::ServerSpan>,
+        span: Option<Box<otlp::ServerSpan>>,
     }
 
     impl<F> PinnedDrop for RouteFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if this.slot.take().is_some() {
+            if std::mem::take(this.holds_slot) {
                 this.shared.limits.release();
+            }
+            if let (Some(_), Some(m)) = (this.metered.take(), &this.shared.metrics) {
+                // Dropped unfinished: the client went away.
+                m.abandon();
             }
         }
     }
@@ -172,8 +172,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let Ok(mut res) = std::task::ready!(this.inner.as_mut().poll(cx));
-        if let Some(start) = this.slot.take() {
-            this.shared.limits.finish(start);
+        if std::mem::take(this.holds_slot) {
+            this.shared.limits.finish(*this.start);
         }
         let route = this.route.as_ref().map(MatchedPath::as_str);
         if route.is_none()
@@ -182,36 +182,39 @@ where
         {
             res = problem(StatusCode::NOT_FOUND, "no route matches this path");
         }
-        let otel = this.otel.take().unwrap_or_default();
-        if let (Some(f), Some(m)) = (this.in_flight.take(), &this.shared.metrics) {
-            m.finish(f, route, res.status(), otel::sampled_trace_id(&otel));
+        // Put back after every poll, so it is here once the request is done.
+        let Some(ctx) = this.inner.take_value() else {
+            unreachable!("the request context is back in its future after each poll")
+        };
+        let otel = ctx.otel_context();
+        if let (Some(method), Some(m)) = (this.metered.take(), &this.shared.metrics) {
+            m.finish(
+                method,
+                *this.start,
+                route,
+                res.status(),
+                otel::sampled_trace_id(otel),
+            );
         }
         if let Some(rec) = this.access.take() {
             // In the request's context, for its ids.
-            let ctx = this.inner.take_value();
             let _attached = otel.clone().attach();
-            let log = || {
+            ctx.sync_scope(|| {
                 tracing::info!(
                     target: "ms_chassis::access",
                     method = %rec.method,
                     route = route.unwrap_or(crate::metrics::UNMATCHED_ROUTE),
                     status = res.status().as_u16(),
-                    duration_ms = rec.start.elapsed().as_secs_f64() * 1000.0,
-                    request_id = this.id.as_ref().map(RequestId::as_str),
+                    duration_ms = this.start.elapsed().as_secs_f64() * 1000.0,
+                    request_id = ctx.request_id().as_str(),
                     peer = rec.peer.map(|p| p.to_string()),
                     "request completed"
                 );
-            };
-            match &ctx {
-                Some(ctx) => ctx.sync_scope(log),
-                None => log(),
-            }
+            });
         }
-        otel::end_server_span(&otel, this.span.take(), res.status());
-        if let Some(id) = this.id.take() {
-            res.headers_mut()
-                .insert(X_REQUEST_ID, id.header_value().clone());
-        }
+        otel::end_server_span(otel, this.span.take().map(|s| *s), res.status());
+        res.headers_mut()
+            .insert(X_REQUEST_ID, ctx.into_request_id().into_header_value());
         Poll::Ready(Ok(res))
     }
 }

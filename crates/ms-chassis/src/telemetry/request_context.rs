@@ -69,6 +69,11 @@ impl RequestContext {
         }
     }
 
+    /// The request id, taken out at the end of the request to be echoed.
+    pub(crate) fn into_request_id(self) -> RequestId {
+        self.request_id
+    }
+
     /// The incoming headers captured for clients to propagate.
     pub(crate) fn forwarded(&self) -> &[(HeaderName, HeaderValue)] {
         self.forwarded.as_deref().unwrap_or_default()

@@ -38,8 +38,8 @@ impl RequestId {
     }
 
     /// The id as a header value, for echoing.
-    pub(crate) fn header_value(&self) -> &HeaderValue {
-        &self.0
+    pub(crate) fn into_header_value(self) -> HeaderValue {
+        self.0
     }
 }
 
