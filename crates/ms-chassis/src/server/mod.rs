@@ -16,6 +16,7 @@ mod config;
 mod connection;
 mod guard;
 mod listener;
+mod peer;
 mod problem;
 mod route;
 mod wake_gate;
@@ -30,7 +31,7 @@ use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, Response};
 use axum::routing::future::RouteFuture;
 use futures_util::future::Either;
@@ -114,7 +115,7 @@ fn shedder(
 pub(crate) struct Dispatch {
     chassis: Option<Arc<(Router, Vec<String>)>>,
     user: Option<Router>,
-    /// The connection's peer, for `ConnectInfo`.
+    /// The connection's peer, for the request context (see `peer`).
     peer: Option<SocketAddr>,
 }
 
@@ -130,10 +131,7 @@ impl Dispatch {
 
     /// Routes one request of a connection whose [`Activity`] the future holds while the
     /// request is in flight.
-    fn dispatch(&self, mut req: Request<Body>, activity: Arc<Activity>) -> DispatchFuture {
-        if let Some(peer) = self.peer {
-            req.extensions_mut().insert(ConnectInfo(peer));
-        }
+    fn dispatch(&self, req: Request<Body>, activity: Arc<Activity>) -> DispatchFuture {
         let inner = match (&self.chassis, &self.user) {
             (Some(chassis), _) if is_chassis_path(&chassis.1, req.uri().path()) => {
                 Either::Left(chassis.0.clone().call(req))
@@ -146,6 +144,7 @@ impl Dispatch {
         };
         DispatchFuture {
             inner,
+            peer: self.peer,
             _activity: activity,
         }
     }
@@ -156,6 +155,8 @@ pin_project_lite::pin_project! {
     pub(crate) struct DispatchFuture {
         #[pin]
         inner: Either<RouteFuture<Infallible>, Ready<Result<Response<Body>, Infallible>>>,
+        // Until the first poll, in which the chassis stack is called and reads it.
+        peer: Option<SocketAddr>,
         // Counts the request as in flight for the connection's idle timeout until dropped.
         _activity: Arc<Activity>,
     }
@@ -165,7 +166,11 @@ impl Future for DispatchFuture {
     type Output = Result<Response<Body>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
+        let this = self.project();
+        match this.peer.take() {
+            Some(p) => peer::with_peer(p, || this.inner.poll(cx)),
+            None => this.inner.poll(cx),
+        }
     }
 }
 

@@ -12,7 +12,6 @@
 //! one [`Shared`], so the concurrency limit is service-wide, not per route.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, MatchedPath};
+use axum::extract::MatchedPath;
 use axum::http::{Method, Request, Response, StatusCode, header};
 use opentelemetry::context::{FutureExt as _, WithContext};
 use opentelemetry::trace::TraceContextExt as _;
@@ -65,11 +64,6 @@ pub(crate) struct RouteService<S> {
     shared: Arc<Shared>,
 }
 
-struct AccessRecord {
-    method: Method,
-    peer: Option<SocketAddr>,
-}
-
 impl<S> Service<Request<Body>> for RouteService<S>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>,
@@ -87,30 +81,23 @@ where
         let start = Instant::now();
         let route = req.extensions().get::<MatchedPath>().cloned();
         let id = RequestId::from_headers(req.headers());
-        let peer = || {
-            req.extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0)
-        };
+        let peer = super::peer::current();
         let (cx, span, parent_span_id) = match otel::get() {
             Some(o) => {
                 let parent = o.propagation.extract_headers(req.headers());
                 let remote = parent.span().span_context().clone();
-                let (cx, span) = otel::server_span(o, &parent, &req, peer(), route.as_ref());
+                let (cx, span) = otel::server_span(o, &parent, &req, peer, route.as_ref());
                 (cx, span, remote.is_valid().then(|| remote.span_id()))
             }
             None => (opentelemetry::Context::new(), None, None),
         };
         let forwarded = shared.forwarding.capture(req.headers());
-        let ctx = RequestContext::new(id, cx.clone(), parent_span_id, forwarded);
+        let ctx = RequestContext::new(id, cx.clone(), parent_span_id, forwarded, peer);
         let metered = shared.metrics.as_ref().map(|m| m.start(req.method()));
         let access = shared
             .access_log
             .load(Ordering::Relaxed)
-            .then(|| AccessRecord {
-                method: req.method().clone(),
-                peer: peer(),
-            });
+            .then(|| req.method().clone());
         // Inside the request context, for the logs of the user's own layers' `call`. The
         // OpenTelemetry context is attached only while the request future is polled: no
         // span or outgoing call starts in a `call`, and log lines find the trace ids in the
@@ -144,7 +131,8 @@ pin_project! {
         route: Option<MatchedPath>,
         // The method's label while the request counts in the in-flight gauge.
         metered: Option<&'static str>,
-        access: Option<AccessRecord>,
+        // The method, when the request is to be logged.
+        access: Option<Method>,
         // A sampled server span for the OTLP exporter (see `telemetry::otlp`).
         span: Option<Box<otlp::ServerSpan>>,
     }
@@ -196,18 +184,18 @@ where
                 otel::sampled_trace_id(otel),
             );
         }
-        if let Some(rec) = this.access.take() {
+        if let Some(method) = this.access.take() {
             // In the request's context, for its ids.
             let _attached = otel.clone().attach();
             ctx.sync_scope(|| {
                 tracing::info!(
                     target: "ms_chassis::access",
-                    method = %rec.method,
+                    method = %method,
                     route = route.unwrap_or(crate::metrics::UNMATCHED_ROUTE),
                     status = res.status().as_u16(),
                     duration_ms = this.start.elapsed().as_secs_f64() * 1000.0,
                     request_id = ctx.request_id().as_str(),
-                    peer = rec.peer.map(|p| p.to_string()),
+                    peer = ctx.peer_addr().map(|p| p.to_string()),
                     "request completed"
                 );
             });
