@@ -32,6 +32,7 @@ use super::problem::problem;
 use super::{RequestId, X_REQUEST_ID};
 use crate::client::Forwarding;
 use crate::metrics::HttpInstruments;
+use crate::telemetry::propagation::IncomingHeaders;
 use crate::telemetry::{RequestContext, otel, otlp};
 
 /// State shared by every route.
@@ -80,11 +81,12 @@ where
         let shared = &self.shared;
         let start = Instant::now();
         let route = req.extensions().get::<MatchedPath>().cloned();
-        let id = RequestId::from_headers(req.headers());
+        let incoming = IncomingHeaders::scan(req.headers());
+        let id = RequestId::from_incoming(incoming.request_id);
         let peer = super::peer::current();
         let (cx, span, parent_span_id) = match otel::get() {
             Some(o) => {
-                let parent = o.propagation.extract_headers(req.headers());
+                let parent = o.propagation.extract_incoming(&incoming);
                 let remote = parent.span().span_context().clone();
                 let (cx, span) = otel::server_span(o, &parent, &req, peer, route.as_ref());
                 (cx, span, remote.is_valid().then(|| remote.span_id()))

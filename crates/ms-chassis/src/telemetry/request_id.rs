@@ -9,7 +9,7 @@
 //! needs nothing from the server; the server stack mints it and re-exports it as
 //! `server::RequestId`.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue};
 
 /// The request id header.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -30,8 +30,8 @@ impl RequestId {
 
 impl RequestId {
     /// The incoming `x-request-id` if it is acceptable, otherwise a fresh v4 UUID.
-    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
-        match headers.get(X_REQUEST_ID) {
+    pub(crate) fn from_incoming(incoming: Option<&HeaderValue>) -> Self {
+        match incoming {
             Some(v) if acceptable(v) => Self(v.clone()),
             _ => Self(generate()),
         }
@@ -56,7 +56,12 @@ fn acceptable(v: &HeaderValue) -> bool {
 
 fn generate() -> HeaderValue {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    // A request id must be unique, not unguessable: the thread's fast generator rather than
+    // the cryptographic one behind `Uuid::new_v4`, at a sixth of the cost.
+    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
+        .into_uuid()
+        .hyphenated()
+        .encode_lower(&mut buf);
     // Owned bytes: one allocation, and the id's clones (the request context, the echo)
     // only count references. A header value copied from a `&str` is a `Vec` that its first
     // clone moves to a second allocation.
@@ -79,6 +84,11 @@ mod tests {
         assert!(!acceptable(
             &HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap()
         ));
-        assert!(acceptable(&generate()));
+        let id = generate();
+        assert!(acceptable(&id));
+        let uuid = uuid::Uuid::parse_str(id.to_str().unwrap()).unwrap();
+        assert_eq!(uuid.get_version(), Some(uuid::Version::Random));
+        assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+        assert_ne!(generate(), id);
     }
 }

@@ -9,7 +9,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
 use super::baggage::BAGGAGE;
@@ -103,23 +102,23 @@ impl FromStr for PropagationFormat {
     }
 }
 
-/// Every fixed header name a supported format reads the trace identity or baggage from
-/// (Jaeger baggage adds `uberctx-*` headers, see [`reads_header`]).
-const PROPAGATION_HEADERS: [&str; 9] = [
-    TRACEPARENT,
-    TRACESTATE,
-    BAGGAGE,
-    b3::B3,
-    b3::TRACE_ID,
-    b3::SPAN_ID,
-    b3::SAMPLED,
-    b3::FLAGS,
-    jaeger::UBER_TRACE_ID,
-];
-
-/// Whether a supported format reads the header `name` (lower case).
-fn reads_header(name: &str) -> bool {
-    PROPAGATION_HEADERS.contains(&name) || name.starts_with(jaeger::BAGGAGE_PREFIX)
+/// Whether a supported format reads the header `name` (lower case): the fixed names a
+/// format reads the trace identity or baggage from, and Jaeger's `uberctx-*` baggage. A
+/// `match`, which compiles to a switch on the length: this runs for every header of every
+/// request.
+pub(super) fn reads_header(name: &str) -> bool {
+    matches!(
+        name,
+        TRACEPARENT
+            | TRACESTATE
+            | BAGGAGE
+            | b3::B3
+            | b3::TRACE_ID
+            | b3::SPAN_ID
+            | b3::SAMPLED
+            | b3::FLAGS
+            | jaeger::UBER_TRACE_ID
+    ) || name.starts_with(jaeger::BAGGAGE_PREFIX)
 }
 
 /// Whether `name` (lower case) is a header of a supported propagation format: trace
@@ -128,18 +127,15 @@ pub(crate) fn is_propagation_header(name: &str) -> bool {
     name == b3::PARENT_SPAN_ID || reads_header(name)
 }
 
-/// Whether any header a supported format reads is present. One pass over the request's
-/// header names, comparing strings: looking each format's names up in the map instead
-/// hashes nine names per request, and most requests carry none of them.
-pub(super) fn carries_propagation(headers: &HeaderMap) -> bool {
-    headers.keys().any(|k| reads_header(k.as_str()))
-}
-
 #[cfg(test)]
 mod tests {
-    use http::{HeaderName, HeaderValue};
+    use http::{HeaderMap, HeaderName, HeaderValue};
 
     use super::*;
+
+    fn carries_propagation(headers: &HeaderMap) -> bool {
+        super::super::IncomingHeaders::scan(headers).carries_trace
+    }
 
     #[test]
     fn requests_without_trace_headers_take_the_fast_path() {
@@ -158,6 +154,22 @@ mod tests {
             with.insert(HeaderName::from_static(name), HeaderValue::from_static("x"));
             assert!(carries_propagation(&with), "{name}");
         }
+    }
+
+    #[test]
+    fn the_scan_finds_the_first_request_id_and_trace_headers_in_one_pass() {
+        let mut h = HeaderMap::new();
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        h.append("x-request-id", HeaderValue::from_static("first"));
+        h.append("x-request-id", HeaderValue::from_static("second"));
+        let scan = super::super::IncomingHeaders::scan(&h);
+        assert_eq!(scan.request_id.unwrap(), "first");
+        assert!(!scan.carries_trace);
+        h.insert("tracestate", HeaderValue::from_static("a=b"));
+        let scan = super::super::IncomingHeaders::scan(&h);
+        assert!(scan.carries_trace);
+        assert_eq!(scan.request_id.unwrap(), "first");
+        assert!(super::super::IncomingHeaders::scan(&HeaderMap::new()).request_id.is_none());
     }
 
     #[test]

@@ -79,6 +79,37 @@ mod format;
 mod jaeger;
 mod limits;
 mod sampling;
+/// What the server stack needs from a request's header names, found in one pass over
+/// them: the `x-request-id` value, and whether any trace format's header is there. A map
+/// look-up of `x-request-id` hashes the name, which costs more than comparing every name of
+/// a typical request, and the trace check walks the names anyway.
+pub(crate) struct IncomingHeaders<'a> {
+    headers: &'a HeaderMap,
+    /// The first `x-request-id` value, as sent.
+    pub(crate) request_id: Option<&'a http::HeaderValue>,
+    carries_trace: bool,
+}
+
+impl<'a> IncomingHeaders<'a> {
+    pub(crate) fn scan(headers: &'a HeaderMap) -> Self {
+        let mut request_id = None;
+        let mut carries_trace = false;
+        for (name, value) in headers {
+            let name = name.as_str();
+            if name == crate::telemetry::X_REQUEST_ID.as_str() {
+                request_id.get_or_insert(value);
+            } else if !carries_trace {
+                carries_trace = reads_header(name);
+            }
+        }
+        Self {
+            headers,
+            request_id,
+            carries_trace,
+        }
+    }
+}
+
 #[cfg(test)]
 mod test_support;
 mod tracestate;
@@ -93,7 +124,7 @@ use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt;
 
 use carrier::{AnyInjector, ValueInjector};
-use format::carries_propagation;
+use format::reads_header;
 use limits::{Bounded, note_ignored};
 use sampling::{Outgoing, Parsed};
 use w3c::{TRACEPARENT, TRACESTATE};
@@ -213,10 +244,19 @@ impl Propagation {
     pub fn extract_headers_with_context(&self, cx: &Context, headers: &HeaderMap) -> Context {
         // Most requests carry no trace context: skip the extractors entirely then. This runs
         // on every request, so it only looks at header names.
-        if !carries_propagation(headers) {
+        if !headers.keys().any(|k| reads_header(k.as_str())) {
             return cx.clone();
         }
         self.extract_from(cx, &HeaderExtractor::new(headers), Some(headers))
+    }
+
+    /// The server's extraction, when [`IncomingHeaders`] has already looked at the names.
+    pub(crate) fn extract_incoming(&self, incoming: &IncomingHeaders<'_>) -> Context {
+        if !incoming.carries_trace {
+            return Context::new();
+        }
+        let headers = incoming.headers;
+        self.extract_from(&Context::new(), &HeaderExtractor::new(headers), Some(headers))
     }
 
     /// Extraction from any carrier; `headers` is the map behind it, if it is one, so that a
