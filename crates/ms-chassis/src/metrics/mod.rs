@@ -253,11 +253,11 @@ impl Metrics {
     }
 
     pub(crate) fn http_instruments(&self) -> HttpInstruments {
-        HttpInstruments {
-            duration: self.inner.http_duration.clone(),
-            active: self.inner.http_active.clone(),
-            exemplars: self.inner.exemplars.clone(),
-        }
+        HttpInstruments::new(
+            self.inner.http_duration.clone(),
+            self.inner.http_active.clone(),
+            self.inner.exemplars.clone(),
+        )
     }
 
     fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {

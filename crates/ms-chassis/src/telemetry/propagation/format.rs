@@ -169,7 +169,11 @@ mod tests {
         let scan = super::super::IncomingHeaders::scan(&h);
         assert!(scan.carries_trace);
         assert_eq!(scan.request_id.unwrap(), "first");
-        assert!(super::super::IncomingHeaders::scan(&HeaderMap::new()).request_id.is_none());
+        assert!(
+            super::super::IncomingHeaders::scan(&HeaderMap::new())
+                .request_id
+                .is_none()
+        );
     }
 
     #[test]

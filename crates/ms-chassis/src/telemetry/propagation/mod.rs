@@ -256,7 +256,11 @@ impl Propagation {
             return Context::new();
         }
         let headers = incoming.headers;
-        self.extract_from(&Context::new(), &HeaderExtractor::new(headers), Some(headers))
+        self.extract_from(
+            &Context::new(),
+            &HeaderExtractor::new(headers),
+            Some(headers),
+        )
     }
 
     /// Extraction from any carrier; `headers` is the map behind it, if it is one, so that a
