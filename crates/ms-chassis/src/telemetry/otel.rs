@@ -12,6 +12,7 @@
 //! it is not sampled.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -42,6 +43,10 @@ pub(crate) struct Otel {
     sampling: Arc<RwLock<SamplingRule>>,
     /// The provider's sampler, for spans the chassis starts without the SDK.
     sampler: ChassisSampler,
+    /// The rule's decision for a span without a parent, as a bound on the trace id (see
+    /// [`SamplingRule::root_bound`]): the server span of a request that carried no trace
+    /// context is decided from it without the lock and the sampler's calls.
+    root_bound: AtomicU64,
     /// Whether spans go anywhere (`tracing.exporter` is not `none`).
     exporting: bool,
     /// The OTLP exporter's queue, which takes sampled server spans as records.
@@ -95,6 +100,19 @@ impl SamplingRule {
             root,
         }
     }
+
+    /// What the rule decides for a span without a parent, as a bound: sampled when the
+    /// low 63 bits of the trace id's last eight bytes (big-endian) are below it. Without a
+    /// parent every rule defers to its root sampler, and this is that sampler's arithmetic
+    /// (`opentelemetry_sdk`'s `sample_based_on_probability`); `u64::MAX` samples all.
+    fn root_bound(&self) -> u64 {
+        match self.root {
+            Sampler::AlwaysOn => u64::MAX,
+            Sampler::TraceIdRatioBased(p) if p >= 1.0 => u64::MAX,
+            Sampler::TraceIdRatioBased(p) => (p.max(0.0) * (1u64 << 63) as f64) as u64,
+            _ => 0,
+        }
+    }
 }
 
 impl ShouldSample for ChassisSampler {
@@ -135,9 +153,11 @@ impl ShouldSample for ChassisSampler {
 /// Makes `tracing.sampler` the sampling rule from now on (a config reload).
 pub(crate) fn set_sampler(s: &SamplerSection, profile: Option<&str>) {
     if let Some(o) = OTEL.get() {
+        let rule = SamplingRule::new(s, profile);
+        o.root_bound.store(rule.root_bound(), Ordering::Relaxed);
         *o.sampling
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = SamplingRule::new(s, profile);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = rule;
     }
 }
 
@@ -147,7 +167,9 @@ pub(crate) fn init(cfg: &Settings<'_>) -> Result<&'static Otel, ConfigError> {
         return Ok(o);
     }
     let (t, profile) = (cfg.tracing, cfg.profile);
-    let sampling = Arc::new(RwLock::new(SamplingRule::new(&t.sampler, profile)));
+    let rule = SamplingRule::new(&t.sampler, profile);
+    let root_bound = AtomicU64::new(rule.root_bound());
+    let sampling = Arc::new(RwLock::new(rule));
     let sampler = ChassisSampler {
         rule: sampling.clone(),
     };
@@ -210,6 +232,7 @@ pub(crate) fn init(cfg: &Settings<'_>) -> Result<&'static Otel, ConfigError> {
         provider,
         sampling,
         sampler,
+        root_bound,
         exporting: t.exporter != TraceExporter::None,
         otlp: queue,
     };
@@ -313,9 +336,23 @@ fn start_span_with(
             opentelemetry::trace::TraceFlags::default(),
         )
     };
-    let decision = o
-        .sampler
-        .should_sample(Some(parent), trace_id, &name, &kind, &[], &[]);
+    let decision = if parent.has_active_span() {
+        o.sampler
+            .should_sample(Some(parent), trace_id, &name, &kind, &[], &[])
+    } else {
+        // No parent: the rule's root sampler decides, as `ChassisSampler` would ask it to.
+        let low = u64::from_be_bytes(trace_id.to_bytes()[8..].try_into().unwrap_or_default());
+        let sampled = (low >> 1) < o.root_bound.load(Ordering::Relaxed);
+        SamplingResult {
+            decision: if sampled {
+                opentelemetry_sdk::trace::SamplingDecision::RecordAndSample
+            } else {
+                opentelemetry_sdk::trace::SamplingDecision::Drop
+            },
+            attributes: Vec::new(),
+            trace_state: Default::default(),
+        }
+    };
     let sampled = decision.decision == opentelemetry_sdk::trace::SamplingDecision::RecordAndSample;
     if record && sampled && o.otlp.is_some() {
         let sc = SpanContext::new(
@@ -607,6 +644,49 @@ pub(crate) fn end_server_span(
 #[cfg(test)]
 mod tests {
     use super::{host_and_port, parsed_host_and_port, simple_host_and_port, span_method};
+
+    #[test]
+    fn the_root_bound_decides_as_the_sdk_samplers_do() {
+        use super::{SamplerKind, SamplerSection, SamplingRule};
+        use opentelemetry::trace::{SpanKind, TraceId};
+        use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample as _};
+        let kinds = [
+            SamplerKind::ParentRatio,
+            SamplerKind::Ratio,
+            SamplerKind::ParentAlwaysOn,
+            SamplerKind::ParentAlwaysOff,
+            SamplerKind::AlwaysOn,
+            SamplerKind::AlwaysOff,
+        ];
+        let mut sampled = 0;
+        for kind in kinds {
+            for ratio in [0.0, 1e-9, 0.1, 0.5, 0.999, 1.0, 7.0, -1.0] {
+                let rule = SamplingRule::new(
+                    &SamplerSection {
+                        kind,
+                        ratio: Some(ratio),
+                    },
+                    None,
+                );
+                let bound = rule.root_bound();
+                for n in 0..2_000u128 {
+                    let id = TraceId::from(fastrand::u128(..) | n);
+                    let low = u64::from_be_bytes(id.to_bytes()[8..].try_into().unwrap());
+                    let ours = (low >> 1) < bound;
+                    let sdk = rule
+                        .parent_based
+                        .as_ref()
+                        .unwrap_or(&rule.root)
+                        .should_sample(None, id, "GET", &SpanKind::Server, &[], &[])
+                        .decision
+                        == SamplingDecision::RecordAndSample;
+                    assert_eq!(ours, sdk, "{kind:?} {ratio} {id}");
+                    sampled += usize::from(ours);
+                }
+            }
+        }
+        assert!(sampled > 0);
+    }
 
     #[test]
     fn span_names_use_known_methods_and_http_for_the_rest() {
