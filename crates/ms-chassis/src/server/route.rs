@@ -100,12 +100,11 @@ where
             .access_log
             .load(Ordering::Relaxed)
             .then(|| req.method().clone());
-        // Inside the request context, for the logs of the user's own layers' `call`. The
-        // OpenTelemetry context is attached only while the request future is polled: no
-        // span or outgoing call starts in a `call`, and log lines find the trace ids in the
-        // request context.
-        let (inner, holds_slot) =
-            ctx.sync_scope(|| shared.limits.call(&mut self.inner, req, start.into()));
+        // Not inside the request context: `inner` is the route's `Route`, whose `call` only
+        // clones its boxed service into a `Oneshot`. The user's layers and handler run when
+        // that is first polled, inside the request context and with the OpenTelemetry
+        // context attached.
+        let (inner, holds_slot) = shared.limits.call(&mut self.inner, req, start.into());
         RouteFuture {
             inner: ctx.scope(inner.with_context(cx)),
             shared: shared.clone(),
