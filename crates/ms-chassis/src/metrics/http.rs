@@ -156,9 +156,8 @@ pub(crate) fn method_label(m: &Method) -> &'static str {
 mod tests {
     use super::*;
 
-    #[test]
-    fn unknown_methods_and_unmatched_routes_use_fixed_labels() {
-        let i = HttpInstruments::new(
+    fn instruments() -> HttpInstruments {
+        HttpInstruments::new(
             HistogramVec::new(
                 prometheus::HistogramOpts::new("d_seconds", "d"),
                 &["m", "r", "s"],
@@ -166,7 +165,12 @@ mod tests {
             .unwrap(),
             IntGauge::new("a", "a").unwrap(),
             Arc::default(),
-        );
+        )
+    }
+
+    #[test]
+    fn unknown_methods_and_unmatched_routes_use_fixed_labels() {
+        let i = instruments();
         let m = i.start(&Method::from_bytes(b"BREW").unwrap());
         assert_eq!(i.active.get(), 1);
         i.finish(m, Instant::now(), None, StatusCode::NOT_FOUND, None);
@@ -185,15 +189,7 @@ mod tests {
 
     #[test]
     fn series_are_found_again_through_the_cache_and_past_it() {
-        let i = HttpInstruments::new(
-            HistogramVec::new(
-                prometheus::HistogramOpts::new("d_seconds", "d"),
-                &["m", "r", "s"],
-            )
-            .unwrap(),
-            IntGauge::new("a", "a").unwrap(),
-            Arc::default(),
-        );
+        let i = instruments();
         // Many more series than slots, each recorded three times: every observation
         // lands in its own series, cached or not.
         let routes: Vec<String> = (0..300).map(|n| format!("/r/{n}")).collect();
