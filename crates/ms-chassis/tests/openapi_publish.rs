@@ -55,6 +55,10 @@ async fn the_spec_is_served_as_json_and_yaml_and_passes_the_validator() {
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["info"]["title"], "bookshop", "from service.name");
     assert_eq!(doc["info"]["version"], "2.5.0", "from service.version");
+    assert!(
+        doc["info"].get("contact").is_none(),
+        "not utoipa-axum's author: {doc}"
+    );
     assert_eq!(doc["servers"], json!([{"url": "/"}]));
     assert_eq!(
         doc["paths"]["/books/{id}"]["get"]["responses"]["404"]["description"], "Not Found",

@@ -11,11 +11,15 @@ pub(crate) const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
+/// utoipa-axum's own package description, which `OpenApiRouter::new()` puts in `info`.
+const UTOIPA_AXUM_DESCRIPTION: &str = "Utoipa's axum bindings for seamless integration for the two";
+
 /// The OpenAPI version a document without one is given.
 pub(crate) const OPENAPI_VERSION: &str = "3.1.0";
 
 /// Makes `doc` the service's spec: its `info.title` and `info.version` are the service's
-/// name and version (utoipa's defaults are the crate's), it has an `openapi` version
+/// name and version (utoipa's defaults are the crate's), utoipa-axum's own description,
+/// contact and license are dropped, it has an `openapi` version
 /// (3.1.0 when it had none) and `paths`, and every response has the `description` the
 /// schema requires. Fails when `doc` is not a JSON object.
 pub(crate) fn prepare(mut doc: Value, service: &ServiceSection) -> Result<Value, String> {
@@ -35,6 +39,13 @@ pub(crate) fn prepare(mut doc: Value, service: &ServiceSection) -> Result<Value,
         *info = Value::Object(Map::new());
     }
     if let Value::Object(info) = info {
+        if info.get("description").and_then(Value::as_str) == Some(UTOIPA_AXUM_DESCRIPTION) {
+            // `OpenApiRouter::new()` derives its `info` inside utoipa-axum, so it names that
+            // crate's description, authors and license: not the service's.
+            for key in ["description", "contact", "license"] {
+                info.remove(key);
+            }
+        }
         info.insert("title".into(), service.name.clone().into());
         info.insert("version".into(), service.version.clone().into());
     }
@@ -164,6 +175,12 @@ mod tests {
         assert_eq!(doc["openapi"], "3.1.0");
         assert_eq!(doc["info"]["title"], "books");
         assert_eq!(doc["paths"], json!({}));
+        let utoipa_axum = json!({"info": {
+            "title": "utoipa-axum", "version": "0.3.0", "description": UTOIPA_AXUM_DESCRIPTION,
+            "contact": {"name": "Juha Kukkonen"}, "license": {"name": "MIT OR Apache-2.0"},
+        }});
+        let doc = prepare(utoipa_axum, &service()).unwrap();
+        assert_eq!(doc["info"], json!({"title": "books", "version": "1.2.3"}));
         let e = prepare(json!([1]), &service()).unwrap_err();
         assert!(e.contains("found an array"), "{e}");
     }
