@@ -156,7 +156,7 @@ async fn strip_prefix_proxy(upstream: String) -> (String, Arc<Mutex<Vec<String>>
             .map_or("/", |x| x.as_str())
             .to_owned();
         let rest = match pq.strip_prefix("/api") {
-            Some(r) if r.is_empty() => "/".to_owned(),
+            Some("") => "/".to_owned(),
             Some(r) if r.starts_with('/') => r.to_owned(),
             Some(r) if r.starts_with('?') => format!("/{r}"),
             _ => return (StatusCode::NOT_FOUND, "the proxy serves /api only").into_response(),

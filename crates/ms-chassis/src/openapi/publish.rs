@@ -132,14 +132,15 @@ fn render(doc: &Value, prefix: Option<&str>) -> Rendered {
             Some("") => Some("/"),
             other => other,
         };
+        let has_servers = root
+            .get("servers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
         match url {
             Some(url) => {
                 root.insert("servers".into(), json!([{ "url": url }]));
             }
-            None if !root
-                .get("servers")
-                .is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty())) =>
-            {
+            None if !has_servers => {
                 root.insert("servers".into(), json!([{ "url": "/" }]));
             }
             None => {}

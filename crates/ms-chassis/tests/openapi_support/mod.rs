@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 mod spec_validator;
+#[allow(unused_imports)]
 pub use spec_validator::assert_valid_openapi;
 
 use ms_chassis::axum::Router;
