@@ -65,6 +65,11 @@ async fn the_spec_is_served_as_json_and_yaml_and_passes_the_validator() {
         "a response utoipa left without a description gets its reason phrase"
     );
     assert!(doc["paths"]["/books"]["post"].is_object(), "{doc}");
+    let published = &doc["components"]["schemas"]["Book"]["properties"]["published"];
+    assert_eq!(
+        published["example"], "2026-12-02",
+        "a date to YAML 1.1 readers: {doc}"
+    );
     // include_chassis: the health and metrics endpoints, with their real shapes.
     for p in [
         "/health",

@@ -146,11 +146,53 @@ fn render(doc: &Value, prefix: Option<&str>) -> Rendered {
             None => {}
         }
     }
-    let json = serde_json::to_vec(&doc).expect("a JSON value always serializes");
     Rendered {
-        json: json.into(),
+        json: to_json(&doc).into(),
         yaml: to_yaml(&doc).into(),
     }
+}
+
+/// The order of an OpenAPI document's top-level fields in the specification; others follow
+/// in name order. Readers (and tools that sniff the first bytes) expect `openapi` first.
+const TOP_LEVEL: [&str; 10] = [
+    "openapi",
+    "info",
+    "jsonSchemaDialect",
+    "servers",
+    "paths",
+    "webhooks",
+    "components",
+    "security",
+    "tags",
+    "externalDocs",
+];
+
+/// The top-level fields of `root` in [`TOP_LEVEL`] order.
+fn ordered(root: &Map<String, Value>) -> impl Iterator<Item = (&String, &Value)> {
+    let known = TOP_LEVEL.iter().filter_map(|k| root.get_key_value(*k));
+    let rest = root
+        .iter()
+        .filter(|(k, _)| !TOP_LEVEL.contains(&k.as_str()));
+    known.chain(rest)
+}
+
+/// `v` as compact JSON, its top-level fields in [`TOP_LEVEL`] order.
+fn to_json(v: &Value) -> Vec<u8> {
+    let Value::Object(root) = v else {
+        return serde_json::to_vec(v).expect("a JSON value always serializes");
+    };
+    let mut out = Vec::with_capacity(64 * 1024);
+    out.push(b'{');
+    for (i, (k, v)) in ordered(root).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, k).expect("writing to a Vec cannot fail");
+        out.push(b':');
+        serde_json::to_writer(&mut out, v).expect("writing to a Vec cannot fail");
+    }
+    out.push(b'}');
+    out
 }
 
 /// A validated `X-Forwarded-Prefix`: one header, at most [`MAX_PREFIX_LEN`] bytes,
@@ -178,9 +220,16 @@ pub(crate) fn forwarded_prefix(headers: &HeaderMap) -> Option<String> {
     Some(prefix.to_owned())
 }
 
-/// `v` as a YAML document.
+/// `v` as a YAML document, its top-level fields in [`TOP_LEVEL`] order.
 pub(crate) fn to_yaml(v: &Value) -> String {
-    let yaml = yaml_node(v);
+    let yaml = match v {
+        Value::Object(root) => saphyr::Yaml::Mapping(
+            ordered(root)
+                .map(|(k, v)| (yaml_key(k), yaml_node(v)))
+                .collect(),
+        ),
+        other => yaml_node(other),
+    };
     let mut out = String::new();
     let mut emitter = saphyr::YamlEmitter::new(&mut out);
     emitter.multiline(true);
@@ -200,14 +249,35 @@ fn yaml_node(v: &Value) -> saphyr::Yaml<'_> {
             Some(i) => Yaml::Value(Scalar::Integer(i)),
             None => Yaml::Value(Scalar::FloatingPoint(n.as_f64().unwrap_or(f64::NAN).into())),
         },
+        Value::String(s) if yaml11_ambiguous(s) => {
+            Yaml::Representation(s.as_str().into(), saphyr::ScalarStyle::DoubleQuoted, None)
+        }
         Value::String(s) => Yaml::Value(Scalar::String(s.as_str().into())),
         Value::Array(a) => Yaml::Sequence(a.iter().map(yaml_node).collect()),
-        Value::Object(m) => Yaml::Mapping(
-            m.iter()
-                .map(|(k, v)| (Yaml::Value(Scalar::String(k.as_str().into())), yaml_node(v)))
-                .collect(),
-        ),
+        Value::Object(m) => {
+            Yaml::Mapping(m.iter().map(|(k, v)| (yaml_key(k), yaml_node(v))).collect())
+        }
     }
+}
+
+/// Whether a YAML 1.1 reader (PyYAML, SnakeYAML) could take the plain scalar `s` for
+/// something other than a string, where saphyr (YAML 1.2) would write it plain: `1_000`,
+/// `1:30`, `2026-12-02`, `<<`, `=`. Such a string is written double-quoted; it holds only
+/// digits, letters and `-+._: `, so it needs no escapes (checked, to be sure).
+fn yaml11_ambiguous(s: &str) -> bool {
+    let b = s.as_bytes();
+    let numberish = match b {
+        [d, ..] if d.is_ascii_digit() => true,
+        [b'-' | b'+' | b'.', d, ..] if d.is_ascii_digit() => true,
+        _ => false,
+    };
+    (numberish || s == "<<" || s == "=")
+        && s.bytes()
+            .all(|c| (c.is_ascii_graphic() && c != b'"' && c != b'\\') || c == b' ')
+}
+
+fn yaml_key(k: &str) -> saphyr::Yaml<'_> {
+    saphyr::Yaml::Value(saphyr::Scalar::String(k.into()))
 }
 
 /// Adds the chassis endpoints (health, and metrics at `metrics_path` when on) to `doc`,
@@ -420,10 +490,24 @@ mod tests {
             "info": {"title": "t: x", "version": "1.0"},
             "paths": {"/a": {"get": {"description": "line one\nline two\n", "responses": {
                 "200": {"description": "yes", "content": {"application/json": {"schema":
-                    {"type": "integer", "minimum": -1.5, "enum": [1, "2", true, null, "on", "~", ""]}}}}
+                    {"type": "integer", "minimum": -1.5, "enum": [1, "2", true, null, "on", "~", "",
+                        "1_000", "1:30", "2026-12-02", "<<", "=", "-1", "1\"2", "12 a\\b"]}}}}
             }}}},
         });
         let yaml = to_yaml(&doc);
+        assert!(yaml.starts_with("---\nopenapi: \"3.1.0\"\ninfo:"), "{yaml}");
+        for quoted in [
+            r#""1_000""#,
+            r#""1:30""#,
+            r#""2026-12-02""#,
+            r#""<<""#,
+            r#""=""#,
+        ] {
+            assert!(yaml.contains(quoted), "{quoted} in {yaml}");
+        }
+        let json = String::from_utf8(to_json(&doc)).unwrap();
+        assert!(json.starts_with(r#"{"openapi":"3.1.0","info":"#), "{json}");
+        assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), doc);
         let parsed = <saphyr::Yaml as saphyr::LoadableYamlNode>::load_from_str(&yaml).unwrap();
         let back = from_yaml(&parsed[0]);
         assert_eq!(back, doc, "{yaml}");

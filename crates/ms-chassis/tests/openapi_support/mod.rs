@@ -20,6 +20,9 @@ pub struct Book {
     /// Its title.
     #[schema(min_length = 1, max_length = 200)]
     pub title: String,
+    /// When it came out: an example a YAML 1.1 reader would take for a date, unquoted.
+    #[schema(example = "2026-12-02", format = Date)]
+    pub published: Option<String>,
 }
 
 /// How many books to list.
@@ -40,6 +43,7 @@ async fn list_books(Query(q): Query<ListQuery>) -> Json<Vec<Book>> {
             .map(|id| Book {
                 id,
                 title: format!("Book number {id}"),
+                published: None,
             })
             .collect(),
     )
@@ -55,6 +59,7 @@ async fn get_book(Path(id): Path<u32>) -> Result<Json<Book>, StatusCode> {
     Ok(Json(Book {
         id,
         title: format!("The live answer for book {id}"),
+        published: Some("2026-12-02".to_owned()),
     }))
 }
 
