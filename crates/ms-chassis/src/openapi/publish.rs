@@ -51,10 +51,7 @@ impl Published {
     /// Serializes `doc` for serving under `config`.
     pub(crate) fn new(doc: Value, config: &OpenApiSection) -> Self {
         let base = config.base_prefix().map(ToOwned::to_owned);
-        let plain = match &base {
-            Some(b) => render(&doc, Some(b)),
-            None => render(&doc, None),
-        };
+        let plain = render(&doc, base.as_deref());
         Self {
             doc,
             plain,

@@ -58,7 +58,7 @@ pub(crate) fn routes(config: &OpenApiSection) -> (Router, Vec<String>) {
     let location = HeaderValue::from_str(&format!("{last}/"))
         .expect("ui.path holds only unreserved characters");
     let html = page();
-    let etag_init = initializer(config);
+    let init = initializer(config);
     let mut router = Router::new()
         .route(
             ui,
@@ -76,7 +76,7 @@ pub(crate) fn routes(config: &OpenApiSection) -> (Router, Vec<String>) {
     router = router.route(
         &init_path,
         get(move |h: axum::http::HeaderMap| async move {
-            let (etag, body) = &*etag_init;
+            let (etag, body) = &*init;
             if h.get(header::IF_NONE_MATCH)
                 .is_some_and(|v| v.as_bytes() == etag.as_bytes())
             {
