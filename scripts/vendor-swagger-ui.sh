@@ -2,7 +2,7 @@
 # Vendors the Swagger UI assets the chassis embeds (crates/ms-chassis/src/openapi/assets/):
 # fetches the exact npm `swagger-ui-dist` tarball, checks it against the registry's
 # sha512 integrity pinned below, and copies the few files the docs page serves, with the
-# package's LICENSE and NOTICE. Run it to update: change VERSION and INTEGRITY together
+# package's LICENSE and NOTICE, plus gzip copies of the script and the stylesheet. Run it to update: change VERSION and INTEGRITY together
 # (`npm view swagger-ui-dist@X dist.integrity`), then update SWAGGER_UI_VERSION in ui.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +34,10 @@ fi
 mkdir -p "$dest"
 for f in "${FILES[@]}"; do
     cp "$tmp/package/$f" "$dest/$f"
+done
+# Served gzip-encoded to browsers that accept it (reproducible: no name, no time stamp).
+for f in swagger-ui-bundle.js swagger-ui.css; do
+    gzip -9 -n -c "$dest/$f" > "$dest/$f.gz"
 done
 echo "$VERSION" > "$dest/VERSION"
 (cd "$dest" && sha256sum "${FILES[@]}" > SHA256SUMS)

@@ -272,6 +272,19 @@ async fn the_ui_page_is_offline_relative_and_cacheable() {
         );
         assert!(res.bytes().await.unwrap().len() > min, "{asset}");
     }
+    // The script and stylesheet go gzip-encoded where that is accepted.
+    let bundle = format!("{}/docs/{version}/swagger-ui-bundle.js", s.url);
+    let res = get(&bundle, &[("accept-encoding", "gzip, br")]).await;
+    assert_eq!(header(&res, "content-encoding"), "gzip");
+    assert_eq!(header(&res, "vary"), "accept-encoding");
+    let gz = res.bytes().await.unwrap();
+    assert!(
+        gz.starts_with(&[0x1f, 0x8b]) && gz.len() < 600_000,
+        "{}",
+        gz.len()
+    );
+    let res = get(&bundle, &[("accept-encoding", "gzip;q=0")]).await;
+    assert!(res.headers().get("content-encoding").is_none());
     let res = get(&format!("{}/docs/swagger-initializer.js", s.url), &[]).await;
     let etag = header(&res, "etag").to_owned();
     let js = res.text().await.unwrap();

@@ -19,7 +19,9 @@ use super::OpenApiSection;
 pub const SWAGGER_UI_VERSION: &str = "5.35.0";
 
 const BUNDLE_JS: &[u8] = include_bytes!("assets/swagger-ui-bundle.js");
+const BUNDLE_JS_GZ: &[u8] = include_bytes!("assets/swagger-ui-bundle.js.gz");
 const CSS: &[u8] = include_bytes!("assets/swagger-ui.css");
+const CSS_GZ: &[u8] = include_bytes!("assets/swagger-ui.css.gz");
 const FAVICON_32: &[u8] = include_bytes!("assets/favicon-32x32.png");
 const FAVICON_16: &[u8] = include_bytes!("assets/favicon-16x16.png");
 const LICENSE: &[u8] = include_bytes!("assets/LICENSE");
@@ -34,18 +36,32 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsa
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-/// One embedded file: its name under the versioned directory, type and bytes.
-const ASSETS: [(&str, &str, &[u8]); 6] = [
+/// One embedded file: its name under the versioned directory, type, bytes, and the same
+/// gzip-encoded (by the vendoring script) for the large ones.
+type Asset = (
+    &'static str,
+    &'static str,
+    &'static [u8],
+    Option<&'static [u8]>,
+);
+
+const ASSETS: [Asset; 6] = [
     (
         "swagger-ui-bundle.js",
         "text/javascript; charset=utf-8",
         BUNDLE_JS,
+        Some(BUNDLE_JS_GZ),
     ),
-    ("swagger-ui.css", "text/css; charset=utf-8", CSS),
-    ("favicon-32x32.png", "image/png", FAVICON_32),
-    ("favicon-16x16.png", "image/png", FAVICON_16),
-    ("LICENSE", "text/plain; charset=utf-8", LICENSE),
-    ("NOTICE", "text/plain; charset=utf-8", NOTICE),
+    (
+        "swagger-ui.css",
+        "text/css; charset=utf-8",
+        CSS,
+        Some(CSS_GZ),
+    ),
+    ("favicon-32x32.png", "image/png", FAVICON_32, None),
+    ("favicon-16x16.png", "image/png", FAVICON_16, None),
+    ("LICENSE", "text/plain; charset=utf-8", LICENSE, None),
+    ("NOTICE", "text/plain; charset=utf-8", NOTICE, None),
 ];
 
 /// The UI's routes and the exact paths they serve.
@@ -96,13 +112,13 @@ pub(crate) fn routes(config: &OpenApiSection) -> (Router, Vec<String>) {
                 .into_response()
         }),
     );
-    for (name, ty, bytes) in ASSETS {
+    for (name, ty, bytes, gzipped) in ASSETS {
         let path = format!("{dir}{SWAGGER_UI_VERSION}/{name}");
         paths.push(path.clone());
         router = router.route(
             &path,
-            get(move || async move {
-                (
+            get(move |h: axum::http::HeaderMap| async move {
+                let mut res = (
                     [
                         (header::CONTENT_TYPE, ty),
                         (header::CACHE_CONTROL, IMMUTABLE),
@@ -110,7 +126,16 @@ pub(crate) fn routes(config: &OpenApiSection) -> (Router, Vec<String>) {
                     ],
                     bytes,
                 )
-                    .into_response()
+                    .into_response();
+                if let Some(gz) = gzipped {
+                    let headers = res.headers_mut();
+                    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+                    if accepts_gzip(&h) {
+                        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                        *res.body_mut() = axum::body::Body::from(gz);
+                    }
+                }
+                res
             }),
         );
     }
@@ -196,6 +221,24 @@ pub(crate) fn spec_url_from_page(config: &OpenApiSection) -> String {
     )
 }
 
+/// Whether `Accept-Encoding` takes gzip: `gzip` or `*` listed with a q-value above zero.
+fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && q > 0.0
+        })
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
@@ -205,6 +248,22 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_is_sent_only_where_accepted() {
+        let accepts = |v: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            accepts_gzip(&h)
+        };
+        assert!(accepts("gzip, deflate, br, zstd"));
+        assert!(accepts("br;q=1.0, GZIP;q=0.5"));
+        assert!(accepts("*"));
+        assert!(!accepts("gzip;q=0"));
+        assert!(!accepts("br, identity"));
+        assert!(!accepts_gzip(&axum::http::HeaderMap::new()));
+        assert_eq!(&BUNDLE_JS_GZ[..2], [0x1f, 0x8b], "a gzip stream");
+    }
 
     #[test]
     fn the_spec_url_is_relative_to_the_page() {
