@@ -12,6 +12,7 @@ use crate::client::ClientConfig;
 use crate::config::{ConfigError, ConfigLoader, Inheriting, Rules, Schema};
 use crate::health::HealthSection;
 use crate::metrics::MetricsSection;
+use crate::openapi::OpenApiSection;
 use crate::resilience::ResilienceSection;
 use crate::server::ServerSection;
 use crate::telemetry::{LoggingSection, TracingSection};
@@ -47,8 +48,8 @@ pub struct ChassisConfig {
     pub clients: BTreeMap<String, ClientConfig>,
     /// `discovery`: reserved; accepted as written.
     pub discovery: Value,
-    /// `openapi`: reserved; accepted as written.
-    pub openapi: Value,
+    /// `openapi`: the spec in effect, its publication, the Swagger UI and validation.
+    pub openapi: OpenApiSection,
     /// `admin`: protection of the admin endpoints.
     pub admin: AdminSection,
     /// `app`: the user's own section, typed by the user.
@@ -93,6 +94,19 @@ impl Schema for ChassisConfig {
         crate::client::validate_clients(&self.clients, &mut rules.section("clients"));
         self.resilience.validate(&mut rules.section("resilience"));
         self.admin.validate(&mut rules.section("admin"));
+        let mut taken: Vec<(String, String)> = crate::health::PATHS
+            .iter()
+            .map(|p| ("health".to_owned(), (*p).to_owned()))
+            .chain(
+                crate::admin::PATHS
+                    .iter()
+                    .map(|p| ("admin".to_owned(), (*p).to_owned())),
+            )
+            .collect();
+        if self.metrics.enabled && !rules.defaulted("metrics.path") {
+            taken.push(("metrics.path".to_owned(), self.metrics.path.clone()));
+        }
+        self.openapi.validate(&mut rules.section("openapi"), &taken);
     }
 }
 

@@ -27,6 +27,9 @@ pub enum Error {
     /// A metric could not be registered (a duplicate name, an invalid name).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The spec in effect could not be set up.
+    #[error("openapi: {0}")]
+    OpenApi(#[from] crate::openapi::OpenApiError),
     /// The server failed while running.
     #[error("server: {0}")]
     Server(#[from] std::io::Error),

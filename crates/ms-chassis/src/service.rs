@@ -44,6 +44,8 @@ pub struct Service {
     /// `logging.access`, shared with the server stack so that a reload can flip it.
     access_log: Arc<AtomicBool>,
     clients: Clients,
+    /// The code-first spec given to [`Service::with_openapi`], as JSON, or why it is not.
+    openapi: Option<Result<serde_json::Value, String>>,
 }
 
 /// Leaves out the loader, which holds the whole environment.
@@ -142,6 +144,7 @@ impl ServiceBuilder {
             metrics,
             shutdown: CancellationToken::new(),
             started: Started::now(),
+            openapi: None,
         })
     }
 }
@@ -244,6 +247,38 @@ impl Service {
         self.shutdown.clone()
     }
 
+    /// Gives the service its code-first OpenAPI document: any value that serializes to an
+    /// OpenAPI object, typically the `utoipa::openapi::OpenApi` that
+    /// `utoipa_axum::router::OpenApiRouter::split_for_parts` returns beside the plain
+    /// `Router`. Unless `openapi.file` names a spec-first file, which wins, this is the spec
+    /// in effect: `info.title` and `info.version` become `service.name` and
+    /// `service.version`, responses without a `description` get their status's reason
+    /// phrase, and it is served at `openapi.path` (JSON), its `.yaml` twin and the Swagger
+    /// UI at `openapi.ui.path`, beside the chassis endpoints. A document that does not
+    /// serialize to a JSON object makes [`start`](Self::start) fail.
+    ///
+    /// ```
+    /// use ms_chassis::prelude::*;
+    /// use utoipa_axum::{router::OpenApiRouter, routes};
+    ///
+    /// /// Says hello.
+    /// #[utoipa::path(get, path = "/hello", responses((status = 200, body = String)))]
+    /// async fn hello() -> &'static str { "hello" }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> ms_chassis::Result<()> {
+    /// # let svc = Service::builder().yaml("server: { port: 0 }").build()?;
+    /// let (router, api) = OpenApiRouter::new().routes(routes!(hello)).split_for_parts();
+    /// let running = svc.with_openapi(api).start(router).await?;
+    /// # running.shutdown().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_openapi(mut self, api: impl serde::Serialize) -> Self {
+        self.openapi = Some(serde_json::to_value(api).map_err(|e| e.to_string()));
+        self
+    }
+
     /// Serves `router` in the chassis stack until SIGTERM or Ctrl-C, then shuts down
     /// gracefully. A second signal exits at once (status 130); see [`Service::serve_with`]
     /// to choose otherwise.
@@ -289,8 +324,9 @@ impl Service {
 
     /// Binds the listeners and starts serving in the background. Shutdown happens when the
     /// token is cancelled (no signal handling: see [`Service::serve`]).
-    pub async fn start(self, router: Router) -> Result<RunningService> {
+    pub async fn start(mut self, router: Router) -> Result<RunningService> {
         let cfg = self.config.chassis();
+        let spec = crate::openapi::spec_in_effect(&cfg.openapi, self.openapi.take(), &cfg.service)?;
         let metrics_on = cfg.metrics.enabled;
         let exposure = match &cfg.server.management {
             Some(m) if m.host.is_loopback() => Exposure::LoopbackManagement,
@@ -309,6 +345,12 @@ impl Service {
         if metrics_on {
             chassis = chassis.merge(self.metrics.routes(&cfg.metrics.path));
             chassis_paths.push(cfg.metrics.path.clone());
+        }
+        if let Some(spec) = &spec {
+            let metrics_path = metrics_on.then_some(cfg.metrics.path.as_str());
+            let (routes, paths) = crate::openapi::routes(spec, &cfg.openapi, metrics_path);
+            chassis = chassis.merge(routes);
+            chassis_paths.extend(paths);
         }
         let reloader = Arc::new(Reloader::new(
             self.loader.clone(),

@@ -12,6 +12,11 @@
 //! timeouts, retry, a circuit breaker, a bulkhead, the client span, propagation and
 //! metrics, and whose health is part of readiness.
 //!
+//! OpenAPI in the demo: every route is documented code-first with utoipa (`#[utoipa::path]`
+//! on the handler, `utoipa_axum`'s `OpenApiRouter` to collect them), and the spec goes
+//! beside the plain `Router` with `svc.with_openapi(api)`: `/openapi.json`,
+//! `/openapi.yaml` and the Swagger UI at `/docs`.
+//!
 //! Config in the demo: the `app:` section is followed live through
 //! `svc.config_watch().app()`, so editing `app.greeting` in the config file changes what
 //! `/hello` says without a restart, and an `app` section that does not read as
@@ -22,11 +27,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ms_chassis::ServeOptions;
+// `utoipa_axum::routes!` names `axum`: the chassis re-exports the one it is built with.
+use ms_chassis::axum;
 use ms_chassis::config::Live;
 use ms_chassis::prelude::*;
 use ms_chassis::telemetry::propagation::inject_current_headers;
 use serde::{Deserialize, Deserializer, Serialize};
 use tracing::Instrument as _;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The `app:` section of config.yaml.
 #[derive(Deserialize)]
@@ -87,9 +96,45 @@ struct App {
     client: std::sync::OnceLock<reqwest::Client>,
 }
 
-#[derive(Serialize)]
+/// A greeting.
+#[derive(Serialize, ToSchema)]
 struct Greeting {
+    /// The greeting and whom it is for.
+    #[schema(example = "hello, world")]
     message: String,
+}
+
+/// An RFC 9457 problem document, as the chassis and the demo answer errors with.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct ProblemDocument {
+    /// A URI naming the problem type; `about:blank` for a plain HTTP status.
+    #[schema(example = "about:blank")]
+    r#type: String,
+    /// The status's reason phrase.
+    #[schema(example = "Service Unavailable")]
+    title: String,
+    /// The HTTP status.
+    #[schema(example = 503)]
+    status: u16,
+    /// What went wrong.
+    detail: Option<String>,
+}
+
+/// What `/slow/{ms}` answers.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct Slept {
+    /// How long it slept, in milliseconds.
+    slept_ms: u64,
+}
+
+/// What `/demo/dependency/{state}` answers.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct DependencyState {
+    /// Whether the pretend dependency is now up.
+    demo_dependency_up: bool,
 }
 
 /// Longest sleep `/slow/{ms}` accepts.
@@ -122,27 +167,38 @@ async fn main() -> ms_chassis::Result<()> {
         downstream,
         client: std::sync::OnceLock::new(),
     });
-    svc.serve_with(router(state), options).await
+    let (router, api) = router(state);
+    svc.with_openapi(api).serve_with(router, options).await
 }
 
-fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/hello", get(hello))
-        .route("/hello/{name}", get(hello_name))
-        .route("/relay", get(relay))
-        .route("/downstream", get(downstream))
-        .route("/slow/{ms}", get(slow))
-        .route("/demo/dependency/{state}", post(set_dependency))
-        .route("/demo/panic", get(demo_panic))
+/// The demo's routes, each documented code-first, split into a plain `Router` and its
+/// OpenAPI document.
+fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    OpenApiRouter::new()
+        .routes(routes!(hello))
+        .routes(routes!(hello_name))
+        .routes(routes!(relay))
+        .routes(routes!(downstream))
+        .routes(routes!(slow))
+        .routes(routes!(set_dependency))
+        .routes(routes!(demo_panic))
         .with_state(state)
+        .split_for_parts()
 }
 
+/// Greets the world with `app.greeting`, which follows config reloads.
+#[utoipa::path(get, path = "/hello", tag = "greetings",
+    responses((status = 200, description = "The greeting", body = Greeting)))]
 async fn hello(State(s): State<AppState>) -> Json<Greeting> {
     Json(Greeting {
         message: format!("{}, world", s.app.get().greeting),
     })
 }
 
+/// Greets someone by name, inside a `compose_greeting` child span.
+#[utoipa::path(get, path = "/hello/{name}", tag = "greetings",
+    params(("name" = String, Path, description = "Whom to greet", example = "ada")),
+    responses((status = 200, description = "The greeting", body = Greeting)))]
 async fn hello_name(State(s): State<AppState>, Path(name): Path<String>) -> Json<Greeting> {
     tracing::info!(%name, "greeting someone by name");
     // A child span of the request's server span, opened with a plain `tracing` macro.
@@ -153,10 +209,18 @@ async fn hello_name(State(s): State<AppState>, Path(name): Path<String>) -> Json
     Json(Greeting { message })
 }
 
+/// Calls another `hello` by hand, propagating the trace.
+///
 /// Calls `GET {app.downstream}/hello/relay` inside a client span, passing the trace
 /// context on in the configured formats (`tracing.propagation`), and returns the
 /// downstream JSON. 503 without `app.downstream`, 502 when the call fails or answers with
 /// an error, 504 when it takes longer than [`DOWNSTREAM_TIMEOUT`].
+#[utoipa::path(get, path = "/relay", tag = "downstream", responses(
+    (status = 200, description = "The downstream's greeting", body = Greeting),
+    (status = 502, description = "The call failed", body = ProblemDocument, content_type = "application/problem+json"),
+    (status = 503, description = "No app.downstream", body = ProblemDocument, content_type = "application/problem+json"),
+    (status = 504, description = "The call timed out", body = ProblemDocument, content_type = "application/problem+json"),
+))]
 async fn relay(State(s): State<AppState>) -> Response {
     let Some(base) = s.app.get().downstream.clone() else {
         return problem(
@@ -240,10 +304,18 @@ async fn relay(State(s): State<AppState>) -> Response {
     .await
 }
 
+/// Calls another `hello` through the chassis client.
+///
 /// Calls `GET /hello/downstream` on `clients.downstream` through the chassis client and
 /// returns its JSON. 503 without `clients.downstream`; when the call fails, the chassis's
 /// answer for a failed dependency (504 timeout, 503 refused by the breaker or bulkhead,
 /// 502 else), which names no internals: the reason goes to the log.
+#[utoipa::path(get, path = "/downstream", tag = "downstream", responses(
+    (status = 200, description = "The downstream's greeting", body = Greeting),
+    (status = 502, description = "The call failed", body = ProblemDocument, content_type = "application/problem+json"),
+    (status = 503, description = "No clients.downstream, or the breaker or bulkhead refused", body = ProblemDocument, content_type = "application/problem+json"),
+    (status = 504, description = "The call timed out", body = ProblemDocument, content_type = "application/problem+json"),
+))]
 async fn downstream(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
     let Some(client) = &s.downstream else {
         return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE)
@@ -266,12 +338,23 @@ fn problem(status: StatusCode, detail: &'static str) -> Response {
     Problem::new(status).with_detail(detail).into_response()
 }
 
+/// Answers after sleeping `ms` milliseconds (at most 10 s), to try timeouts and draining.
+#[utoipa::path(get, path = "/slow/{ms}", tag = "demo",
+    params(("ms" = u64, Path, description = "Milliseconds to sleep, at most 10000", example = 250)),
+    responses((status = 200, description = "Slept", body = Slept)))]
 async fn slow(Path(ms): Path<u64>) -> Json<serde_json::Value> {
     let wait = Duration::from_millis(ms).min(MAX_SLOW);
     tokio::time::sleep(wait).await;
     Json(serde_json::json!({ "slept_ms": wait.as_millis() }))
 }
 
+/// Breaks (`down`) or mends (`up`) the pretend dependency that readiness checks.
+#[utoipa::path(post, path = "/demo/dependency/{state}", tag = "demo",
+    params(("state" = String, Path, description = "`up` or `down`", example = "down")),
+    responses(
+        (status = 200, description = "The dependency's new state", body = DependencyState),
+        (status = 400, description = "Neither up nor down", body = String, content_type = "text/plain"),
+    ))]
 async fn set_dependency(
     State(s): State<AppState>,
     Path(state): Path<String>,
@@ -285,8 +368,13 @@ async fn set_dependency(
     Ok(Json(serde_json::json!({ "demo_dependency_up": up })))
 }
 
-/// Panics, to show panic isolation: the chassis answers 500 problem+json, marks the
-/// request's span as an error, and keeps serving.
+/// Panics, to show panic isolation.
+///
+/// The chassis answers 500 problem+json, marks the request's span as an error, and keeps
+/// serving.
+#[utoipa::path(get, path = "/demo/panic", tag = "demo", responses(
+    (status = 500, description = "The panic, caught", body = ProblemDocument, content_type = "application/problem+json"),
+))]
 async fn demo_panic() -> StatusCode {
     panic!("demo panic: the chassis turns this into a 500 problem+json")
 }
