@@ -9,6 +9,7 @@ pub mod config;
 mod error;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 mod reload;
 pub mod resilience;
 pub mod server;
