@@ -162,8 +162,9 @@ impl Bundler {
                         }
                     }
                 }
+                self.mapping(map, file, src, site);
                 for (k, child) in map.iter_mut() {
-                    if is_data(k) || k == "$ref" {
+                    if is_data(k) || k == "$ref" || k == "discriminator" {
                         continue;
                     }
                     let (sl, tl) = (src.len(), site.len());
@@ -189,6 +190,31 @@ impl Bundler {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A `discriminator.mapping` names schemas by reference too: those in other files are
+    /// hoisted like any `$ref`.
+    fn mapping(&mut self, map: &mut Map<String, Value>, file: usize, src: &str, site: &str) {
+        let Some(Value::Object(mapping)) = map
+            .get_mut("discriminator")
+            .and_then(|d| d.get_mut("mapping"))
+        else {
+            return;
+        };
+        for target in mapping.values_mut() {
+            let Value::String(r) = target else {
+                continue;
+            };
+            // A bare name (`Cat`) means `#/components/schemas/Cat` of the root.
+            if !r.contains(['#', '/']) && !r.ends_with(".yaml") && !r.ends_with(".json") {
+                continue;
+            }
+            let r = r.clone();
+            let at = format!("{site}/discriminator");
+            if let Some(Resolved::Ref(local)) = self.reference(&r, file, src, &at) {
+                *target = Value::String(local);
+            }
         }
     }
 
