@@ -46,6 +46,7 @@ pub(crate) fn check(doc: &Document) -> Result<(), SpecError> {
         .iter_errors(doc.as_value())
         .take(MAX_REPORTED)
         .map(|e| {
+            let e = best_match(&e);
             let mut message = e.to_string();
             if message.len() > 300 {
                 let mut cut = 300;
@@ -65,6 +66,23 @@ pub(crate) fn check(doc: &Document) -> Result<(), SpecError> {
         })
         .collect();
     Err(SpecError::Invalid(diagnostics))
+}
+
+/// The most specific cause of `e`: under a failed `oneOf`/`anyOf` (the meta-schema's way
+/// of saying "a Reference or a Schema"), the branch error deepest in the document, as
+/// Python jsonschema's `best_match` does; `e` itself otherwise.
+fn best_match<'a>(e: &'a jsonschema::ValidationError<'a>) -> &'a jsonschema::ValidationError<'a> {
+    use jsonschema::error::ValidationErrorKind as K;
+    let (K::OneOfNotValid { context } | K::AnyOf { context }) = e.kind() else {
+        return e;
+    };
+    context
+        .iter()
+        .flatten()
+        .map(|c| best_match(c))
+        .max_by_key(|c| c.instance_path().as_str().len())
+        .filter(|c| c.instance_path().as_str().len() > e.instance_path().as_str().len())
+        .unwrap_or(e)
 }
 
 fn version_name(doc: &Document) -> &'static str {
