@@ -143,13 +143,11 @@ impl Violations {
         instance: &Value,
     ) {
         let room = self.room();
-        let mut n = 0;
-        for e in validator.iter_errors(instance) {
+        for (n, e) in validator.iter_errors(instance).enumerate() {
             if n == room {
                 self.truncated = true;
                 break;
             }
-            n += 1;
             let v = from_schema_error(kind, location, &e);
             self.push(v);
         }
