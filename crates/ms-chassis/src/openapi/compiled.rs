@@ -694,7 +694,15 @@ impl<'d> Compiler<'d> {
             return Shape::Scalar(Types::default());
         };
         let s = resolve(s);
-        let t = Types::of(&s);
+        let mut t = Types::of(&s);
+        if t == Types::default() {
+            // No `type` of its own: the union of its `anyOf`/`oneOf`/`allOf` branches'.
+            for key in ["anyOf", "oneOf", "allOf"] {
+                for branch in s.get(key).and_then(Value::as_array).into_iter().flatten() {
+                    t.0 |= Types::of(&resolve(branch)).0;
+                }
+            }
+        }
         if t.has(Types::ARRAY) {
             let items = s.get("items").map(&resolve).unwrap_or(Value::Null);
             Shape::Array(Types::of(&items))

@@ -18,5 +18,5 @@ mod violation;
 
 pub use compiled::Validator;
 pub use document::{Diagnostic, Document, SpecError, SpecVersion};
-pub use security::{Credential, CredentialVerifier};
+pub use security::{Credential, CredentialKind, CredentialVerifier};
 pub use validate::{ResponseValidation, ValidationLayer, ValidationOptions, ValidationService};

@@ -86,3 +86,85 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::StatusCode;
+    use tower::{ServiceBuilder, ServiceExt as _, service_fn};
+
+    use crate::openapi::{Document, ValidationOptions, Validator};
+
+    use super::*;
+
+    fn validator() -> Validator {
+        let doc = Document::from_text(
+            "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /n/{n}:\n    post:\n      parameters: [{name: n, in: path, required: true, schema: {type: integer}}]\n      requestBody:\n        content:\n          application/json:\n            schema: {type: array, maxItems: 2}\n      responses: {'200': {description: ok}}\n",
+            "t.yaml",
+        )
+        .unwrap();
+        Validator::compile(&doc, ValidationOptions::default()).unwrap()
+    }
+
+    /// An echo handler that counts its calls.
+    fn echo(
+        calls: Arc<AtomicUsize>,
+    ) -> impl Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone {
+        service_fn(move |req: Request<Body>| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, Ordering::Relaxed);
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                Ok::<_, std::convert::Infallible>(Response::new(Body::from(body)))
+            }
+        })
+    }
+
+    fn request(uri: &str, body: &'static str) -> Request<Body> {
+        Request::post(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_valid_request_reaches_the_handler_with_its_body_intact() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(validator().layer())
+            .service(echo(calls.clone()));
+        let res = svc.oneshot(request("/n/1", "[1, 2]")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"[1, 2]");
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_request_never_reaches_the_handler() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(validator().layer())
+            .service(echo(calls.clone()));
+        let res = svc
+            .clone()
+            .oneshot(request("/n/x", "[1, 2, 3]"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["errors"].as_array().unwrap().len(), 2, "{problem}");
+        // A path the spec does not have passes through untouched.
+        let res = svc.oneshot(request("/other", "not json")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+}
