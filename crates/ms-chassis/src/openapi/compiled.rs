@@ -393,6 +393,12 @@ pub(crate) fn is_json(range: &str) -> bool {
     range == "application/json" || range.ends_with("+json")
 }
 
+/// OpenAPI's `format: byte`: base64 (RFC 4648, with padding), as openapi-core checks it.
+fn is_base64(s: &str) -> bool {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+}
+
 struct Compiler<'d> {
     doc: &'d Document,
     root: &'d Value,
@@ -487,6 +493,7 @@ impl<'d> Compiler<'d> {
             .with_draft(Draft::Draft202012)
             .with_registry(&self.registry)
             .should_validate_formats(true)
+            .with_format("byte", is_base64)
             .build(&wrapper)
         {
             Ok(validator) => Some(Schema { validator }),
@@ -875,6 +882,40 @@ mod tests {
         assert!(c.find(None, "/a").is_none());
         let f = &c.paths[c.find(None, "/f/x.json").unwrap()];
         assert_eq!(f.captures("/f/x.json"), vec![("name", "x")]);
+    }
+
+    #[test]
+    fn formats_and_integer_widths_are_checked() {
+        let text = "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    post:\n      requestBody:\n        content:\n          application/json:\n            schema: {$ref: '#/components/schemas/F'}\n      responses: {'200': {description: ok}}\ncomponents:\n  schemas:\n    F:\n      type: object\n      properties:\n        date: {type: string, format: date}\n        date-time: {type: string, format: date-time}\n        uuid: {type: string, format: uuid}\n        email: {type: string, format: email}\n        uri: {type: string, format: uri}\n        ipv4: {type: string, format: ipv4}\n        ipv6: {type: string, format: ipv6}\n        byte: {type: string, format: byte}\n        int32: {type: integer, format: int32}\n";
+        let v = Validator::compile(&doc(text), ValidationOptions::default()).unwrap();
+        let op = &v.compiled.paths[0].operations[0];
+        let schema = &op.body.as_ref().unwrap().media[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .validator;
+        let good = serde_json::json!({"date": "2024-02-29", "date-time": "2024-02-29T10:00:00Z",
+            "uuid": "0b9f3b0e-59b2-4a39-8e8a-6e2b3b1f9a11", "email": "a@b.example",
+            "uri": "https://example.com/x", "ipv4": "10.0.0.1", "ipv6": "::1", "byte": "aGk=",
+            "int32": 2147483647});
+        assert!(schema.is_valid(&good));
+        for (k, bad) in [
+            ("date", "2024-02-30"),
+            ("date-time", "2024-02-29"),
+            ("uuid", "x"),
+            ("email", "nobody"),
+            ("uri", "not a uri"),
+            ("ipv4", "10.0.0.256"),
+            ("ipv6", "::g"),
+            ("byte", "a"),
+        ] {
+            let mut v = good.clone();
+            v[k] = serde_json::json!(bad);
+            assert!(!schema.is_valid(&v), "{k}: {bad}");
+        }
+        let mut v = good.clone();
+        v["int32"] = serde_json::json!(2147483648_i64);
+        assert!(!schema.is_valid(&v), "int32 overflow");
     }
 
     #[test]

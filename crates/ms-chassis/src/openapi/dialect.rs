@@ -90,6 +90,7 @@ impl Translator<'_> {
             exclusive_bound(m, "exclusiveMinimum", "minimum");
             exclusive_bound(m, "exclusiveMaximum", "maximum");
         }
+        integer_width(m);
         self.discriminator(m);
         self.hidden_properties(m);
         for key in [
@@ -237,6 +238,23 @@ impl Translator<'_> {
             _ => {
                 m.insert("allOf".into(), Value::Array(checks));
             }
+        }
+    }
+}
+
+/// OpenAPI's `format: int32` / `int64` bound the value, as openapi-core checks them; JSON
+/// Schema only knows the format as an annotation.
+fn integer_width(m: &mut Map<String, Value>) {
+    let (min, max) = match m.get("format").and_then(Value::as_str) {
+        Some("int32") => (json!(i32::MIN), json!(i32::MAX)),
+        Some("int64") => (json!(i64::MIN), json!(i64::MAX)),
+        _ => return,
+    };
+    let bound = json!({"minimum": min, "maximum": max});
+    match m.get_mut("allOf") {
+        Some(Value::Array(all)) => all.push(bound),
+        _ => {
+            m.insert("allOf".into(), json!([bound]));
         }
     }
 }
