@@ -176,3 +176,55 @@ fn credential<'r>(
         value,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openapi::violation::Violations;
+    use crate::openapi::{Document, ValidationOptions, Validator};
+
+    fn validator() -> Validator {
+        let doc = Document::from_text(
+            "openapi: 3.1.0\ninfo: {title: t, version: '1'}\nsecurity: [{key: [], bearer: []}, {cookie: []}]\npaths:\n  /a:\n    get: {responses: {'200': {description: ok}}}\n  /open:\n    get: {security: [], responses: {'200': {description: ok}}}\n  /maybe:\n    get: {security: [{}, {basic: []}], responses: {'200': {description: ok}}}\ncomponents:\n  securitySchemes:\n    key: {type: apiKey, in: query, name: api_key}\n    bearer: {type: oauth2, flows: {}}\n    cookie: {type: apiKey, in: cookie, name: sid}\n    basic: {type: http, scheme: Basic}\n",
+            "s.yaml",
+        )
+        .unwrap();
+        Validator::compile(&doc, ValidationOptions::default()).unwrap()
+    }
+
+    fn run(
+        v: &Validator,
+        path: usize,
+        query: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<(), Unauthorized> {
+        let mut map = HeaderMap::new();
+        for (k, val) in headers {
+            map.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(val).unwrap(),
+            );
+        }
+        let mut violations = Violations::new(10);
+        let inputs = Inputs::parse(query, &map, &mut violations);
+        check(&v.compiled.paths[path].operations[0], &map, &inputs, None)
+    }
+
+    #[test]
+    fn every_scheme_of_one_alternative_is_needed() {
+        let v = validator();
+        let a = v.compiled.by_template["/a"];
+        let e = run(&v, a, Some("api_key=k"), &[]).unwrap_err();
+        assert_eq!(e.challenge.unwrap(), "Bearer");
+        assert!(run(&v, a, Some("api_key=k"), &[("authorization", "bearer t")]).is_ok());
+        assert!(run(&v, a, None, &[("cookie", "x=1; sid=abc")]).is_ok());
+        assert!(run(&v, a, None, &[("authorization", "Bearer ")]).is_err());
+    }
+
+    #[test]
+    fn an_empty_requirement_or_list_lets_anyone_in() {
+        let v = validator();
+        assert!(run(&v, v.compiled.by_template["/open"], None, &[]).is_ok());
+        assert!(run(&v, v.compiled.by_template["/maybe"], None, &[]).is_ok());
+    }
+}
