@@ -481,8 +481,9 @@ impl<'d> Compiler<'d> {
 
     /// A validator for the schema at `at` (a pointer into the document) in `base`'s view.
     fn schema(&mut self, at: &str, base: &str) -> Option<Schema> {
-        if base == REQUEST_BASE
-            && !at.starts_with("/components/schemas/")
+        // Component schemas were checked once already; inline ones (request or response)
+        // are checked here.
+        if !at.starts_with("/components/schemas/")
             && let Some(s) = self.request.pointer(at).cloned()
         {
             self.meta_check(at, &s);
