@@ -279,7 +279,13 @@ pub(crate) struct Media {
     /// Lower case, without parameters: `application/json`, `application/*`, `*/*`.
     pub(crate) range: String,
     pub(crate) schema: Option<Schema>,
+    /// For `application/x-www-form-urlencoded`: the shape of each property, to read the
+    /// form's text values by.
+    pub(crate) form: Option<HashMap<String, Shape>>,
 }
+
+/// The media type of HTML forms, whose body is checked like a query string.
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
 
 /// An operation's documented responses.
 #[derive(Default)]
@@ -730,6 +736,33 @@ impl<'d> Compiler<'d> {
         }
     }
 
+    /// The shape of each property of the (object) schema at `at`.
+    fn form_shape(&self, at: &str) -> HashMap<String, Shape> {
+        let mut out = HashMap::new();
+        let mut at = at.to_owned();
+        for _ in 0..32 {
+            let Some(r) = self
+                .request
+                .pointer(&at)
+                .and_then(|s| s.get("$ref"))
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix('#'))
+            else {
+                break;
+            };
+            at = percent_encoding::percent_decode_str(r)
+                .decode_utf8_lossy()
+                .into_owned();
+        }
+        if let Some(Value::Object(props)) = self.request.pointer(&format!("{at}/properties")) {
+            for name in props.keys() {
+                let p = format!("{at}/properties/{}", escape(name));
+                out.insert(name.clone(), self.shape(&p));
+            }
+        }
+        out
+    }
+
     fn body(&mut self, at: &str) -> Result<RequestBody, String> {
         let (at, b) = self.deref(at)?;
         let required = b.get("required").and_then(Value::as_bool).unwrap_or(false);
@@ -758,12 +791,18 @@ impl<'d> Compiler<'d> {
                 .unwrap_or("")
                 .trim()
                 .to_ascii_lowercase();
+            let schema_at = format!("{at}/content/{}/schema", escape(mt));
             let schema = if m.get("schema").is_some() {
-                self.schema(&format!("{at}/content/{}/schema", escape(mt)), base)
+                self.schema(&schema_at, base)
             } else {
                 None
             };
-            out.push(Media { range, schema });
+            let form = (range == FORM && schema.is_some()).then(|| self.form_shape(&schema_at));
+            out.push(Media {
+                range,
+                schema,
+                form,
+            });
         }
         out
     }

@@ -11,7 +11,8 @@ use std::borrow::Cow;
 use axum::http::HeaderValue;
 use serde_json::Value;
 
-use super::compiled::{Media, is_json};
+use super::compiled::{FORM, Media, Shape, is_json};
+use super::params::{coerce, form_decode};
 use super::violation::{Kind, Violations};
 
 /// The essence of a `Content-Type`: lower case, without parameters or whitespace.
@@ -51,6 +52,66 @@ pub(crate) fn parses_as_json(essence: &str) -> bool {
     is_json(essence)
 }
 
+/// Whether a body of media type `essence` is collected and checked: JSON, and forms
+/// whose media type has a schema.
+pub(crate) fn is_checked(media: &Media, essence: &str) -> bool {
+    parses_as_json(essence) || (essence == FORM && media.form.is_some())
+}
+
+/// Reads an `application/x-www-form-urlencoded` body as an object (each value typed by its
+/// property's schema, repeated names as arrays) and checks it against `media`'s schema.
+pub(crate) fn check_form(media: &Media, bytes: &[u8], v: &mut Violations) {
+    let (Some(schema), Some(shapes)) = (&media.schema, &media.form) else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        v.add(
+            Kind::Body,
+            "body",
+            "encoding",
+            "is not UTF-8",
+            Some(FORM.into()),
+            None,
+        );
+        return;
+    };
+    let mut object = serde_json::Map::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
+        let (Some(k), Some(val)) = (form_decode(k), form_decode(val)) else {
+            v.add(
+                Kind::Body,
+                "body",
+                "encoding",
+                "is not valid percent-encoded UTF-8",
+                Some(FORM.into()),
+                None,
+            );
+            return;
+        };
+        match shapes.get(k.as_ref()) {
+            Some(Shape::Array(t)) => {
+                let entry = object
+                    .entry(k.into_owned())
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if let Value::Array(items) = entry {
+                    items.push(coerce(&val, *t));
+                }
+            }
+            Some(Shape::Scalar(t)) => {
+                object.insert(k.into_owned(), coerce(&val, *t));
+            }
+            _ => {
+                object.insert(k.into_owned(), Value::String(val.into_owned()));
+            }
+        }
+    }
+    let value = Value::Object(object);
+    if !schema.validator.is_valid(&value) {
+        v.schema_errors(Kind::Body, "body", &schema.validator, &value);
+    }
+}
+
 /// Parses a JSON body and checks it against `media`'s schema, if it has one.
 pub(crate) fn check_json(media: &Media, bytes: &[u8], v: &mut Violations, kind: Kind) {
     let value: Value = match serde_json::from_slice(bytes) {
@@ -82,6 +143,7 @@ mod tests {
         Media {
             range: range.into(),
             schema: None,
+            form: None,
         }
     }
 

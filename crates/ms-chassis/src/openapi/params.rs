@@ -27,7 +27,7 @@ pub(crate) struct Inputs<'r> {
 
 /// `application/x-www-form-urlencoded` decoding of one query component: `+` is a space.
 /// `None` when the escapes are not UTF-8.
-fn form_decode(s: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn form_decode(s: &str) -> Option<Cow<'_, str>> {
     if !s.contains(['+', '%']) {
         return Some(Cow::Borrowed(s));
     }

@@ -101,7 +101,7 @@ mod tests {
 
     fn validator() -> Validator {
         let doc = Document::from_text(
-            "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /n/{n}:\n    post:\n      parameters: [{name: n, in: path, required: true, schema: {type: integer}}]\n      requestBody:\n        content:\n          application/json:\n            schema: {type: array, maxItems: 2}\n      responses: {'200': {description: ok}}\n",
+            "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /f:\n    post:\n      requestBody:\n        content:\n          application/x-www-form-urlencoded:\n            schema:\n              type: object\n              required: [count]\n              properties:\n                count: {type: integer, minimum: 1}\n                tags: {type: array, items: {type: string}, maxItems: 2}\n      responses: {'200': {description: ok}}\n  /n/{n}:\n    post:\n      parameters: [{name: n, in: path, required: true, schema: {type: integer}}]\n      requestBody:\n        content:\n          application/json:\n            schema: {type: array, maxItems: 2}\n      responses: {'200': {description: ok}}\n",
             "t.yaml",
         )
         .unwrap();
@@ -144,6 +144,37 @@ mod tests {
         assert_eq!(res.status(), StatusCode::OK);
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"[1, 2]");
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_form_body_is_read_by_its_schema_types() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(validator().layer())
+            .service(echo(calls.clone()));
+        let form = |body: &'static str| {
+            Request::post("/f")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let res = svc.clone().oneshot(form("count=2&tags=a+b")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = svc
+            .oneshot(form("count=0&tags=a&tags=b&tags=c"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let locations: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["location"].as_str().unwrap())
+            .collect();
+        assert_eq!(locations, ["body/count", "body/tags"], "{problem}");
         assert_eq!(calls.load(Ordering::Relaxed), 1);
     }
 

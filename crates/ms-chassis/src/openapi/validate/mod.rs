@@ -272,7 +272,7 @@ impl Validator {
                             );
                         }
                     }
-                    Some(mi) if media::parses_as_json(&essence) => {
+                    Some(mi) if media::is_checked(&body.media[mi], &essence) => {
                         return Decision::Body {
                             op: (pi, oi),
                             media: mi,
@@ -324,6 +324,8 @@ impl Validator {
                         None,
                     );
                 }
+            } else if m.form.is_some() && !media::parses_as_json(&m.range) {
+                media::check_form(m, bytes, &mut v);
             } else {
                 media::check_json(m, bytes, &mut v, Kind::Body);
             }
