@@ -281,6 +281,26 @@ async fn the_json_body_is_checked_against_its_schema_and_passed_on_intact() {
 }
 
 #[tokio::test]
+async fn a_form_body_is_read_by_its_schema_and_checked() {
+    for spec in SHOP_SPECS {
+        let s = shop(spec, ValidationOptions::default()).await;
+        let c = client();
+        let post = |body: &'static str| {
+            c.post(format!("{}/contact", s.url))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+        };
+        let res = post("count=2&tags=a&tags=b").await.unwrap();
+        assert_eq!(res.status(), 200, "{spec}");
+        let errors = problem(post("count=zero&tags=toolong").await.unwrap(), 400, spec).await;
+        let mut found = locations(&errors);
+        found.sort();
+        assert_eq!(found, ["body/count", "body/tags/0"], "{spec}: {errors:#?}");
+    }
+}
+
+#[tokio::test]
 async fn invalid_json_is_400_naming_the_parse_error() {
     for spec in SHOP_SPECS {
         let s = shop(spec, ValidationOptions::default()).await;

@@ -172,6 +172,26 @@ fn cases() -> Vec<Case> {
         ),
         post("readOnly sent", "/items", item(json!({"id": 3}))),
         Case {
+            body: Some("count=2&tags=a&tags=b".into()),
+            content_type: Some("application/x-www-form-urlencoded"),
+            ..post("form ok", "/contact", json!({}))
+        },
+        Case {
+            body: Some("count=0".into()),
+            content_type: Some("application/x-www-form-urlencoded"),
+            ..post("form below minimum", "/contact", json!({}))
+        },
+        Case {
+            body: Some("count=1&tags=toolong".into()),
+            content_type: Some("application/x-www-form-urlencoded"),
+            ..post("form array item too long", "/contact", json!({}))
+        },
+        Case {
+            body: Some("tags=a".into()),
+            content_type: Some("application/x-www-form-urlencoded"),
+            ..post("form missing required", "/contact", json!({}))
+        },
+        Case {
             method: "put",
             ..get("method not in the contract", "/items/5")
         },

@@ -63,6 +63,7 @@ pub fn routes() -> Router {
         .route("/keyed", get(|| async { "ok" }))
         .route("/pets", post(|| async { StatusCode::CREATED }))
         .route("/trees", post(|| async { StatusCode::CREATED }))
+        .route("/contact", post(|| async { "sent" }))
 }
 
 /// Starts the shop with `spec` (a fixture name), `options`, extra config `yaml`, and
