@@ -2,11 +2,11 @@
 //! breaks the contract — one test per kind of violation, each on the same contract written
 //! in OpenAPI 3.0, in 3.1 and split over several files — and lists every violation.
 
-mod openapi_support;
+mod openapi_validation_support;
 mod support;
 
 use ms_chassis::openapi::{Credential, ResponseValidation, ValidationOptions};
-use openapi_support::{SHOP_SPECS, TENANT, at, locations, problem, shop, shop_with};
+use openapi_validation_support::{SHOP_SPECS, TENANT, at, locations, problem, shop, shop_with};
 use serde_json::{Value, json};
 use support::client;
 

@@ -3,13 +3,13 @@
 //! stall a worker or grow memory without bound (bodies are cut at the limit, JSON depth
 //! at serde_json's 128, error lists at `max_errors`).
 
-mod openapi_support;
+mod openapi_validation_support;
 mod support;
 
 use std::time::{Duration, Instant};
 
 use ms_chassis::openapi::ValidationOptions;
-use openapi_support::{Shop, TENANT, at, problem, shop_with};
+use openapi_validation_support::{Shop, TENANT, at, problem, shop_with};
 use serde_json::{Value, json};
 use support::client;
 

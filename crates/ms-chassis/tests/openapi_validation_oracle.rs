@@ -15,13 +15,13 @@
 //!   chassis bundles first, so the name resolves; openapi-core looks it up in the root
 //!   file (`#/components/schemas/Dog`), fails, and refuses the body.
 
-mod openapi_support;
+mod openapi_validation_support;
 mod support;
 
 use std::path::PathBuf;
 
 use ms_chassis::openapi::ValidationOptions;
-use openapi_support::{SHOP_SPECS, TENANT, fixture, shop};
+use openapi_validation_support::{SHOP_SPECS, TENANT, fixture, shop};
 use serde_json::{Value, json};
 use support::client;
 use tokio::io::AsyncWriteExt as _;
