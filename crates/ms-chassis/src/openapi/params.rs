@@ -313,11 +313,11 @@ fn query_value(p: &Param, inputs: &Inputs<'_>) -> Option<Read> {
     }
     match (&p.shape, p.style) {
         (Shape::Object(props), Style::DeepObject) => {
-            let prefix = format!("{}[", p.name);
             let mut m = Map::new();
             for (k, val) in &inputs.query {
                 if let Some(key) = k
-                    .strip_prefix(prefix.as_str())
+                    .strip_prefix(p.name.as_str())
+                    .and_then(|r| r.strip_prefix('['))
                     .and_then(|r| r.strip_suffix(']'))
                 {
                     let t = props.get(key).copied().unwrap_or_default();

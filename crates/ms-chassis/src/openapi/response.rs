@@ -43,18 +43,16 @@ pub(crate) fn check_head(validator: Validator, op: OpIndex, res: Response<Body>)
     let mut v = Violations::new(validator.options.max_errors);
     let status = res.status();
     let code = status.as_str();
-    let class = format!("{}XX", &code[..1]);
     let found = operation
         .responses
         .by_code
         .iter()
         .position(|(c, _)| c == code)
         .or_else(|| {
-            operation
-                .responses
-                .by_code
-                .iter()
-                .position(|(c, _)| *c == class)
+            // `2XX`: the class of the status.
+            operation.responses.by_code.iter().position(|(c, _)| {
+                c.len() == 3 && c.as_bytes()[0] == code.as_bytes()[0] && &c[1..] == "XX"
+            })
         })
         .or_else(|| {
             operation
@@ -212,4 +210,51 @@ fn conclude(
     )
     .with_detail("the service's response breaks its own API contract")
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openapi::{Document, ValidationOptions};
+
+    fn validator() -> Validator {
+        let doc = Document::from_text(
+            "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      responses:\n        2XX: {description: ok, content: {text/plain: {}}}\n        '404': {description: gone}\n",
+            "r.yaml",
+        )
+        .unwrap();
+        let options = ValidationOptions {
+            responses: ResponseValidation::Reject,
+            ..ValidationOptions::default()
+        };
+        Validator::compile(&doc, options).unwrap()
+    }
+
+    fn status(v: &Validator, code: u16, content_type: Option<&str>) -> StatusCode {
+        let mut res = Response::new(Body::from("x"));
+        *res.status_mut() = StatusCode::from_u16(code).unwrap();
+        if let Some(ct) = content_type {
+            res.headers_mut()
+                .insert(header::CONTENT_TYPE, ct.parse().unwrap());
+        }
+        match check_head(v.clone(), (0, 0), res) {
+            Next::Done(res) => res.status(),
+            Next::Collect(..) => panic!("no JSON schema to collect for"),
+        }
+    }
+
+    #[test]
+    fn status_classes_and_media_types_are_documented_or_rejected() {
+        let v = validator();
+        assert_eq!(
+            status(&v, 201, Some("text/plain; charset=utf-8")),
+            StatusCode::CREATED
+        );
+        assert_eq!(status(&v, 404, None), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status(&v, 201, Some("application/json")),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(status(&v, 418, None), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }
