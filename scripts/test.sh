@@ -60,5 +60,19 @@ if [ "$(node -p "require('$node_dir/node_modules/playwright-core/package.json').
         --loglevel=error --save-exact "playwright-core@$PLAYWRIGHT_CORE"
 fi
 export MS_TEST_NODE_DIR="$node_dir"
+# openapi-core 0.23.1, the differential oracle of the OpenAPI request validation tests, in
+# a venv of its own: it conflicts with openapi-spec-validator in the main test venv. Its
+# Python is passed to the tests in MS_OPENAPI_CORE_PYTHON. Nothing is installed into the
+# system Python.
+oc_venv="${MS_OPENAPI_CORE_VENV:-$PWD/.venv-openapi-core}"
+if [ ! -x "$oc_venv/bin/python3" ]; then
+    echo "creating the openapi-core venv at $oc_venv"
+    python3 -m venv "$oc_venv"
+fi
+if ! "$oc_venv/bin/python3" -c "import importlib.metadata as m, sys; sys.exit(m.version('openapi-core') != '0.23.1')" 2>/dev/null; then
+    echo "installing openapi-core 0.23.1 into $oc_venv"
+    "$oc_venv/bin/python3" -m pip install --quiet --disable-pip-version-check openapi-core==0.23.1
+fi
+export MS_OPENAPI_CORE_PYTHON="$oc_venv/bin/python3"
 
 cargo test --workspace --locked "$@"

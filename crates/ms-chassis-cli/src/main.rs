@@ -2,12 +2,14 @@
 //!
 //! It makes and uses the Fernet key behind `enc_` config values (PyMS-compatible: the same
 //! key file and tokens work with `pyms` and Python's `cryptography`), and checks a config
-//! exactly as the service would load it. The binary stays thin: keys, decryption, loading,
+//! exactly as the service would load it, and checks and bundles OpenAPI specs. The binary stays thin: keys, decryption, loading,
 //! validation and redaction all live in `ms_chassis::config`.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+mod openapi;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ms_chassis::config::{ConfigLoader, KEY_FILE_VAR, SecretKey, key_file_from_env};
@@ -53,6 +55,11 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Check and bundle hand-written OpenAPI specs (3.0.x and 3.1.x).
+    Openapi {
+        #[command(subcommand)]
+        command: openapi::OpenapiCommand,
     },
 }
 
@@ -128,6 +135,7 @@ fn main() -> ExitCode {
                     key,
                 },
         } => check(file, profile, print.then_some(format), key.key_file),
+        Command::Openapi { command } => openapi::run(command),
     };
     match result {
         Ok(code) => code,

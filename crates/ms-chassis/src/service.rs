@@ -46,6 +46,8 @@ pub struct Service {
     clients: Clients,
     /// The code-first spec given to [`Service::with_openapi`], as JSON, or why it is not.
     openapi: Option<Result<serde_json::Value, String>>,
+    /// What judges the credentials the spec's `security` asks for, if the user gave one.
+    verifier: Option<Arc<dyn crate::openapi::CredentialVerifier>>,
 }
 
 /// Leaves out the loader, which holds the whole environment.
@@ -145,6 +147,7 @@ impl ServiceBuilder {
             shutdown: CancellationToken::new(),
             started: Started::now(),
             openapi: None,
+            verifier: None,
         })
     }
 }
@@ -279,6 +282,28 @@ impl Service {
         self
     }
 
+    /// Judges the credentials that the spec's `security` asks for (bearer, basic, API
+    /// keys) once a request carries them; without a verifier, a present credential is
+    /// enough, and only a missing one is answered 401. See
+    /// [`CredentialVerifier`](crate::openapi::CredentialVerifier).
+    ///
+    /// ```no_run
+    /// # async fn run(router: ms_chassis::axum::Router) -> ms_chassis::Result<()> {
+    /// use ms_chassis::openapi::Credential;
+    /// let svc = ms_chassis::Service::from_env()?
+    ///     .with_credential_verifier(|c: &Credential<'_>| c.value == "let-me-in");
+    /// svc.serve(router).await
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_credential_verifier(
+        mut self,
+        verifier: impl crate::openapi::CredentialVerifier,
+    ) -> Self {
+        self.verifier = Some(Arc::new(verifier));
+        self
+    }
+
     /// Serves `router` in the chassis stack until SIGTERM or Ctrl-C, then shuts down
     /// gracefully. A second signal exits at once (status 130); see [`Service::serve_with`]
     /// to choose otherwise.
@@ -369,6 +394,16 @@ impl Service {
             self.clients.clone(),
         )));
         let chassis = Some((chassis, chassis_paths));
+        let validator = match &spec {
+            Some(spec) => crate::openapi::validator(
+                spec,
+                &cfg.openapi.validation,
+                cfg.server.limits.body_size,
+                metrics_on.then(|| self.metrics.registry()),
+                self.verifier.take(),
+            )?,
+            None => None,
+        };
         let (user, adaptive) = user_stack(
             router,
             &cfg.server.limits,
@@ -376,6 +411,7 @@ impl Service {
             metrics_on.then_some(&self.metrics),
             self.access_log.clone(),
             self.clients.forwarding(),
+            validator.as_ref().map(crate::openapi::Validator::layer),
         )?;
         if let Some(limit) = adaptive {
             reloader.follow_load_shedding(limit);

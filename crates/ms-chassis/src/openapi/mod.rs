@@ -1,5 +1,5 @@
 //! OpenAPI: the service's contract, published beside the chassis endpoints with an offline
-//! Swagger UI, and (part B) enforced on every request.
+//! Swagger UI, and enforced on every request before the handler runs.
 //!
 //! The chassis takes the spec as a plain serializable document beside the user's plain
 //! `Router` ([`Service::with_openapi`](crate::Service::with_openapi), typically utoipa's
@@ -31,19 +31,30 @@ mod config;
 mod publish;
 mod ui;
 
-// Part B (spec-first loading, bundling, request/response validation) declares its modules
-// here: document, bundle, dialect, compiled, params, media, security, violation, response,
-// validate.
-// ---- part B modules: begin ----
-// ---- part B modules: end ----
+// Spec-first loading and bundling, and request/response validation.
+mod bundle;
+mod compiled;
+mod dialect;
+mod document;
+mod media;
+mod meta;
+mod params;
+mod response;
+mod security;
+pub mod validate;
+mod violation;
 
 use std::sync::Arc;
 
 use axum::Router;
 use serde_json::Value;
 
+pub use compiled::Validator;
 pub use config::{OpenApiSection, ResponseValidation, UiSection, ValidationSection};
+pub use document::{Diagnostic, Document, SpecError, SpecVersion};
+pub use security::{Credential, CredentialKind, CredentialVerifier};
 pub use ui::SWAGGER_UI_VERSION;
+pub use validate::{ValidationLayer, ValidationOptions, ValidationService};
 
 use crate::ServiceSection;
 
@@ -55,16 +66,20 @@ pub enum OpenApiError {
     /// not serialize to an OpenAPI object.
     #[error("the code-first spec: {0}")]
     CodeFirst(String),
-    /// `openapi.file` is set, but spec-first loading is not part of this build.
-    #[error("openapi.file ({0}): spec-first loading is not available yet")]
-    SpecFirstUnavailable(String),
+    /// The spec-first file (`openapi.file`), or the spec in effect, is not a valid
+    /// OpenAPI document: every problem, with its file and line.
+    #[error("{0}")]
+    Spec(#[from] SpecError),
+    /// The validation failure counters could not be registered.
+    #[error("registering the OpenAPI validation metrics: {0}")]
+    Metrics(String),
 }
 
 /// The spec in effect: the bundled, prepared OpenAPI document the service publishes and
-/// validates against. A thin wrapper of its JSON, so that a code-first document and a
-/// spec-first one loaded from files are the same thing from here on.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct SpecInEffect(pub(crate) Value);
+/// validates against, checked against the OpenAPI meta-schema. A code-first document and
+/// a spec-first one loaded from files are the same thing from here on.
+#[derive(Debug)]
+pub(crate) struct SpecInEffect(pub(crate) Document);
 
 /// The spec in effect for `config`: the spec-first file when `openapi.file` is set, else
 /// the code-first document, else none.
@@ -74,18 +89,46 @@ pub(crate) fn spec_in_effect(
     service: &ServiceSection,
 ) -> Result<Option<SpecInEffect>, OpenApiError> {
     if let Some(file) = &config.file {
-        // Part B: load and bundle `file` here, giving `SpecInEffect(bundled)`.
-        return Err(OpenApiError::SpecFirstUnavailable(file.clone()));
+        return Ok(Some(SpecInEffect(Document::load(file)?)));
     }
     match code_first {
         None => Ok(None),
         Some(doc) => {
             let doc = doc.map_err(OpenApiError::CodeFirst)?;
-            code_first::prepare(doc, service)
-                .map(|d| Some(SpecInEffect(d)))
-                .map_err(OpenApiError::CodeFirst)
+            let doc = code_first::prepare(doc, service).map_err(OpenApiError::CodeFirst)?;
+            Ok(Some(SpecInEffect(Document::from_value(doc)?)))
         }
     }
+}
+
+/// The validator of the requests (and responses) to the user's routes, when `spec` is in
+/// effect and `openapi.validation` checks anything. `body_limit` is
+/// `server.limits.body_size`: a body is collected for checking up to it.
+pub(crate) fn validator(
+    spec: &SpecInEffect,
+    config: &ValidationSection,
+    body_limit: u64,
+    metrics: Option<&prometheus::Registry>,
+    verifier: Option<Arc<dyn CredentialVerifier>>,
+) -> Result<Option<Validator>, OpenApiError> {
+    if !config.requests && config.responses == ResponseValidation::Off {
+        return Ok(None);
+    }
+    let options = ValidationOptions {
+        requests: config.requests,
+        strict: config.strict,
+        max_errors: config.max_errors,
+        responses: config.responses,
+        body_limit: usize::try_from(body_limit).unwrap_or(usize::MAX),
+    };
+    let mut validator = Validator::compile(&spec.0, options)?;
+    if let Some(registry) = metrics {
+        validator = validator
+            .with_metrics(registry)
+            .map_err(|e| OpenApiError::Metrics(e.to_string()))?;
+    }
+    validator.verifier = verifier;
+    Ok(Some(validator))
 }
 
 /// The chassis routes that publish `spec` (the JSON and YAML documents, and the Swagger UI
@@ -96,7 +139,7 @@ pub(crate) fn routes(
     config: &OpenApiSection,
     metrics_path: Option<&str>,
 ) -> (Router, Vec<String>) {
-    let mut doc = spec.0.clone();
+    let mut doc = spec.0.as_value().clone();
     if config.include_chassis {
         publish::add_chassis_endpoints(&mut doc, metrics_path);
     }

@@ -42,6 +42,7 @@ use connection::Activity;
 use crate::client::Forwarding;
 use crate::config::ConfigError;
 use crate::metrics::Metrics;
+use crate::openapi::ValidationLayer;
 use crate::resilience::ResilienceMetrics;
 use crate::resilience::shedding::{AdaptiveLimit, LoadSheddingConfig};
 
@@ -64,6 +65,7 @@ pub(crate) fn user_stack(
     metrics: Option<&Metrics>,
     access_log: Arc<AtomicBool>,
     forwarding: Arc<Forwarding>,
+    validation: Option<ValidationLayer>,
 ) -> Result<(Router, Option<AdaptiveLimit>), ConfigError> {
     let body_limit = usize::try_from(limits.body_size).unwrap_or(usize::MAX);
     let shedder = shedder(shedding, metrics)?;
@@ -76,16 +78,17 @@ pub(crate) fn user_stack(
     };
     // One `Router::layer` call: each call adds a boxed service per route. axum's body
     // extractors stop at 2 MiB by themselves; `DefaultBodyLimit` (an extension on every
-    // request) is only needed for another limit. A test pins axum's default.
+    // request) is only needed for another limit. A test pins axum's default. OpenAPI
+    // validation, when a spec is in effect, runs inside the guard: after admission, before
+    // the handler; without one there is no layer at all.
     let route_layer = route::RouteLayer(Arc::new(shared));
-    let router = if limits.body_size == AXUM_BODY_LIMIT {
-        router.layer(route_layer)
-    } else {
-        router.layer(
-            ServiceBuilder::new()
-                .layer(route_layer)
-                .layer(DefaultBodyLimit::max(body_limit)),
-        )
+    let default_body_limit = limits.body_size == AXUM_BODY_LIMIT;
+    let stack = ServiceBuilder::new().layer(route_layer);
+    let router = match (validation, default_body_limit) {
+        (None, true) => router.layer(stack),
+        (None, false) => router.layer(stack.layer(DefaultBodyLimit::max(body_limit))),
+        (Some(v), true) => router.layer(stack.layer(v)),
+        (Some(v), false) => router.layer(stack.layer(DefaultBodyLimit::max(body_limit)).layer(v)),
     };
     Ok((router, adaptive))
 }

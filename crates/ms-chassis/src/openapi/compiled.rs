@@ -1,0 +1,985 @@
+//! [`Validator`]: every operation of a [`Document`] compiled once at startup — its path
+//! template, parameters, request body media types, security and responses, each schema a
+//! ready `jsonschema` validator.
+//!
+//! Compiling everything up front means a bad schema fails the service at startup, with
+//! file and line, instead of the first request that reaches it, and the request path only
+//! runs compiled validators: no parsing, no `$ref` lookups, no allocation for the spec.
+//! All schemas share one `jsonschema` registry that holds the whole translated document
+//! (one copy for requests, one for responses), so `$ref`s, recursive ones included,
+//! resolve inside it and nothing is ever fetched.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, Method};
+use jsonschema::{Draft, Registry};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use serde_json::Value;
+
+use super::dialect::{View, translate};
+use super::document::{Diagnostic, Document, SpecError, escape};
+use super::security::{CredentialVerifier, Scheme, SchemeKind};
+use super::validate::{ValidationLayer, ValidationMetrics, ValidationOptions};
+
+/// Base URI of the request view of the document in the validators' registry.
+const REQUEST_BASE: &str = "urn:ms-chassis:openapi:request";
+/// Base URI of the response view.
+const RESPONSE_BASE: &str = "urn:ms-chassis:openapi:response";
+
+/// Characters a JSON pointer must escape in a URI fragment.
+const FRAGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// The compiled contract of a spec: build it once at startup with [`Validator::compile`],
+/// then put [`Validator::layer`] on the router. Cheap to clone.
+///
+/// ```
+/// use ms_chassis::openapi::{Document, ValidationOptions, Validator};
+///
+/// let doc = Document::from_text(r#"
+/// openapi: 3.1.0
+/// info: {title: books, version: "1"}
+/// paths:
+///   /books/{id}:
+///     get:
+///       parameters:
+///         - {name: id, in: path, required: true, schema: {type: integer, minimum: 1}}
+///       responses:
+///         "200": {description: the book}
+/// "#, "api.yaml")?;
+/// let validator = Validator::compile(&doc, ValidationOptions::default())?;
+/// let app: ms_chassis::axum::Router = ms_chassis::axum::Router::new()
+///     .route("/books/{id}", ms_chassis::axum::routing::get(|| async { "a book" }))
+///     .layer(validator.layer());
+/// # let _ = app;
+/// # Ok::<(), ms_chassis::openapi::SpecError>(())
+/// ```
+#[derive(Clone)]
+pub struct Validator {
+    pub(crate) compiled: Arc<Compiled>,
+    pub(crate) options: Arc<ValidationOptions>,
+    pub(crate) metrics: Option<ValidationMetrics>,
+    pub(crate) verifier: Option<Arc<dyn CredentialVerifier>>,
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator")
+            .field("paths", &self.compiled.paths.len())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Validator {
+    /// Compiles every operation of `doc`. Fails, naming file and line, on a schema the
+    /// validator rejects, a `$ref` it cannot resolve, or a security requirement naming no
+    /// scheme.
+    pub fn compile(doc: &Document, options: ValidationOptions) -> Result<Self, SpecError> {
+        let compiled = Compiler::new(doc)?.compile()?;
+        Ok(Self {
+            compiled: Arc::new(compiled),
+            options: Arc::new(options),
+            metrics: None,
+            verifier: None,
+        })
+    }
+
+    /// Counts failures in `ms_chassis_openapi_request_validation_failures_total` (and the
+    /// response counter) registered on `registry`, such as
+    /// [`Metrics::registry`](crate::metrics::Metrics::registry).
+    pub fn with_metrics(mut self, registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        self.metrics = Some(ValidationMetrics::register(registry)?);
+        Ok(self)
+    }
+
+    /// Checks credentials with `verifier` once they are present (see
+    /// [`CredentialVerifier`]); without one, a present credential is enough.
+    #[must_use]
+    pub fn with_verifier(mut self, verifier: impl CredentialVerifier) -> Self {
+        self.verifier = Some(Arc::new(verifier));
+        self
+    }
+
+    /// The options it runs with.
+    pub fn options(&self) -> &ValidationOptions {
+        &self.options
+    }
+
+    /// The tower layer that validates requests (and responses, if enabled) before the
+    /// handler.
+    pub fn layer(&self) -> ValidationLayer {
+        ValidationLayer::new(self.clone())
+    }
+
+    /// Every operation of the spec, as (method, path template): for a report of
+    /// operations that have no route.
+    pub fn operations(&self) -> impl Iterator<Item = (&Method, &str)> + '_ {
+        self.compiled.paths.iter().flat_map(|p| {
+            p.operations
+                .iter()
+                .map(|o| (&o.method, p.template.as_str()))
+        })
+    }
+}
+
+/// Every path of the spec.
+pub(crate) struct Compiled {
+    pub(crate) paths: Vec<PathEntry>,
+    /// Template → index in `paths`, for a request whose route axum matched.
+    pub(crate) by_template: HashMap<String, usize>,
+}
+
+/// One path template and its operations.
+pub(crate) struct PathEntry {
+    pub(crate) template: String,
+    /// The route label: the template, shared.
+    pub(crate) route: Arc<str>,
+    segments: Vec<Segment>,
+    literals: usize,
+    pub(crate) operations: Vec<Operation>,
+    /// The `Allow` header of a 405: every method the path has.
+    pub(crate) allow: HeaderValue,
+}
+
+enum Segment {
+    Literal(String),
+    /// `{name}`, with literal text before and after it in the segment (`{id}.json`).
+    Param {
+        prefix: String,
+        name: String,
+        suffix: String,
+    },
+}
+
+/// One operation.
+pub(crate) struct Operation {
+    pub(crate) method: Method,
+    pub(crate) params: Vec<Param>,
+    pub(crate) body: Option<RequestBody>,
+    /// `None`: no security. Otherwise alternatives (any one suffices), each a set of
+    /// schemes that must all be satisfied; an empty set means anonymous is allowed.
+    pub(crate) security: Option<Vec<Vec<Arc<Scheme>>>>,
+    pub(crate) responses: Responses,
+}
+
+/// Where a parameter is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum In {
+    Path,
+    Query,
+    Header,
+    Cookie,
+}
+
+/// A parameter's serialization style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Style {
+    Form,
+    Simple,
+    SpaceDelimited,
+    PipeDelimited,
+    DeepObject,
+    Label,
+    Matrix,
+}
+
+/// The JSON types a value may have, to read a parameter's text as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Types(pub(crate) u8);
+
+impl Types {
+    pub(crate) const INTEGER: u8 = 1;
+    pub(crate) const NUMBER: u8 = 2;
+    pub(crate) const BOOLEAN: u8 = 4;
+    pub(crate) const NULL: u8 = 8;
+    pub(crate) const STRING: u8 = 16;
+    pub(crate) const ARRAY: u8 = 32;
+    pub(crate) const OBJECT: u8 = 64;
+
+    pub(crate) fn has(self, t: u8) -> bool {
+        self.0 & t != 0
+    }
+
+    fn of(schema: &Value) -> Types {
+        let mut t = 0;
+        let mut add = |name: &str| {
+            t |= match name {
+                "integer" => Self::INTEGER,
+                "number" => Self::NUMBER,
+                "boolean" => Self::BOOLEAN,
+                "null" => Self::NULL,
+                "string" => Self::STRING,
+                "array" => Self::ARRAY,
+                "object" => Self::OBJECT,
+                _ => 0,
+            }
+        };
+        match schema.get("type") {
+            Some(Value::String(s)) => add(s),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).for_each(add),
+            _ => {}
+        }
+        Types(t)
+    }
+}
+
+/// What a parameter's schema says its value is, to parse the text by.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Shape {
+    Scalar(Types),
+    Array(Types),
+    Object(HashMap<String, Types>),
+}
+
+/// One parameter.
+pub(crate) struct Param {
+    pub(crate) name: String,
+    pub(crate) location: In,
+    pub(crate) required: bool,
+    pub(crate) style: Style,
+    pub(crate) explode: bool,
+    pub(crate) shape: Shape,
+    /// The value is JSON text (`content: {application/json: ...}`).
+    pub(crate) json: bool,
+    pub(crate) schema: Option<Schema>,
+    /// `query.limit`, `header.x-tenant`: the violation location.
+    pub(crate) location_name: String,
+}
+
+/// A compiled schema.
+pub(crate) struct Schema {
+    pub(crate) validator: jsonschema::Validator,
+}
+
+/// An operation's request body.
+pub(crate) struct RequestBody {
+    pub(crate) required: bool,
+    pub(crate) media: Vec<Media>,
+    /// The media types, for messages.
+    pub(crate) listed: String,
+}
+
+/// One media type of a body.
+pub(crate) struct Media {
+    /// Lower case, without parameters: `application/json`, `application/*`, `*/*`.
+    pub(crate) range: String,
+    pub(crate) schema: Option<Schema>,
+    /// For `application/x-www-form-urlencoded`: the shape of each property, to read the
+    /// form's text values by.
+    pub(crate) form: Option<HashMap<String, Shape>>,
+}
+
+/// The media type of HTML forms, whose body is checked like a query string.
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
+
+/// An operation's documented responses.
+#[derive(Default)]
+pub(crate) struct Responses {
+    /// `200`, `2XX` or `default` → its media types.
+    pub(crate) by_code: Vec<(String, Vec<Media>)>,
+}
+
+impl Compiled {
+    /// The path entry for `path`, preferring `matched` (axum's route template) when the
+    /// spec has it, and the template with the most literal segments when several match.
+    pub(crate) fn find(&self, matched: Option<&str>, path: &str) -> Option<usize> {
+        if let Some(i) = matched.and_then(|m| self.by_template.get(m)) {
+            return Some(*i);
+        }
+        let mut best: Option<usize> = None;
+        for (i, entry) in self.paths.iter().enumerate() {
+            if entry.matches(path) && best.is_none_or(|b| self.paths[b].literals < entry.literals) {
+                best = Some(i);
+            }
+        }
+        best
+    }
+}
+
+impl PathEntry {
+    fn matches(&self, path: &str) -> bool {
+        let mut parts = path.split('/');
+        for seg in &self.segments {
+            let Some(part) = parts.next() else {
+                return false;
+            };
+            match seg {
+                Segment::Literal(l) => {
+                    if l != part {
+                        return false;
+                    }
+                }
+                Segment::Param { prefix, suffix, .. } => {
+                    if part.len() <= prefix.len() + suffix.len()
+                        || !part.starts_with(prefix.as_str())
+                        || !part.ends_with(suffix.as_str())
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+        parts.next().is_none()
+    }
+
+    /// The raw (still percent-encoded) value of each path parameter in `path`.
+    pub(crate) fn captures<'p>(&self, path: &'p str) -> Vec<(&str, &'p str)> {
+        let mut out = Vec::new();
+        for (seg, part) in self.segments.iter().zip(path.split('/')) {
+            if let Segment::Param {
+                prefix,
+                name,
+                suffix,
+            } = seg
+            {
+                let end = part.len().saturating_sub(suffix.len());
+                out.push((name.as_str(), part.get(prefix.len()..end).unwrap_or("")));
+            }
+        }
+        out
+    }
+}
+
+fn parse_template(template: &str) -> Result<(Vec<Segment>, usize), String> {
+    let mut segments = Vec::new();
+    let mut literals = 0;
+    for part in template.split('/') {
+        match (part.find('{'), part.find('}')) {
+            (Some(open), Some(close)) if open < close => {
+                let rest = &part[close + 1..];
+                if rest.contains('{') {
+                    return Err(format!(
+                        "path template {template:?}: one parameter per segment is supported"
+                    ));
+                }
+                segments.push(Segment::Param {
+                    prefix: part[..open].to_owned(),
+                    name: part[open + 1..close].to_owned(),
+                    suffix: rest.to_owned(),
+                });
+            }
+            (None, None) => {
+                literals += 1;
+                segments.push(Segment::Literal(part.to_owned()));
+            }
+            _ => return Err(format!("path template {template:?}: unbalanced braces")),
+        }
+    }
+    Ok((segments, literals))
+}
+
+const METHODS: [(&str, Method); 8] = [
+    ("get", Method::GET),
+    ("put", Method::PUT),
+    ("post", Method::POST),
+    ("delete", Method::DELETE),
+    ("options", Method::OPTIONS),
+    ("head", Method::HEAD),
+    ("patch", Method::PATCH),
+    ("trace", Method::TRACE),
+];
+
+/// Whether a media type (lower case, no parameters) is JSON.
+pub(crate) fn is_json(range: &str) -> bool {
+    range == "application/json" || range.ends_with("+json")
+}
+
+/// OpenAPI's `format: byte`: base64 (RFC 4648, with padding), as openapi-core checks it.
+fn is_base64(s: &str) -> bool {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+}
+
+struct Compiler<'d> {
+    doc: &'d Document,
+    root: &'d Value,
+    request: Value,
+    registry: Registry<'static>,
+    errors: Vec<Diagnostic>,
+}
+
+impl<'d> Compiler<'d> {
+    fn new(doc: &'d Document) -> Result<Self, SpecError> {
+        let root = doc.as_value();
+        let request = translate(root, doc.version(), View::Request);
+        let response = translate(root, doc.version(), View::Response);
+        let registry = Registry::new()
+            .draft(Draft::Draft202012)
+            .add(REQUEST_BASE, request.clone())
+            .and_then(|b| b.add(RESPONSE_BASE, response))
+            .and_then(|b| b.prepare())
+            .map_err(|e| doc.error("", format!("the spec's schemas cannot be indexed: {e}")))?;
+        Ok(Self {
+            doc,
+            root,
+            request,
+            registry,
+            errors: Vec::new(),
+        })
+    }
+
+    fn compile(mut self) -> Result<Compiled, SpecError> {
+        self.check_component_schemas();
+        let mut paths = Vec::new();
+        let mut by_template = HashMap::new();
+        if let Some(Value::Object(ps)) = self.root.get("paths") {
+            for (template, item) in ps {
+                let at = format!("/paths/{}", escape(template));
+                match self.path(template, item, &at) {
+                    Ok(entry) => {
+                        by_template.insert(template.clone(), paths.len());
+                        paths.push(entry);
+                    }
+                    Err(message) => {
+                        let d = self.doc.diagnostic(&at, message);
+                        self.errors.push(d);
+                    }
+                }
+            }
+        }
+        if !self.errors.is_empty() {
+            return Err(SpecError::Invalid(self.errors));
+        }
+        Ok(Compiled { paths, by_template })
+    }
+
+    /// Every `components.schemas` entry is valid JSON Schema 2020-12 (after translation),
+    /// used or not.
+    fn check_component_schemas(&mut self) {
+        let Some(Value::Object(schemas)) = self.request.pointer("/components/schemas") else {
+            return;
+        };
+        let schemas = schemas.clone();
+        for (name, s) in &schemas {
+            let at = format!("/components/schemas/{}", escape(name));
+            self.meta_check(&at, s);
+        }
+    }
+
+    fn meta_check(&mut self, at: &str, schema: &Value) {
+        if let Err(e) = jsonschema::draft202012::meta::validate(schema) {
+            let inner = e.instance_path().as_str().to_owned();
+            let d = self.doc.diagnostic(
+                &format!("{at}{inner}"),
+                format!(
+                    "not a valid schema: {}",
+                    super::violation::truncate(&e.to_string())
+                ),
+            );
+            self.errors.push(d);
+        }
+    }
+
+    /// A validator for the schema at `at` (a pointer into the document) in `base`'s view.
+    fn schema(&mut self, at: &str, base: &str) -> Option<Schema> {
+        // Component schemas were checked once already; inline ones (request or response)
+        // are checked here.
+        if !at.starts_with("/components/schemas/")
+            && let Some(s) = self.request.pointer(at).cloned()
+        {
+            self.meta_check(at, &s);
+        }
+        let uri = format!("{base}#{}", utf8_percent_encode(at, FRAGMENT));
+        let wrapper = serde_json::json!({ "$ref": uri });
+        match jsonschema::options()
+            .with_draft(Draft::Draft202012)
+            .with_registry(&self.registry)
+            .should_validate_formats(true)
+            .with_format("byte", is_base64)
+            .build(&wrapper)
+        {
+            Ok(validator) => Some(Schema { validator }),
+            Err(e) => {
+                let inner = e.instance_path().as_str().to_owned();
+                let d = self.doc.diagnostic(
+                    &format!("{at}{inner}"),
+                    format!("the schema does not compile: {e}"),
+                );
+                self.errors.push(d);
+                None
+            }
+        }
+    }
+
+    /// Follows `$ref`s (local, after bundling) from the value at `at`: the value and the
+    /// pointer where it really is.
+    fn deref(&self, at: &str) -> Result<(String, &'d Value), String> {
+        let mut at = at.to_owned();
+        for _ in 0..32 {
+            let v = self
+                .root
+                .pointer(&at)
+                .ok_or_else(|| format!("nothing at {at:?}"))?;
+            match v.get("$ref").and_then(Value::as_str) {
+                Some(r) => {
+                    let p = r
+                        .strip_prefix('#')
+                        .ok_or_else(|| format!("$ref {r:?} is not local"))?;
+                    at = percent_encoding::percent_decode_str(p)
+                        .decode_utf8_lossy()
+                        .into_owned();
+                }
+                None => return Ok((at, v)),
+            }
+        }
+        Err(format!("$ref chain from {at:?} is too long"))
+    }
+
+    fn path(&mut self, template: &str, item: &Value, at: &str) -> Result<PathEntry, String> {
+        let (segments, literals) = parse_template(template)?;
+        let (item_at, item) = if item.get("$ref").is_some() {
+            self.deref(at)?
+        } else {
+            (at.to_owned(), item)
+        };
+        let shared = self.params(item, &item_at)?;
+        let mut operations = Vec::new();
+        for (key, method) in &METHODS {
+            let Some(op) = item.get(*key) else {
+                continue;
+            };
+            let op_at = format!("{item_at}/{key}");
+            let mut params = self.params(op, &op_at)?;
+            for p in &shared {
+                if !params
+                    .iter()
+                    .any(|q| q.0.name == p.0.name && q.0.location == p.0.location)
+                {
+                    params.push(p.clone());
+                }
+            }
+            let mut compiled = Vec::new();
+            for (raw, p_at) in params {
+                compiled.push(self.param(raw, &p_at)?);
+            }
+            let body = match op.get("requestBody") {
+                Some(_) => Some(self.body(&format!("{op_at}/requestBody"))?),
+                None => None,
+            };
+            let security = self.security(op, &op_at)?;
+            let responses = self.responses(op, &op_at)?;
+            operations.push(Operation {
+                method: method.clone(),
+                params: compiled,
+                body,
+                security,
+                responses,
+            });
+        }
+        let allow = operations
+            .iter()
+            .map(|o| o.method.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(PathEntry {
+            template: template.to_owned(),
+            route: Arc::from(template),
+            segments,
+            literals,
+            operations,
+            allow: HeaderValue::from_str(&allow).map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// The `parameters` of a path item or operation: (parameter, its pointer).
+    fn params(&self, holder: &Value, at: &str) -> Result<Vec<(RawParam, String)>, String> {
+        let mut out = Vec::new();
+        let Some(Value::Array(list)) = holder.get("parameters") else {
+            return Ok(out);
+        };
+        for i in 0..list.len() {
+            let (p_at, p) = self.deref(&format!("{at}/parameters/{i}"))?;
+            let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
+            let location = match p.get("in").and_then(Value::as_str) {
+                Some("path") => In::Path,
+                Some("query") => In::Query,
+                Some("header") => In::Header,
+                Some("cookie") => In::Cookie,
+                other => return Err(format!("{p_at}: unknown parameter location {other:?}")),
+            };
+            out.push((
+                RawParam {
+                    name: if location == In::Header {
+                        name.to_ascii_lowercase()
+                    } else {
+                        name.to_owned()
+                    },
+                    location,
+                },
+                p_at,
+            ));
+        }
+        Ok(out)
+    }
+
+    fn param(&mut self, raw: RawParam, at: &str) -> Result<Param, String> {
+        let p = self.root.pointer(at).ok_or("parameter vanished")?;
+        let style = match p.get("style").and_then(Value::as_str) {
+            Some("form") => Style::Form,
+            Some("simple") => Style::Simple,
+            Some("spaceDelimited") => Style::SpaceDelimited,
+            Some("pipeDelimited") => Style::PipeDelimited,
+            Some("deepObject") => Style::DeepObject,
+            Some("label") => Style::Label,
+            Some("matrix") => Style::Matrix,
+            Some(other) => return Err(format!("{at}: unknown style {other:?}")),
+            None => match raw.location {
+                In::Query | In::Cookie => Style::Form,
+                In::Path | In::Header => Style::Simple,
+            },
+        };
+        let explode = p
+            .get("explode")
+            .and_then(Value::as_bool)
+            .unwrap_or(style == Style::Form);
+        let required =
+            p.get("required").and_then(Value::as_bool).unwrap_or(false) || raw.location == In::Path;
+        let (schema_at, json) = if p.get("schema").is_some() {
+            (Some(format!("{at}/schema")), false)
+        } else if let Some(Value::Object(content)) = p.get("content") {
+            content
+                .iter()
+                .next()
+                .map(|(mt, _)| (Some(format!("{at}/content/{}/schema", escape(mt))), true))
+                .unwrap_or((None, true))
+        } else {
+            (None, false)
+        };
+        let schema_at = schema_at.filter(|s| self.root.pointer(s).is_some());
+        let shape = match &schema_at {
+            Some(s) => self.shape(s),
+            None => Shape::Scalar(Types::default()),
+        };
+        let schema = schema_at.and_then(|s| self.schema(&s, REQUEST_BASE));
+        let prefix = match raw.location {
+            In::Path => "path",
+            In::Query => "query",
+            In::Header => "header",
+            In::Cookie => "cookie",
+        };
+        Ok(Param {
+            location_name: format!("{prefix}.{}", raw.name),
+            name: raw.name,
+            location: raw.location,
+            required,
+            style,
+            explode,
+            shape,
+            json,
+            schema,
+        })
+    }
+
+    /// The shape of the (request view of the) schema at `at`.
+    fn shape(&self, at: &str) -> Shape {
+        let resolve = |v: &Value| -> Value {
+            let mut v = v.clone();
+            for _ in 0..32 {
+                let Some(r) = v.get("$ref").and_then(Value::as_str) else {
+                    break;
+                };
+                let target = r.strip_prefix('#').and_then(|p| {
+                    self.request
+                        .pointer(&percent_encoding::percent_decode_str(p).decode_utf8_lossy())
+                });
+                match target {
+                    Some(t) => v = t.clone(),
+                    None => break,
+                }
+            }
+            v
+        };
+        let Some(s) = self.request.pointer(at) else {
+            return Shape::Scalar(Types::default());
+        };
+        let s = resolve(s);
+        let mut t = Types::of(&s);
+        if t == Types::default() {
+            // No `type` of its own: the union of its `anyOf`/`oneOf`/`allOf` branches'.
+            for key in ["anyOf", "oneOf", "allOf"] {
+                for branch in s.get(key).and_then(Value::as_array).into_iter().flatten() {
+                    t.0 |= Types::of(&resolve(branch)).0;
+                }
+            }
+        }
+        if t.has(Types::ARRAY) {
+            let items = s.get("items").map(&resolve).unwrap_or(Value::Null);
+            Shape::Array(Types::of(&items))
+        } else if t.has(Types::OBJECT) {
+            let props = s
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), Types::of(&resolve(v))))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Shape::Object(props)
+        } else {
+            Shape::Scalar(t)
+        }
+    }
+
+    /// The shape of each property of the (object) schema at `at`.
+    fn form_shape(&self, at: &str) -> HashMap<String, Shape> {
+        let mut out = HashMap::new();
+        let mut at = at.to_owned();
+        for _ in 0..32 {
+            let Some(r) = self
+                .request
+                .pointer(&at)
+                .and_then(|s| s.get("$ref"))
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix('#'))
+            else {
+                break;
+            };
+            at = percent_encoding::percent_decode_str(r)
+                .decode_utf8_lossy()
+                .into_owned();
+        }
+        if let Some(Value::Object(props)) = self.request.pointer(&format!("{at}/properties")) {
+            for name in props.keys() {
+                let p = format!("{at}/properties/{}", escape(name));
+                out.insert(name.clone(), self.shape(&p));
+            }
+        }
+        out
+    }
+
+    fn body(&mut self, at: &str) -> Result<RequestBody, String> {
+        let (at, b) = self.deref(at)?;
+        let required = b.get("required").and_then(Value::as_bool).unwrap_or(false);
+        let media = self.media(b, &at, REQUEST_BASE);
+        let listed = media
+            .iter()
+            .map(|m| m.range.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(RequestBody {
+            required,
+            media,
+            listed,
+        })
+    }
+
+    fn media(&mut self, holder: &Value, at: &str, base: &str) -> Vec<Media> {
+        let mut out = Vec::new();
+        let Some(Value::Object(content)) = holder.get("content") else {
+            return out;
+        };
+        for (mt, m) in content {
+            let range = mt
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            let schema_at = format!("{at}/content/{}/schema", escape(mt));
+            let schema = if m.get("schema").is_some() {
+                self.schema(&schema_at, base)
+            } else {
+                None
+            };
+            let form = (range == FORM && schema.is_some()).then(|| self.form_shape(&schema_at));
+            out.push(Media {
+                range,
+                schema,
+                form,
+            });
+        }
+        out
+    }
+
+    fn responses(&mut self, op: &Value, at: &str) -> Result<Responses, String> {
+        let mut r = Responses::default();
+        let Some(Value::Object(codes)) = op.get("responses") else {
+            return Ok(r);
+        };
+        for code in codes.keys() {
+            let (res_at, res) = self.deref(&format!("{at}/responses/{}", escape(code)))?;
+            let media = self.media(res, &res_at, RESPONSE_BASE);
+            r.by_code.push((code.to_ascii_uppercase(), media));
+        }
+        Ok(r)
+    }
+
+    fn security(&mut self, op: &Value, at: &str) -> Result<Option<Vec<Vec<Arc<Scheme>>>>, String> {
+        let (req, req_at) = match op.get("security") {
+            Some(s) => (s, format!("{at}/security")),
+            None => match self.root.get("security") {
+                Some(s) => (s, "/security".to_owned()),
+                None => return Ok(None),
+            },
+        };
+        let Value::Array(alternatives) = req else {
+            return Err(format!("{req_at}: expected a list of requirements"));
+        };
+        if alternatives.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for alt in alternatives {
+            let mut all = Vec::new();
+            if let Value::Object(names) = alt {
+                for name in names.keys() {
+                    all.push(self.scheme(name, &req_at)?);
+                }
+            }
+            out.push(all);
+        }
+        Ok(Some(out))
+    }
+
+    fn scheme(&self, name: &str, at: &str) -> Result<Arc<Scheme>, String> {
+        let (_, s) = self
+            .deref(&format!("/components/securitySchemes/{}", escape(name)))
+            .map_err(|_| {
+                format!("{at}: security scheme {name:?} is not in components.securitySchemes")
+            })?;
+        let kind = match s.get("type").and_then(Value::as_str) {
+            Some("http") => match s
+                .get("scheme")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
+                Some("basic") => SchemeKind::Basic,
+                _ => SchemeKind::Bearer,
+            },
+            Some("apiKey") => {
+                let key = s.get("name").and_then(Value::as_str).unwrap_or_default();
+                match s.get("in").and_then(Value::as_str) {
+                    Some("header") => SchemeKind::ApiKey {
+                        location: In::Header,
+                        name: key.to_ascii_lowercase(),
+                    },
+                    Some("query") => SchemeKind::ApiKey {
+                        location: In::Query,
+                        name: key.to_owned(),
+                    },
+                    Some("cookie") => SchemeKind::ApiKey {
+                        location: In::Cookie,
+                        name: key.to_owned(),
+                    },
+                    other => {
+                        return Err(format!(
+                            "security scheme {name:?}: unknown apiKey location {other:?}"
+                        ));
+                    }
+                }
+            }
+            // OAuth 2 and OpenID Connect send a bearer token.
+            _ => SchemeKind::Bearer,
+        };
+        Ok(Arc::new(Scheme {
+            name: name.to_owned(),
+            kind,
+        }))
+    }
+}
+
+#[derive(Clone)]
+struct RawParam {
+    name: String,
+    location: In,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(text: &str) -> Document {
+        Document::from_text(text, "api.yaml").unwrap()
+    }
+
+    #[test]
+    fn templates_match_most_specific_first() {
+        let d = doc(
+            "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a/{id}:\n    get: {responses: {'200': {description: ok}}}\n  /a/me:\n    get: {responses: {'200': {description: ok}}}\n  /f/{name}.json:\n    get: {responses: {'200': {description: ok}}}\n",
+        );
+        let v = Validator::compile(&d, ValidationOptions::default()).unwrap();
+        let c = &v.compiled;
+        assert_eq!(c.paths[c.find(None, "/a/me").unwrap()].template, "/a/me");
+        assert_eq!(c.paths[c.find(None, "/a/7").unwrap()].template, "/a/{id}");
+        assert!(c.find(None, "/a/7/x").is_none());
+        assert!(c.find(None, "/a").is_none());
+        let f = &c.paths[c.find(None, "/f/x.json").unwrap()];
+        assert_eq!(f.captures("/f/x.json"), vec![("name", "x")]);
+    }
+
+    #[test]
+    fn formats_and_integer_widths_are_checked() {
+        let text = "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    post:\n      requestBody:\n        content:\n          application/json:\n            schema: {$ref: '#/components/schemas/F'}\n      responses: {'200': {description: ok}}\ncomponents:\n  schemas:\n    F:\n      type: object\n      properties:\n        date: {type: string, format: date}\n        date-time: {type: string, format: date-time}\n        uuid: {type: string, format: uuid}\n        email: {type: string, format: email}\n        uri: {type: string, format: uri}\n        ipv4: {type: string, format: ipv4}\n        ipv6: {type: string, format: ipv6}\n        byte: {type: string, format: byte}\n        int32: {type: integer, format: int32}\n";
+        let v = Validator::compile(&doc(text), ValidationOptions::default()).unwrap();
+        let op = &v.compiled.paths[0].operations[0];
+        let schema = &op.body.as_ref().unwrap().media[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .validator;
+        let good = serde_json::json!({"date": "2024-02-29", "date-time": "2024-02-29T10:00:00Z",
+            "uuid": "0b9f3b0e-59b2-4a39-8e8a-6e2b3b1f9a11", "email": "a@b.example",
+            "uri": "https://example.com/x", "ipv4": "10.0.0.1", "ipv6": "::1", "byte": "aGk=",
+            "int32": 2147483647});
+        assert!(schema.is_valid(&good));
+        for (k, bad) in [
+            ("date", "2024-02-30"),
+            ("date-time", "2024-02-29"),
+            ("uuid", "x"),
+            ("email", "nobody"),
+            ("uri", "not a uri"),
+            ("ipv4", "10.0.0.256"),
+            ("ipv6", "::g"),
+            ("byte", "a"),
+        ] {
+            let mut v = good.clone();
+            v[k] = serde_json::json!(bad);
+            assert!(!schema.is_valid(&v), "{k}: {bad}");
+        }
+        let mut v = good.clone();
+        v["int32"] = serde_json::json!(2147483648_i64);
+        assert!(!schema.is_valid(&v), "int32 overflow");
+    }
+
+    #[test]
+    fn a_schema_the_validator_rejects_names_file_and_line() {
+        let text = "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths: {}\ncomponents:\n  schemas:\n    Bad:\n      type: object\n      properties:\n        n:\n          type: integer\n          minimum: lots\n";
+        let e = Validator::compile(&doc(text), ValidationOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.yaml:11:"), "{e}");
+        assert!(
+            e.contains("/components/schemas/Bad/properties/n/minimum"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_security_scheme_is_a_startup_error() {
+        let text = "openapi: 3.1.0\ninfo: {title: t, version: '1'}\nsecurity: [{nope: []}]\npaths:\n  /a:\n    get: {responses: {'200': {description: ok}}}\n";
+        let e = Validator::compile(&doc(text), ValidationOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"nope\" is not in components.securitySchemes"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,361 @@
+//! The OpenAPI schema dialects, translated once at load into plain JSON Schema 2020-12 so
+//! that one standard validator (`jsonschema`) checks both 3.0 and 3.1 specs.
+//!
+//! OpenAPI 3.0 schemas are an extended subset of draft 4 whose words mean something else
+//! in 2020-12 (`nullable`, boolean `exclusiveMinimum`, `$ref` hiding its siblings), and both
+//! versions give `readOnly`, `writeOnly` and `discriminator` a request/response meaning that
+//! JSON Schema leaves to annotations. Rewriting the schemas — into one copy of the document
+//! for requests and one for responses — keeps that meaning out of the hot path entirely:
+//! validating is then just running compiled 2020-12 validators.
+
+use serde_json::{Map, Value, json};
+
+use super::document::{SpecVersion, unescape};
+
+/// Which side of an exchange a translated document is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum View {
+    /// `readOnly` properties may not be sent and are never required.
+    Request,
+    /// `writeOnly` properties may not be sent and are never required.
+    Response,
+}
+
+/// A copy of the bundled `doc` whose Schema Objects are JSON Schema 2020-12 with their
+/// OpenAPI meaning for `view`.
+pub(crate) fn translate(doc: &Value, version: SpecVersion, view: View) -> Value {
+    let t = Translator {
+        original: doc,
+        version,
+        view,
+    };
+    let mut out = doc.clone();
+    t.document(&mut out, 0);
+    out
+}
+
+struct Translator<'a> {
+    original: &'a Value,
+    version: SpecVersion,
+    view: View,
+}
+
+/// Members whose values are data, never Schema Objects.
+fn is_data(key: &str) -> bool {
+    matches!(key, "example" | "examples" | "default" | "enum" | "const") || key.starts_with("x-")
+}
+
+impl Translator<'_> {
+    /// Walks the non-schema parts of the document, translating each Schema Object found:
+    /// `components.schemas.*` and the `schema` of parameters, headers and media types.
+    fn document(&self, v: &mut Value, depth: usize) {
+        let Value::Object(map) = v else {
+            if let Value::Array(items) = v {
+                for item in items {
+                    self.document(item, depth + 1);
+                }
+            }
+            return;
+        };
+        for (k, child) in map.iter_mut() {
+            if is_data(k) {
+                continue;
+            }
+            if k == "schema" {
+                self.schema(child);
+            } else if k == "schemas" && depth == 1 {
+                if let Value::Object(schemas) = child {
+                    for s in schemas.values_mut() {
+                        self.schema(s);
+                    }
+                }
+            } else {
+                self.document(child, depth + 1);
+            }
+        }
+    }
+
+    fn schema(&self, s: &mut Value) {
+        let Value::Object(m) = s else {
+            return;
+        };
+        if self.version == SpecVersion::V3_0 {
+            if m.contains_key("$ref") {
+                // 3.0: "This object cannot be extended with additional properties and any
+                // properties added SHALL be ignored."
+                m.retain(|k, _| k == "$ref");
+                return;
+            }
+            nullable(m);
+            exclusive_bound(m, "exclusiveMinimum", "minimum");
+            exclusive_bound(m, "exclusiveMaximum", "maximum");
+        }
+        integer_width(m);
+        self.discriminator(m);
+        self.hidden_properties(m);
+        for key in [
+            "additionalProperties",
+            "items",
+            "not",
+            "if",
+            "then",
+            "else",
+            "contains",
+            "propertyNames",
+            "unevaluatedProperties",
+            "unevaluatedItems",
+            "additionalItems",
+        ] {
+            if let Some(child) = m.get_mut(key) {
+                match child {
+                    Value::Array(items) => items.iter_mut().for_each(|c| self.schema(c)),
+                    other => self.schema(other),
+                }
+            }
+        }
+        for key in ["allOf", "anyOf", "oneOf", "prefixItems"] {
+            if let Some(Value::Array(items)) = m.get_mut(key) {
+                items.iter_mut().for_each(|c| self.schema(c));
+            }
+        }
+        for key in [
+            "properties",
+            "patternProperties",
+            "dependentSchemas",
+            "$defs",
+            "definitions",
+        ] {
+            if let Some(Value::Object(children)) = m.get_mut(key) {
+                children.values_mut().for_each(|c| self.schema(c));
+            }
+        }
+    }
+
+    /// `readOnly` properties in a request and `writeOnly` ones in a response: not required,
+    /// and not allowed (as openapi-core has it).
+    fn hidden_properties(&self, m: &mut Map<String, Value>) {
+        let flag = match self.view {
+            View::Request => "readOnly",
+            View::Response => "writeOnly",
+        };
+        let Some(Value::Object(props)) = m.get_mut("properties") else {
+            return;
+        };
+        let mut hidden = Vec::new();
+        for (name, p) in props.iter_mut() {
+            if self.flagged(p, flag) {
+                hidden.push(name.clone());
+                *p = Value::Bool(false);
+            }
+        }
+        if hidden.is_empty() {
+            return;
+        }
+        if let Some(Value::Array(required)) = m.get_mut("required") {
+            required.retain(|r| !r.as_str().is_some_and(|r| hidden.iter().any(|h| h == r)));
+            if required.is_empty() {
+                m.remove("required");
+            }
+        }
+    }
+
+    /// Whether the property schema `p` (or the schema its `$ref` names) sets `flag`.
+    fn flagged(&self, p: &Value, flag: &str) -> bool {
+        if p.get(flag) == Some(&Value::Bool(true)) {
+            return true;
+        }
+        p.get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix('#'))
+            .and_then(|ptr| self.original.pointer(ptr))
+            .is_some_and(|t| t.get(flag) == Some(&Value::Bool(true)))
+    }
+
+    /// A `discriminator` beside `oneOf`/`anyOf` of `$ref`s becomes: the property is
+    /// required and one of the known values, and its value selects the one branch to check,
+    /// so a failing request gets *that* branch's errors rather than every branch's.
+    fn discriminator(&self, m: &mut Map<String, Value>) {
+        let Some(prop) = m
+            .get("discriminator")
+            .and_then(|d| d.get("propertyName"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        let Some(key) = ["oneOf", "anyOf"].into_iter().find(|k| m.contains_key(*k)) else {
+            return;
+        };
+        let Some(Value::Array(branches)) = m.get(key) else {
+            return;
+        };
+        let refs: Option<Vec<String>> = branches
+            .iter()
+            .map(|b| b.get("$ref").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        let Some(refs) = refs else {
+            return; // an inline branch has no name to select it by
+        };
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        if let Some(Value::Object(mapping)) = m.get("discriminator").and_then(|d| d.get("mapping"))
+        {
+            for (value, target) in mapping {
+                let Some(target) = target.as_str() else {
+                    continue;
+                };
+                let r = if target.contains('/') || target.starts_with('#') {
+                    target.to_owned()
+                } else {
+                    format!("#/components/schemas/{target}")
+                };
+                pairs.push((value.clone(), r));
+            }
+        }
+        for r in &refs {
+            if pairs.iter().any(|(_, t)| t == r) {
+                continue;
+            }
+            let name = r.rsplit('/').next().map(unescape).unwrap_or_default();
+            pairs.push((name.into_owned(), r.clone()));
+        }
+        m.remove(key);
+        let values: Vec<Value> = pairs
+            .iter()
+            .map(|(v, _)| Value::String(v.clone()))
+            .collect();
+        let mut checks = vec![json!({
+            "required": [prop],
+            "properties": { prop.clone(): { "enum": values } },
+        })];
+        for (value, r) in pairs {
+            checks.push(json!({
+                "if": { "required": [prop], "properties": { prop.clone(): { "const": value } } },
+                "then": { "$ref": r },
+            }));
+        }
+        match m.get_mut("allOf") {
+            Some(Value::Array(all)) => all.extend(checks),
+            _ => {
+                m.insert("allOf".into(), Value::Array(checks));
+            }
+        }
+    }
+}
+
+/// OpenAPI's `format: int32` / `int64` bound the value, as openapi-core checks them; JSON
+/// Schema only knows the format as an annotation.
+fn integer_width(m: &mut Map<String, Value>) {
+    let (min, max) = match m.get("format").and_then(Value::as_str) {
+        Some("int32") => (json!(i32::MIN), json!(i32::MAX)),
+        Some("int64") => (json!(i64::MIN), json!(i64::MAX)),
+        _ => return,
+    };
+    let bound = json!({"minimum": min, "maximum": max});
+    match m.get_mut("allOf") {
+        Some(Value::Array(all)) => all.push(bound),
+        _ => {
+            m.insert("allOf".into(), json!([bound]));
+        }
+    }
+}
+
+/// 3.0 `nullable: true` beside a `type`: `null` is one more type (and one more `enum`
+/// value). Without a `type` it has no effect, as OpenAPI 3.0.3 clarifies.
+fn nullable(m: &mut Map<String, Value>) {
+    if m.remove("nullable") != Some(Value::Bool(true)) {
+        return;
+    }
+    let Some(Value::String(t)) = m.get("type") else {
+        return;
+    };
+    let t = t.clone();
+    m.insert("type".into(), json!([t, "null"]));
+    if let Some(Value::Array(options)) = m.get_mut("enum")
+        && !options.contains(&Value::Null)
+    {
+        options.push(Value::Null);
+    }
+}
+
+/// 3.0's boolean `exclusiveMinimum: true` beside `minimum: m` is 2020-12's
+/// `exclusiveMinimum: m` (and likewise for the maximum).
+fn exclusive_bound(m: &mut Map<String, Value>, exclusive: &str, inclusive: &str) {
+    match m.get(exclusive) {
+        Some(Value::Bool(true)) => {
+            if let Some(bound) = m.remove(inclusive) {
+                m.insert(exclusive.into(), bound);
+            } else {
+                m.remove(exclusive);
+            }
+        }
+        Some(Value::Bool(false)) => {
+            m.remove(exclusive);
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(schema: Value, version: SpecVersion, view: View) -> Value {
+        let doc = json!({"components": {"schemas": {"S": schema, "R": {"type": "string", "readOnly": true}}}});
+        translate(&doc, version, view)["components"]["schemas"]["S"].clone()
+    }
+
+    #[test]
+    fn nullable_and_exclusive_bounds_keep_their_3_0_meaning() {
+        let s = one(
+            json!({"type": "integer", "nullable": true, "minimum": 1, "exclusiveMinimum": true,
+                   "maximum": 9, "exclusiveMaximum": false, "enum": [1, 2]}),
+            SpecVersion::V3_0,
+            View::Request,
+        );
+        assert_eq!(
+            s,
+            json!({"type": ["integer", "null"], "exclusiveMinimum": 1, "maximum": 9, "enum": [1, 2, null]})
+        );
+        // 3.1 is already 2020-12: untouched.
+        let s31 = json!({"type": "integer", "exclusiveMinimum": 1, "nullable": true});
+        assert_eq!(one(s31.clone(), SpecVersion::V3_1, View::Request), s31);
+    }
+
+    #[test]
+    fn ref_siblings_are_dropped_in_3_0_only() {
+        let s = json!({"$ref": "#/components/schemas/R", "maxLength": 1});
+        assert_eq!(
+            one(s.clone(), SpecVersion::V3_0, View::Response),
+            json!({"$ref": "#/components/schemas/R"})
+        );
+        assert_eq!(one(s.clone(), SpecVersion::V3_1, View::Response), s);
+    }
+
+    #[test]
+    fn read_only_properties_are_not_required_nor_allowed_in_requests() {
+        let s = json!({"type": "object", "required": ["id", "name"],
+            "properties": {"id": {"type": "integer", "readOnly": true}, "name": {"type": "string"},
+                           "r": {"$ref": "#/components/schemas/R"}}});
+        let req = one(s.clone(), SpecVersion::V3_1, View::Request);
+        assert_eq!(req["required"], json!(["name"]));
+        assert_eq!(req["properties"]["id"], json!(false));
+        assert_eq!(req["properties"]["r"], json!(false));
+        let res = one(s, SpecVersion::V3_1, View::Response);
+        assert_eq!(res["required"], json!(["id", "name"]));
+    }
+
+    #[test]
+    fn a_discriminator_selects_one_branch() {
+        let s = json!({"oneOf": [{"$ref": "#/components/schemas/Cat"}, {"$ref": "#/components/schemas/Dog"}],
+            "discriminator": {"propertyName": "kind", "mapping": {"kitty": "#/components/schemas/Cat"}}});
+        let t = one(s, SpecVersion::V3_0, View::Request);
+        assert!(t.get("oneOf").is_none());
+        let all = t["allOf"].as_array().unwrap();
+        assert_eq!(
+            all[0]["properties"]["kind"]["enum"],
+            json!(["kitty", "Dog"])
+        );
+        assert_eq!(all[1]["then"]["$ref"], "#/components/schemas/Cat");
+        assert_eq!(all[2]["if"]["properties"]["kind"]["const"], "Dog");
+    }
+}

@@ -1,0 +1,173 @@
+//! Media types: the request's `Content-Type` against the operation's `content` (415 when
+//! none fits), and a JSON body parsed and checked against the schema of the one that does.
+//!
+//! Only the essence (`type/subtype`, before the first `;`) is read, so a header with a
+//! thousand parameters costs one scan and nothing else. Bodies are parsed with serde_json's
+//! default recursion limit (128), which makes deeply nested JSON a fast 400 instead of a
+//! deep stack; the size was already bounded when the body was collected.
+
+use std::borrow::Cow;
+
+use axum::http::HeaderValue;
+use serde_json::Value;
+
+use super::compiled::{FORM, Media, Shape, is_json};
+use super::params::{coerce, form_decode};
+use super::violation::{Kind, Violations};
+
+/// The essence of a `Content-Type`: lower case, without parameters or whitespace.
+pub(crate) fn essence(value: &HeaderValue) -> Option<Cow<'_, str>> {
+    let bytes = value.as_bytes();
+    let end = bytes.iter().position(|b| *b == b';').unwrap_or(bytes.len());
+    let e = std::str::from_utf8(&bytes[..end]).ok()?.trim();
+    if e.is_empty() {
+        return None;
+    }
+    Some(if e.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(e.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(e)
+    })
+}
+
+/// The index of the media type in `media` that `essence` falls under: an exact match
+/// first, then `type/*`, then `*/*`.
+pub(crate) fn select(media: &[Media], essence: &str) -> Option<usize> {
+    if let Some(i) = media.iter().position(|m| m.range == essence) {
+        return Some(i);
+    }
+    let top = essence.split('/').next().unwrap_or("");
+    media
+        .iter()
+        .position(|m| {
+            m.range
+                .strip_suffix("/*")
+                .is_some_and(|t| t == top && t != "*")
+        })
+        .or_else(|| media.iter().position(|m| m.range == "*/*"))
+}
+
+/// Whether a body of media type `essence` is parsed as JSON.
+pub(crate) fn parses_as_json(essence: &str) -> bool {
+    is_json(essence)
+}
+
+/// Whether a body of media type `essence` is collected and checked: JSON, and forms
+/// whose media type has a schema.
+pub(crate) fn is_checked(media: &Media, essence: &str) -> bool {
+    parses_as_json(essence) || (essence == FORM && media.form.is_some())
+}
+
+/// Reads an `application/x-www-form-urlencoded` body as an object (each value typed by its
+/// property's schema, repeated names as arrays) and checks it against `media`'s schema.
+pub(crate) fn check_form(media: &Media, bytes: &[u8], v: &mut Violations) {
+    let (Some(schema), Some(shapes)) = (&media.schema, &media.form) else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        v.add(
+            Kind::Body,
+            "body",
+            "encoding",
+            "is not UTF-8",
+            Some(FORM.into()),
+            None,
+        );
+        return;
+    };
+    let mut object = serde_json::Map::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
+        let (Some(k), Some(val)) = (form_decode(k), form_decode(val)) else {
+            v.add(
+                Kind::Body,
+                "body",
+                "encoding",
+                "is not valid percent-encoded UTF-8",
+                Some(FORM.into()),
+                None,
+            );
+            return;
+        };
+        match shapes.get(k.as_ref()) {
+            Some(Shape::Array(t)) => {
+                let entry = object
+                    .entry(k.into_owned())
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if let Value::Array(items) = entry {
+                    items.push(coerce(&val, *t));
+                }
+            }
+            Some(Shape::Scalar(t)) => {
+                object.insert(k.into_owned(), coerce(&val, *t));
+            }
+            _ => {
+                object.insert(k.into_owned(), Value::String(val.into_owned()));
+            }
+        }
+    }
+    let value = Value::Object(object);
+    if !schema.validator.is_valid(&value) {
+        v.schema_errors(Kind::Body, "body", &schema.validator, &value);
+    }
+}
+
+/// Parses a JSON body and checks it against `media`'s schema, if it has one.
+pub(crate) fn check_json(media: &Media, bytes: &[u8], v: &mut Violations, kind: Kind) {
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(value) => value,
+        Err(e) => {
+            v.add(
+                kind,
+                "body",
+                "json",
+                format!("is not valid JSON: {e}"),
+                Some("a JSON document".into()),
+                None,
+            );
+            return;
+        }
+    };
+    if let Some(schema) = &media.schema
+        && !schema.validator.is_valid(&value)
+    {
+        v.schema_errors(kind, "body", &schema.validator, &value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn media(range: &str) -> Media {
+        Media {
+            range: range.into(),
+            schema: None,
+            form: None,
+        }
+    }
+
+    #[test]
+    fn essence_ignores_parameters_and_case() {
+        let many = format!("Application/JSON{}", "; a=b".repeat(1000));
+        let v = HeaderValue::from_str(&many).unwrap();
+        assert_eq!(essence(&v).as_deref(), Some("application/json"));
+        assert_eq!(essence(&HeaderValue::from_static(" ; x=y")), None);
+    }
+
+    #[test]
+    fn exact_then_wildcards() {
+        let list = [media("text/*"), media("application/json"), media("*/*")];
+        assert_eq!(select(&list, "application/json"), Some(1));
+        assert_eq!(select(&list, "text/plain"), Some(0));
+        assert_eq!(select(&list, "image/png"), Some(2));
+        assert!(select(&list[..2], "image/png").is_none());
+    }
+
+    #[test]
+    fn deep_json_is_refused_at_the_recursion_limit() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let r = serde_json::from_str::<Value>(&deep);
+        assert!(r.unwrap_err().to_string().contains("recursion limit"));
+    }
+}

@@ -1,0 +1,425 @@
+//! Parameters: the text of path segments, query pairs, headers and cookies read as typed
+//! JSON values by their `style`, `explode` and schema, then checked by their compiled
+//! schema.
+//!
+//! HTTP carries every parameter as text, so `?limit=10` must become the integer 10 before
+//! `minimum` can mean anything: the schema's `type` (resolved once at startup into a
+//! [`Shape`]) says how to read it, and text that does not read as that type stays a string,
+//! for the schema to report as the wrong type with what was found. Bad percent-encoding
+//! (invalid UTF-8) is itself a violation of the parameter it belongs to.
+
+use std::borrow::Cow;
+
+use axum::http::HeaderMap;
+use percent_encoding::percent_decode_str;
+use serde_json::{Map, Number, Value};
+
+use super::compiled::{In, Operation, Param, PathEntry, Shape, Style, Types};
+use super::security::SchemeKind;
+use super::violation::{Kind, Violations};
+
+/// The query pairs (decoded) and cookies of a request, parsed once for the parameters and
+/// the security check.
+pub(crate) struct Inputs<'r> {
+    query: Vec<(Cow<'r, str>, Cow<'r, str>)>,
+    cookies: Vec<(&'r str, &'r str)>,
+}
+
+/// `application/x-www-form-urlencoded` decoding of one query component: `+` is a space.
+/// `None` when the escapes are not UTF-8.
+pub(crate) fn form_decode(s: &str) -> Option<Cow<'_, str>> {
+    if !s.contains(['+', '%']) {
+        return Some(Cow::Borrowed(s));
+    }
+    let spaced: Cow<'_, str> = if s.contains('+') {
+        Cow::Owned(s.replace('+', " "))
+    } else {
+        Cow::Borrowed(s)
+    };
+    let decoded = percent_decode_str(&spaced).decode_utf8().ok()?;
+    Some(Cow::Owned(decoded.into_owned()))
+}
+
+impl<'r> Inputs<'r> {
+    pub(crate) fn parse(
+        query: Option<&'r str>,
+        headers: &'r HeaderMap,
+        v: &mut Violations,
+    ) -> Self {
+        let mut pairs = Vec::new();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
+            match (form_decode(k), form_decode(val)) {
+                (Some(k), Some(val)) => pairs.push((k, val)),
+                (k, _) => {
+                    let name = k.map_or_else(
+                        || {
+                            String::from_utf8_lossy(
+                                &percent_decode_str(k_raw(pair)).collect::<Vec<u8>>(),
+                            )
+                            .into_owned()
+                        },
+                        Cow::into_owned,
+                    );
+                    v.add(
+                        Kind::Query,
+                        format!("query.{}", super::violation::truncate(&name)),
+                        "encoding",
+                        "is not valid percent-encoded UTF-8",
+                        Some("percent-encoded UTF-8".into()),
+                        None,
+                    );
+                }
+            }
+        }
+        let mut cookies = Vec::new();
+        for h in headers.get_all(axum::http::header::COOKIE) {
+            let Ok(h) = h.to_str() else {
+                continue;
+            };
+            for c in h.split(';') {
+                if let Some((k, val)) = c.trim().split_once('=') {
+                    cookies.push((k.trim(), val.trim().trim_matches('"')));
+                }
+            }
+        }
+        Self {
+            query: pairs,
+            cookies,
+        }
+    }
+
+    /// The first value of query parameter `name`.
+    pub(crate) fn query_value(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    pub(crate) fn cookie_value(&self, name: &str) -> Option<&'r str> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+fn k_raw(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(k, _)| k)
+}
+
+/// Reads `text` as the first of `types` it is: integer, number, boolean, else a string.
+pub(crate) fn coerce(text: &str, types: Types) -> Value {
+    if types.has(Types::INTEGER)
+        && let Ok(i) = text.parse::<i64>()
+    {
+        return Value::Number(i.into());
+    }
+    if types.has(Types::NUMBER) {
+        if let Ok(i) = text.parse::<i64>() {
+            return Value::Number(i.into());
+        }
+        if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
+            return Value::Number(n);
+        }
+    }
+    if types.has(Types::BOOLEAN) {
+        match text {
+            "true" => return Value::Bool(true),
+            "false" => return Value::Bool(false),
+            _ => {}
+        }
+    }
+    if types.has(Types::NULL) && !types.has(Types::STRING) && text == "null" {
+        return Value::Null;
+    }
+    Value::String(text.to_owned())
+}
+
+fn split_value(text: &str, shape: &Shape, sep: char) -> Value {
+    match shape {
+        Shape::Scalar(t) => coerce(text, *t),
+        Shape::Array(t) => Value::Array(
+            text.split(sep)
+                .filter(|s| !s.is_empty() || !text.is_empty())
+                .map(|s| coerce(s, *t))
+                .collect(),
+        ),
+        Shape::Object(props) => {
+            let mut m = Map::new();
+            let mut it = text.split(sep);
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                let t = props.get(k).copied().unwrap_or_default();
+                m.insert(k.to_owned(), coerce(v, t));
+            }
+            Value::Object(m)
+        }
+    }
+}
+
+/// An exploded object (`k1=v1,k2=v2` in `simple` style).
+fn exploded_object(text: &str, props: &std::collections::HashMap<String, Types>) -> Value {
+    let mut m = Map::new();
+    for part in text.split(',') {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        let t = props.get(k).copied().unwrap_or_default();
+        m.insert(k.to_owned(), coerce(v, t));
+    }
+    Value::Object(m)
+}
+
+/// Checks every parameter of `op` (and, with `strict`, that the query has no others).
+pub(crate) fn check(
+    op: &Operation,
+    entry: &PathEntry,
+    path: &str,
+    inputs: &Inputs<'_>,
+    headers: &HeaderMap,
+    strict: bool,
+    v: &mut Violations,
+) {
+    let captures = if op.params.iter().any(|p| p.location == In::Path) {
+        entry.captures(path)
+    } else {
+        Vec::new()
+    };
+    for p in &op.params {
+        let value = match p.location {
+            In::Path => path_value(p, &captures, v),
+            In::Query => query_value(p, inputs),
+            In::Header => header_value(p, headers, v),
+            In::Cookie => inputs
+                .cookie_value(&p.name)
+                .map(|c| scalar_or_split(p, c, ',')),
+        };
+        let Some(value) = value else {
+            if p.required {
+                v.add(
+                    kind(p.location),
+                    p.location_name.clone(),
+                    "required",
+                    "is required",
+                    Some("a value".into()),
+                    None,
+                );
+            }
+            continue;
+        };
+        let value = match value {
+            Read::Value(val) => val,
+            Read::Json(text) => match serde_json::from_str::<Value>(&text) {
+                Ok(val) => val,
+                Err(e) => {
+                    v.add(
+                        kind(p.location),
+                        p.location_name.clone(),
+                        "json",
+                        format!("is not valid JSON: {e}"),
+                        Some("JSON".into()),
+                        Some(&text),
+                    );
+                    continue;
+                }
+            },
+            Read::Invalid => continue,
+        };
+        if let Some(s) = &p.schema
+            && !s.validator.is_valid(&value)
+        {
+            v.schema_errors(kind(p.location), &p.location_name, &s.validator, &value);
+        }
+    }
+    if strict {
+        for (name, _) in &inputs.query {
+            if !known_query(op, name) {
+                v.add(
+                    Kind::Query,
+                    format!("query.{}", super::violation::truncate(name)),
+                    "unknown",
+                    "is not a parameter of this operation",
+                    None,
+                    None,
+                );
+            }
+        }
+    }
+}
+
+enum Read {
+    Value(Value),
+    /// JSON text of a `content` parameter, to parse.
+    Json(String),
+    /// Already reported.
+    Invalid,
+}
+
+fn kind(location: In) -> Kind {
+    match location {
+        In::Path => Kind::Path,
+        In::Query => Kind::Query,
+        In::Header => Kind::Header,
+        In::Cookie => Kind::Cookie,
+    }
+}
+
+fn scalar_or_split(p: &Param, text: &str, sep: char) -> Read {
+    if p.json {
+        return Read::Json(text.to_owned());
+    }
+    match &p.shape {
+        Shape::Object(props) if p.explode => Read::Value(exploded_object(text, props)),
+        shape => Read::Value(split_value(text, shape, sep)),
+    }
+}
+
+fn path_value(p: &Param, captures: &[(&str, &str)], v: &mut Violations) -> Option<Read> {
+    let raw = captures.iter().find(|(n, _)| *n == p.name)?.1;
+    let Ok(text) = percent_decode_str(raw).decode_utf8() else {
+        v.add(
+            Kind::Path,
+            p.location_name.clone(),
+            "encoding",
+            "is not valid percent-encoded UTF-8",
+            Some("percent-encoded UTF-8".into()),
+            None,
+        );
+        return Some(Read::Invalid);
+    };
+    let text = match p.style {
+        Style::Label => text.strip_prefix('.').unwrap_or(&text).to_owned(),
+        Style::Matrix => {
+            let prefix = format!(";{}=", p.name);
+            text.strip_prefix(prefix.as_str())
+                .unwrap_or(&text)
+                .to_owned()
+        }
+        _ => text.into_owned(),
+    };
+    let sep = if p.style == Style::Label { '.' } else { ',' };
+    Some(scalar_or_split(p, &text, sep))
+}
+
+fn query_value(p: &Param, inputs: &Inputs<'_>) -> Option<Read> {
+    let values = || {
+        inputs
+            .query
+            .iter()
+            .filter(|(k, _)| *k == p.name)
+            .map(|(_, v)| v)
+    };
+    if p.json {
+        return values().next().map(|t| Read::Json(t.to_string()));
+    }
+    match (&p.shape, p.style) {
+        (Shape::Object(props), Style::DeepObject) => {
+            let mut m = Map::new();
+            for (k, val) in &inputs.query {
+                if let Some(key) = k
+                    .strip_prefix(p.name.as_str())
+                    .and_then(|r| r.strip_prefix('['))
+                    .and_then(|r| r.strip_suffix(']'))
+                {
+                    let t = props.get(key).copied().unwrap_or_default();
+                    m.insert(key.to_owned(), coerce(val, t));
+                }
+            }
+            (!m.is_empty()).then_some(Read::Value(Value::Object(m)))
+        }
+        (Shape::Object(props), Style::Form) if p.explode => {
+            let mut m = Map::new();
+            for (k, val) in &inputs.query {
+                if let Some(t) = props.get(k.as_ref()) {
+                    m.insert(k.to_string(), coerce(val, *t));
+                }
+            }
+            (!m.is_empty()).then_some(Read::Value(Value::Object(m)))
+        }
+        (Shape::Array(t), _) if p.explode => {
+            let items: Vec<Value> = values().map(|s| coerce(s, *t)).collect();
+            (!items.is_empty()).then_some(Read::Value(Value::Array(items)))
+        }
+        (shape, style) => {
+            let text = values().next()?;
+            let sep = match style {
+                Style::SpaceDelimited => ' ',
+                Style::PipeDelimited => '|',
+                _ => ',',
+            };
+            Some(Read::Value(split_value(text, shape, sep)))
+        }
+    }
+}
+
+fn header_value(p: &Param, headers: &HeaderMap, v: &mut Violations) -> Option<Read> {
+    let mut all = headers.get_all(p.name.as_str()).iter().peekable();
+    all.peek()?;
+    let mut text = String::new();
+    for (i, h) in all.enumerate() {
+        let Ok(s) = h.to_str() else {
+            v.add(
+                Kind::Header,
+                p.location_name.clone(),
+                "encoding",
+                "is not visible ASCII text",
+                Some("visible ASCII".into()),
+                None,
+            );
+            return Some(Read::Invalid);
+        };
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(s.trim());
+    }
+    Some(scalar_or_split(p, &text, ','))
+}
+
+/// Whether query parameter `name` belongs to `op`: a parameter, a member of an exploded
+/// object or deep object parameter, or an API key.
+fn known_query(op: &Operation, name: &str) -> bool {
+    op.params.iter().any(|p| {
+        p.location == In::Query
+            && (p.name == name
+                || match (&p.shape, p.style) {
+                    (Shape::Object(_), Style::DeepObject) => name
+                        .strip_prefix(p.name.as_str())
+                        .is_some_and(|r| r.starts_with('[') && r.ends_with(']')),
+                    (Shape::Object(props), Style::Form) if p.explode => props.contains_key(name),
+                    _ => false,
+                })
+    }) || op.security.iter().flatten().flatten().any(
+        |s| matches!(&s.kind, SchemeKind::ApiKey { location: In::Query, name: n } if n == name),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn text_is_read_as_the_schema_type() {
+        let int = Types(Types::INTEGER);
+        assert_eq!(coerce("10", int), json!(10));
+        assert_eq!(coerce("ten", int), json!("ten"));
+        assert_eq!(coerce("1.5", Types(Types::NUMBER)), json!(1.5));
+        assert_eq!(coerce("true", Types(Types::BOOLEAN)), json!(true));
+        assert_eq!(coerce("10", Types(Types::STRING)), json!("10"));
+        assert_eq!(
+            split_value("1,2,x", &Shape::Array(int), ','),
+            json!([1, 2, "x"])
+        );
+    }
+
+    #[test]
+    fn bad_percent_encoding_is_a_violation() {
+        let headers = HeaderMap::new();
+        let mut v = Violations::new(10);
+        let inputs = Inputs::parse(Some("a=%FF%FE&b=ok+go&c=%E2%82%AC"), &headers, &mut v);
+        assert_eq!(v.list.len(), 1);
+        assert_eq!(v.list[0].location, "query.a");
+        assert_eq!(inputs.query_value("b"), Some("ok go"));
+        assert_eq!(inputs.query_value("c"), Some("€"));
+    }
+}

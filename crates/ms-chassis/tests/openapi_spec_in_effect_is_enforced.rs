@@ -1,0 +1,179 @@
+//! The spec in effect is enforced by the service itself, with no layer of the user's: a
+//! spec-first file named by `openapi.file`, or the code-first document given to
+//! `with_openapi`. Each is published, and a request that breaks it gets 400 problem+json
+//! before the handler runs; `openapi.validation.requests: false` turns the check off, and a
+//! bad spec file stops the service at startup with its file and line.
+
+mod openapi_validation_support;
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ms_chassis::Service;
+use ms_chassis::axum::Router;
+use ms_chassis::axum::routing::get;
+use openapi_validation_support::{TENANT, fixture, locations, problem, routes};
+use serde_json::{Value, json};
+
+async fn start(yaml: &str, router: Router) -> (ms_chassis::RunningService, String) {
+    let svc = Service::builder()
+        .yaml(support::TEST_BASE)
+        .yaml(yaml)
+        .build()
+        .expect("test config is valid");
+    let running = svc.start(router).await.expect("service starts");
+    let url = format!("http://{}", running.local_addr());
+    (running, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_first_file_is_published_and_enforced() {
+    let file = fixture("multi/api.yaml");
+    let yaml = format!("openapi: {{ file: {:?} }}", file.display().to_string());
+    let (running, url) = start(&yaml, routes()).await;
+    let c = support::client();
+
+    // Published bundled: the other files' schemas are in the one document.
+    let doc: Value = c
+        .get(format!("{url}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/items"].is_object(), "{doc}");
+    let text = doc.to_string();
+    assert!(
+        !text.contains(".yaml#"),
+        "external refs were hoisted: {text}"
+    );
+
+    // Enforced: two violations, both named.
+    let res = c
+        .get(format!("{url}/items?limit=0"))
+        .header("x-tenant", "not-a-uuid")
+        .send()
+        .await
+        .unwrap();
+    let errors = problem(res, 400, "multi/api.yaml").await;
+    let found = locations(&errors);
+    assert!(found.contains(&"query.limit".to_owned()), "{found:?}");
+    assert!(found.contains(&"header.x-tenant".to_owned()), "{found:?}");
+
+    // A valid request reaches the handler.
+    let res = c
+        .get(format!("{url}/items?limit=5"))
+        .header("x-tenant", TENANT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "items");
+
+    // Counted, by kind of location.
+    let metrics = c
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("ms_chassis_openapi_request_validation_failures_total{")
+                && l.contains("location=\"query\"")
+        })
+        .unwrap_or_else(|| panic!("no query failure counted:\n{metrics}"));
+    assert!(line.contains("http_route=\"/items\""), "{line}");
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_first_spec_is_enforced_before_the_handler() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let router = Router::new().route(
+        "/books/{id}",
+        get(move || {
+            seen.fetch_add(1, Ordering::Relaxed);
+            async { "a book" }
+        }),
+    );
+    let api = json!({
+        "openapi": "3.1.0",
+        "info": {"title": "ignored", "version": "0"},
+        "paths": {"/books/{id}": {"get": {
+            "parameters": [{"name": "id", "in": "path", "required": true,
+                            "schema": {"type": "integer", "minimum": 1}}],
+            "responses": {"200": {"description": "the book"}}
+        }}}
+    });
+    let svc = Service::builder()
+        .yaml(support::TEST_BASE)
+        .build()
+        .expect("test config is valid")
+        .with_openapi(api);
+    let running = svc.start(router).await.expect("service starts");
+    let url = format!("http://{}", running.local_addr());
+    let c = support::client();
+
+    let res = c.get(format!("{url}/books/0")).send().await.unwrap();
+    let errors = problem(res, 400, "code-first").await;
+    assert_eq!(locations(&errors), ["path.id"]);
+    let res = c.get(format!("{url}/books/abc")).send().await.unwrap();
+    let errors = problem(res, 400, "code-first").await;
+    assert_eq!(errors[0]["found"], "abc", "{errors:?}");
+    assert_eq!(calls.load(Ordering::Relaxed), 0, "the handler never ran");
+
+    let res = c.get(format!("{url}/books/3")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_can_be_turned_off_and_the_spec_is_still_published() {
+    let file = fixture("v31.yaml");
+    let yaml = format!(
+        "openapi: {{ file: {:?}, validation: {{ requests: false }} }}",
+        file.display().to_string()
+    );
+    let (running, url) = start(&yaml, routes()).await;
+    let c = support::client();
+    let res = c.get(format!("{url}/items?limit=0")).send().await.unwrap();
+    assert_eq!(res.status(), 200, "not validated");
+    let res = c.get(format!("{url}/openapi.yaml")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("/items"));
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_spec_file_stops_the_service_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("api.yaml");
+    std::fs::write(
+        &file,
+        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      \
+         responses:\n        '200': {$ref: '#/components/responses/Missing'}\n",
+    )
+    .unwrap();
+    let yaml = format!("openapi: {{ file: {:?} }}", file.display().to_string());
+    let svc = Service::builder()
+        .yaml(support::TEST_BASE)
+        .yaml(&yaml)
+        .build()
+        .expect("the config itself is valid");
+    let err = svc
+        .start(Router::new())
+        .await
+        .err()
+        .expect("a dangling $ref stops the service")
+        .to_string();
+    assert!(err.contains("api.yaml:7"), "{err}");
+    assert!(err.contains("Missing"), "{err}");
+}

@@ -1,0 +1,609 @@
+//! A service with a hand-written spec refuses, before its handlers run, every request that
+//! breaks the contract — one test per kind of violation, each on the same contract written
+//! in OpenAPI 3.0, in 3.1 and split over several files — and lists every violation.
+
+mod openapi_validation_support;
+mod support;
+
+use ms_chassis::openapi::{Credential, ResponseValidation, ValidationOptions};
+use openapi_validation_support::{SHOP_SPECS, TENANT, at, locations, problem, shop, shop_with};
+use serde_json::{Value, json};
+use support::client;
+
+fn valid_item() -> Value {
+    json!({"name": "Desk lamp", "price": 12.5, "when": "2024-05-01T10:00:00Z"})
+}
+
+#[tokio::test]
+async fn a_path_parameter_of_the_wrong_type_or_out_of_bounds_is_400() {
+    for spec in SHOP_SPECS {
+        let s = shop(spec, ValidationOptions::default()).await;
+        let c = client();
+        let res = c.get(format!("{}/items/abc", s.url)).send().await.unwrap();
+        let errors = problem(res, 400, spec).await;
+        let e = at(&errors, "path.id", spec);
+        assert_eq!(e["keyword"], "type", "{spec}");
+        assert_eq!(e["expected"], "integer", "{spec}");
+        assert_eq!(e["found"], "abc", "{spec}");
+        let res = c.get(format!("{}/items/0", s.url)).send().await.unwrap();
+        let errors = problem(res, 400, spec).await;
+        assert_eq!(at(&errors, "path.id", spec)["keyword"], "minimum", "{spec}");
+        let res = c.get(format!("{}/items/5", s.url)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{spec}");
+    }
+}
+
+#[tokio::test]
+async fn query_parameters_are_typed_by_their_schema_and_style() {
+    for spec in SHOP_SPECS {
+        let s = shop(spec, ValidationOptions::default()).await;
+        let c = client();
+        let get = |q: &str| {
+            c.get(format!("{}/items?{q}", s.url))
+                .header("x-tenant", TENANT)
+                .send()
+        };
+        let ok = get("limit=5&tags=a&tags=b&ids=1,2&filter[min]=3&flag=true")
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200, "{spec}: {}", ok.text().await.unwrap());
+        let cases = [
+            ("limit=0", "query.limit", "minimum"),
+            ("limit=ten", "query.limit", "type"),
+            ("flag=maybe", "query.flag", "type"),
+            // form, explode: one pair per item
+            ("tags=a&tags=toolong", "query.tags/1", "maxLength"),
+            // form, no explode: comma-separated
+            ("ids=1,x", "query.ids/1", "type"),
+            // deepObject
+            ("filter[min]=x", "query.filter/min", "type"),
+            ("filter[max]=1", "query.filter", "additionalProperties"),
+        ];
+        for (q, location, keyword) in cases {
+            let errors = problem(get(q).await.unwrap(), 400, spec).await;
+            assert_eq!(errors.len(), 1, "{spec} {q}: {errors:#?}");
+            assert_eq!(
+                at(&errors, location, spec)["keyword"],
+                keyword,
+                "{spec} {q}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_header_parameter_is_required_and_checked_by_format() {
+    for spec in SHOP_SPECS {
+        let s = shop(spec, ValidationOptions::default()).await;
+        let c = client();
+        let res = c.get(format!("{}/items", s.url)).send().await.unwrap();
+        let errors = problem(res, 400, spec).await;
+        assert_eq!(
+            at(&errors, "header.x-tenant", spec)["keyword"],
+            "required",
+            "{spec}"
+        );
+        let res = c
+            .get(format!("{}/items", s.url))
+            .header("x-tenant", "not-a-uuid")
+            .send()
+            .await
+            .unwrap();
+        let errors = problem(res, 400, spec).await;
+        let e = at(&errors, "header.x-tenant", spec);
+        assert_eq!(e["keyword"], "format", "{spec}");
+        assert_eq!(e["expected"], "uuid", "{spec}");
+    }
+}
+
+#[tokio::test]
+async fn a_cookie_parameter_is_checked_and_its_value_never_echoed() {
+    for spec in SHOP_SPECS {
+        let s = shop(spec, ValidationOptions::default()).await;
+        let res = client()
+            .get(format!("{}/items", s.url))
+            .header("x-tenant", TENANT)
+            .header("cookie", "theme=dark; session=TOPSECRETVALUE")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{spec}");
+        let text = res.text().await.unwrap();
+        assert!(!text.contains("TOPSECRETVALUE"), "{spec}: {text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        let errors = body["errors"].as_array().unwrap();
+        let e = at(errors, "cookie.session", spec);
+        assert_eq!(e["keyword"], "pattern", "{spec}");
+        assert!(e.get("found").is_none(), "{spec}: {e}");
+        let res = client()
+            .get(format!("{}/items", s.url))
+            .header("x-tenant", TENANT)
+            .header("cookie", "session=0123abcd")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{spec}");
+    }
+}
+
+#[tokio::test]
+async fn strict_mode_refuses_unknown_query_parameters() {
+    for spec in SHOP_SPECS {
+        let lax = shop(spec, ValidationOptions::default()).await;
+        let strict = shop(
+            spec,
+            ValidationOptions {
+                strict: true,
+                ..ValidationOptions::default()
+            },
+        )
+        .await;
+        let q = "limit=5&bogus=1&filter[min]=2";
+        let res = client()
+            .get(format!("{}/items?{q}", lax.url))
+            .header("x-tenant", TENANT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{spec}: lax");
+        let res = client()
+            .get(format!("{}/items?{q}", strict.url))
+            .header("x-tenant", TENANT)
+            .send()
+            .await
+            .unwrap();
+        let errors = problem(res, 400, spec).await;
+        assert_eq!(locations(&errors), ["query.bogus"], "{spec}");
+        assert_eq!(errors[0]["keyword"], "unknown", "{spec}");
+    }
+}
+
+#[tokio::test]
+async fn a_content_type_the_operation_does_not_accept_is_415() {
+    for spec in SHOP_SPECS {
+        let s = shop(spec, ValidationOptions::default()).await;
+        let c = client();
+        let res = c
+            .post(format!("{}/items", s.url))
+            .header("content-type", "text/plain")
+            .body("hello")
+            .send()
+            .await
+            .unwrap();
+        let errors = problem(res, 415, spec).await;
+        assert_eq!(errors[0]["found"], "text/plain", "{spec}");
+        assert_eq!(errors[0]["expected"], "application/json", "{spec}");
+        // A body without any Content-Type.
+        let res = c
+            .post(format!("{}/items", s.url))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        problem(res, 415, spec).await;
+        // A required body that is missing.
+        let res = c
+            .post(format!("{}/items", s.url))
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap();
+        let errors = problem(res, 400, spec).await;
+        assert_eq!(at(&errors, "body", spec)["keyword"], "required", "{spec}");
+    }
+}
+
+#[tokio::test]
+async fn the_json_body_is_checked_against_its_schema_and_passed_on_intact() {
+    for spec in SHOP_SPECS {
+        let s = shop(spec, ValidationOptions::default()).await;
+        let c = client();
+        let post = |body: Value| c.post(format!("{}/items", s.url)).json(&body).send();
+        // Valid: `id` is readOnly, so neither required nor allowed in a request; `note` is
+        // nullable (3.0 `nullable`, 3.1 `type: [string, "null"]`).
+        let mut ok = valid_item();
+        ok["note"] = Value::Null;
+        ok["parts"] = json!([{"price": 1}]);
+        let res = post(ok.clone()).await.unwrap();
+        assert_eq!(res.status(), 201, "{spec}");
+        let echoed: Value = res.json().await.unwrap();
+        assert_eq!(echoed, ok, "{spec}: the handler got the same body");
+
+        let cases: [(&str, Value, &str, &str); 9] = [
+            (
+                "missing name",
+                json!({"price": 1, "when": "2024-05-01T10:00:00Z"}),
+                "body",
+                "required",
+            ),
+            (
+                "price not above 0",
+                json!({"price": 0}),
+                "body/price",
+                "exclusiveMinimum",
+            ),
+            (
+                "bad date-time",
+                json!({"when": "yesterday"}),
+                "body/when",
+                "format",
+            ),
+            (
+                "bad email",
+                json!({"email": "nobody"}),
+                "body/email",
+                "format",
+            ),
+            (
+                "name pattern",
+                json!({"name": "R2-D2"}),
+                "body/name",
+                "pattern",
+            ),
+            (
+                "extra member",
+                json!({"colour": "red"}),
+                "body",
+                "additionalProperties",
+            ),
+            ("readOnly sent", json!({"id": 3}), "body/id", "falseSchema"),
+            (
+                "nested item",
+                json!({"parts": [{}, {}, {}, {"price": -1}]}),
+                "body/parts/3/price",
+                "minimum",
+            ),
+            (
+                "null not allowed",
+                json!({"name": null}),
+                "body/name",
+                "type",
+            ),
+        ];
+        for (what, patch, location, keyword) in cases {
+            let mut body = valid_item();
+            if what == "missing name" {
+                body = patch;
+            } else {
+                for (k, v) in patch.as_object().unwrap() {
+                    body[k] = v.clone();
+                }
+            }
+            let errors = problem(post(body).await.unwrap(), 400, spec).await;
+            assert_eq!(errors.len(), 1, "{spec} {what}: {errors:#?}");
+            assert_eq!(
+                at(&errors, location, spec)["keyword"],
+                keyword,
+                "{spec} {what}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_form_body_is_read_by_its_schema_and_checked() {
+    for spec in SHOP_SPECS {
+        let s = shop(spec, ValidationOptions::default()).await;
+        let c = client();
+        let post = |body: &'static str| {
+            c.post(format!("{}/contact", s.url))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+        };
+        let res = post("count=2&tags=a&tags=b").await.unwrap();
+        assert_eq!(res.status(), 200, "{spec}");
+        let errors = problem(post("count=zero&tags=toolong").await.unwrap(), 400, spec).await;
+        let mut found = locations(&errors);
+        found.sort();
+        assert_eq!(found, ["body/count", "body/tags/0"], "{spec}: {errors:#?}");
+    }
+}
+
+#[tokio::test]
+async fn invalid_json_is_400_naming_the_parse_error() {
+    for spec in SHOP_SPECS {
+        let s = shop(spec, ValidationOptions::default()).await;
+        let res = client()
+            .post(format!("{}/items", s.url))
+            .header("content-type", "application/json")
+            .body("{\"name\": ")
+            .send()
+            .await
+            .unwrap();
+        let errors = problem(res, 400, spec).await;
+        let e = at(&errors, "body", spec);
+        assert_eq!(e["keyword"], "json", "{spec}");
+        assert!(
+            e["message"].as_str().unwrap().contains("EOF while parsing"),
+            "{spec}: {e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_method_the_path_does_not_have_is_405_with_allow() {
+    for spec in SHOP_SPECS {
+        let s = shop(spec, ValidationOptions::default()).await;
+        // The router has PUT /items/{id}; the contract does not.
+        let res = client()
+            .put(format!("{}/items/5", s.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405, "{spec}");
+        assert_eq!(res.headers()["allow"], "GET, DELETE", "{spec}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_path_passes_through_to_the_routers_404() {
+    for spec in SHOP_SPECS {
+        let s = shop(spec, ValidationOptions::default()).await;
+        let res = client()
+            .get(format!("{}/nowhere", s.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{spec}");
+    }
+}
+
+#[tokio::test]
+async fn missing_credentials_are_401_and_a_verifier_judges_present_ones() {
+    for spec in SHOP_SPECS {
+        let s = shop_with(spec, ValidationOptions::default(), "", |v| {
+            v.with_verifier(|c: &Credential<'_>| c.value != "revoked")
+        })
+        .await;
+        let c = client();
+        let res = c.delete(format!("{}/items/5", s.url)).send().await.unwrap();
+        assert_eq!(res.headers()["www-authenticate"], "Bearer", "{spec}");
+        problem(res, 401, spec).await;
+        let res = c
+            .delete(format!("{}/items/5", s.url))
+            .bearer_auth("token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204, "{spec}");
+        let res = c
+            .delete(format!("{}/items/5", s.url))
+            .bearer_auth("revoked")
+            .send()
+            .await
+            .unwrap();
+        problem(res, 401, spec).await;
+        // Bearer or basic.
+        let res = c.get(format!("{}/secure", s.url)).send().await.unwrap();
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            "Bearer, Basic realm=\"api\"",
+            "{spec}"
+        );
+        let res = c
+            .get(format!("{}/secure", s.url))
+            .basic_auth("ann", Some("pw"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{spec}");
+        // An API key in a header: no challenge to send.
+        let res = c.get(format!("{}/keyed", s.url)).send().await.unwrap();
+        assert!(res.headers().get("www-authenticate").is_none(), "{spec}");
+        problem(res, 401, spec).await;
+        let res = c
+            .get(format!("{}/keyed", s.url))
+            .header("x-api-key", "k")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{spec}");
+    }
+}
+
+#[tokio::test]
+async fn a_discriminator_reports_the_errors_of_the_branch_it_selects() {
+    for spec in SHOP_SPECS {
+        let s = shop(spec, ValidationOptions::default()).await;
+        let c = client();
+        let post = |body: Value| c.post(format!("{}/pets", s.url)).json(&body).send();
+        let res = post(json!({"petType": "kitty", "lives": 3})).await.unwrap();
+        assert_eq!(res.status(), 201, "{spec}");
+        let res = post(json!({"petType": "Dog", "bark": "woof"}))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "{spec}");
+        // A cat's errors only, not a dog's.
+        let errors = problem(
+            post(json!({"petType": "kitty", "lives": 12}))
+                .await
+                .unwrap(),
+            400,
+            spec,
+        )
+        .await;
+        assert_eq!(locations(&errors), ["body/lives"], "{spec}: {errors:#?}");
+        let errors = problem(
+            post(json!({"petType": "Dog", "bark": "meow"}))
+                .await
+                .unwrap(),
+            400,
+            spec,
+        )
+        .await;
+        assert_eq!(locations(&errors), ["body/bark"], "{spec}: {errors:#?}");
+        let errors = problem(post(json!({"petType": "fish"})).await.unwrap(), 400, spec).await;
+        assert_eq!(locations(&errors), ["body/petType"], "{spec}: {errors:#?}");
+        assert_eq!(errors[0]["keyword"], "enum", "{spec}");
+        let errors = problem(post(json!({"lives": 1})).await.unwrap(), 400, spec).await;
+        assert_eq!(errors[0]["keyword"], "required", "{spec}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_with_five_violations_gets_all_five() {
+    for spec in SHOP_SPECS {
+        let s = shop(spec, ValidationOptions::default()).await;
+        let res = client()
+            .get(format!("{}/items?limit=0&flag=maybe&ids=x", s.url))
+            .header("cookie", "session=nothex")
+            .send()
+            .await
+            .unwrap();
+        let errors = problem(res, 400, spec).await;
+        let mut found = locations(&errors);
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "cookie.session",
+                "header.x-tenant",
+                "query.flag",
+                "query.ids/0",
+                "query.limit"
+            ],
+            "{spec}: {errors:#?}"
+        );
+        for e in &errors {
+            assert!(
+                e["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{spec}: {e}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn failures_are_counted_by_route_and_kind_of_location() {
+    let s = shop("v31.yaml", ValidationOptions::default()).await;
+    let c = client();
+    for _ in 0..2 {
+        c.get(format!("{}/items?limit=0", s.url))
+            .send()
+            .await
+            .unwrap();
+    }
+    c.post(format!("{}/items", s.url))
+        .json(&json!({"price": "free"}))
+        .send()
+        .await
+        .unwrap();
+    c.get(format!("{}/keyed", s.url)).send().await.unwrap();
+    let text = support::metrics_text(&s.url).await;
+    let count = |labels: &str| {
+        let prefix = format!("ms_chassis_openapi_request_validation_failures_total{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no series {{{labels}}} in:\n{text}"))
+            .to_owned()
+    };
+    assert_eq!(count("http_route=\"/items\",location=\"query\""), "2");
+    assert_eq!(count("http_route=\"/items\",location=\"header\""), "2");
+    assert_eq!(count("http_route=\"/items\",location=\"body\""), "1");
+    assert_eq!(count("http_route=\"/keyed\",location=\"security\""), "1");
+    assert!(!text.contains("body/price"), "pointers never become labels");
+}
+
+#[tokio::test]
+async fn a_recursive_schema_is_checked_to_any_depth() {
+    let s = shop("recursive.yaml", ValidationOptions::default()).await;
+    let c = client();
+    let mut tree = json!({"name": "leaf"});
+    for i in 0..6 {
+        tree = json!({"name": format!("n{i}"), "children": [{"name": "x"}, tree]});
+    }
+    let res = c
+        .post(format!("{}/trees", s.url))
+        .json(&tree)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    // Too long a name four levels down, and an unknown member two levels down.
+    tree["children"][1]["children"][1]["children"][1]["children"][0]["name"] =
+        json!("much too long");
+    tree["children"][1]["children"][0]["colour"] = json!("green");
+    let res = c
+        .post(format!("{}/trees", s.url))
+        .json(&tree)
+        .send()
+        .await
+        .unwrap();
+    let errors = problem(res, 400, "recursive.yaml").await;
+    let mut found = locations(&errors);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "body/children/1/children/0",
+            "body/children/1/children/1/children/1/children/0/name"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn responses_are_checked_when_asked_and_rejected_in_reject_mode() {
+    for spec in SHOP_SPECS {
+        let reject = shop(
+            spec,
+            ValidationOptions {
+                responses: ResponseValidation::Reject,
+                ..ValidationOptions::default()
+            },
+        )
+        .await;
+        let log = shop(
+            spec,
+            ValidationOptions {
+                responses: ResponseValidation::Log,
+                ..ValidationOptions::default()
+            },
+        )
+        .await;
+        let c = client();
+        let res = c
+            .get(format!("{}/items/5", reject.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            200,
+            "{spec}: a response that keeps the contract"
+        );
+        let res = c
+            .get(format!("{}/items/7", reject.url))
+            .send()
+            .await
+            .unwrap();
+        let errors = problem(res, 500, spec).await;
+        assert!(
+            locations(&errors).iter().all(|l| l == "body"),
+            "{spec}: {errors:#?}"
+        );
+        assert_eq!(
+            errors.len(),
+            3,
+            "{spec}: name, price and when are missing: {errors:#?}"
+        );
+        let res = c
+            .get(format!("{}/items/9", reject.url))
+            .send()
+            .await
+            .unwrap();
+        let errors = problem(res, 500, spec).await;
+        assert_eq!(locations(&errors), ["status"], "{spec}");
+        // Logged and counted, but sent as it is.
+        let res = c.get(format!("{}/items/7", log.url)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{spec}");
+        let text = support::metrics_text(&log.url).await;
+        assert!(
+            text.contains(
+                "ms_chassis_openapi_response_validation_failures_total{http_route=\"/items/{id}\",location=\"body\"} 1"
+            ),
+            "{spec}: {text}"
+        );
+    }
+}
