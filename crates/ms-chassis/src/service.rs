@@ -394,6 +394,9 @@ impl Service {
             self.clients.clone(),
         )));
         let chassis = Some((chassis, chassis_paths));
+        if let Some(spec) = &spec {
+            crate::openapi::check_routes(spec, &cfg.openapi, &router).await?;
+        }
         let validator = match &spec {
             Some(spec) => crate::openapi::validator(
                 spec,

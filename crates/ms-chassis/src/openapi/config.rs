@@ -40,8 +40,9 @@ pub struct OpenApiSection {
     pub ui: UiSection,
     /// Checking requests and responses against the spec.
     pub validation: ValidationSection,
-    /// Make operations without a route, and routes without an operation, a startup error
-    /// rather than a warning. Default false.
+    /// Make operations of the spec whose path has no route a startup error rather than a
+    /// warning. Default false. (Routes that no operation describes cannot be found: axum's
+    /// `Router` does not list its routes.)
     pub strict_routes: bool,
 }
 

@@ -40,6 +40,7 @@ mod media;
 mod meta;
 mod params;
 mod response;
+mod routes;
 mod security;
 pub mod validate;
 mod violation;
@@ -70,6 +71,13 @@ pub enum OpenApiError {
     /// OpenAPI document: every problem, with its file and line.
     #[error("{0}")]
     Spec(#[from] SpecError),
+    /// `openapi.strict_routes` is on, and these operations of the spec have no route.
+    #[error(
+        "openapi.strict_routes: {} operation(s) of the spec have no route: {}",
+        .0.len(),
+        .0.join(", ")
+    )]
+    MissingRoutes(Vec<String>),
     /// The validation failure counters could not be registered.
     #[error("registering the OpenAPI validation metrics: {0}")]
     Metrics(String),
@@ -99,6 +107,27 @@ pub(crate) fn spec_in_effect(
             Ok(Some(SpecInEffect(Document::from_value(doc)?)))
         }
     }
+}
+
+/// Reports the operations of `spec` whose path no route of `router` serves: a warning,
+/// or with `openapi.strict_routes` an error listing them.
+pub(crate) async fn check_routes(
+    spec: &SpecInEffect,
+    config: &OpenApiSection,
+    router: &Router,
+) -> Result<(), OpenApiError> {
+    let missing = routes::operations_without_routes(spec.0.as_value(), router).await;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if config.strict_routes {
+        return Err(OpenApiError::MissingRoutes(missing));
+    }
+    tracing::warn!(
+        operations = %missing.join(", "),
+        "operations of the OpenAPI spec have no route (openapi.strict_routes: true makes this a startup error)"
+    );
+    Ok(())
 }
 
 /// The validator of the requests (and responses) to the user's routes, when `spec` is in

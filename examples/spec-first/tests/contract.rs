@@ -1,0 +1,74 @@
+//! The spec-first example over a real socket: `api.yaml` is published, and requests that
+//! break it are answered 400 problem+json with every violation before a handler runs.
+
+use serde_json::{Value, json};
+
+#[path = "../src/main.rs"]
+#[allow(dead_code)]
+mod example;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_is_published_and_enforced() {
+    let svc = ms_chassis::Service::builder()
+        .yaml("server: { host: 127.0.0.1, port: 0, shutdown: { drain_delay: 0s } }")
+        .yaml(format!("openapi: {{ file: {:?} }}", example::SPEC))
+        .build()
+        .expect("config is valid");
+    let running = svc.start(example::router()).await.expect("service starts");
+    let url = format!("http://{}", running.local_addr());
+    let c = reqwest::Client::new();
+
+    let spec: Value = c
+        .get(format!("{url}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(spec["openapi"], "3.0.3");
+    assert!(spec["paths"]["/books"]["post"].is_object(), "{spec}");
+
+    let res = c
+        .post(format!("{url}/books"))
+        .json(&json!({"title": "", "isbn": "12", "extra": 1, "published": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let problem: Value = res.json().await.unwrap();
+    let locations: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["location"].as_str().unwrap())
+        .collect();
+    for expected in ["body/title", "body/isbn"] {
+        assert!(locations.contains(&expected), "{problem}");
+    }
+    assert!(
+        locations.iter().any(|l| l.starts_with("body")) && locations.len() >= 3,
+        "{problem}"
+    );
+
+    let res = c.get(format!("{url}/books?limit=0")).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+
+    let res = c
+        .post(format!("{url}/books"))
+        .json(&json!({"title": "Dune", "isbn": "9780441013593", "published": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let books: Value = c
+        .get(format!("{url}/books?limit=5"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(books[0]["title"], "Dune");
+    running.shutdown().await.unwrap();
+}
