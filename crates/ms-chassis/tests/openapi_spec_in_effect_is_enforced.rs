@@ -168,12 +168,10 @@ async fn a_bad_spec_file_stops_the_service_naming_file_and_line() {
         .yaml(&yaml)
         .build()
         .expect("the config itself is valid");
-    let err = svc
-        .start(Router::new())
-        .await
-        .err()
-        .expect("a dangling $ref stops the service")
-        .to_string();
+    let err = match svc.start(Router::new()).await {
+        Ok(_) => panic!("a dangling $ref must stop the service"),
+        Err(e) => e.to_string(),
+    };
     assert!(err.contains("api.yaml:7"), "{err}");
     assert!(err.contains("Missing"), "{err}");
 }

@@ -73,37 +73,25 @@ async fn routed(probe: &Router, template: &str) -> bool {
 
 /// `template` with every `{param}` replaced by a plain segment value.
 fn fill(template: &str) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut in_param = false;
-    for c in template.chars() {
-        match c {
-            '{' => {
-                in_param = true;
-                out.push('p');
-            }
-            '}' => in_param = false,
-            _ if in_param => {}
-            c => out.push(c),
-        }
-    }
-    out
+    replace_params(template, "p")
 }
 
 /// `template` with the parameter names left out: `/books/{id}` and `/books/{book_id}` are
 /// the same route.
 fn shape(template: &str) -> String {
+    replace_params(template, "{}")
+}
+
+fn replace_params(template: &str, with: &str) -> String {
     let mut out = String::with_capacity(template.len());
     let mut in_param = false;
     for c in template.chars() {
         match c {
             '{' => {
                 in_param = true;
-                out.push('{');
+                out.push_str(with);
             }
-            '}' => {
-                in_param = false;
-                out.push('}');
-            }
+            '}' => in_param = false,
             _ if in_param => {}
             c => out.push(c),
         }
