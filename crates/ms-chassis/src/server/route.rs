@@ -100,10 +100,11 @@ where
             .access_log
             .load(Ordering::Relaxed)
             .then(|| req.method().clone());
-        // Not inside the request context: `inner` is the route's `Route`, whose `call` only
-        // clones its boxed service into a `Oneshot`. The user's layers and handler run when
-        // that is first polled, inside the request context and with the OpenTelemetry
-        // context attached.
+        // Not inside the request context: `inner` is the route's `Route` (under the OpenAPI
+        // validator when a spec is in effect, whose `call` checks the request head and logs
+        // nothing), and a `Route`'s `call` only clones its boxed service into a `Oneshot`.
+        // The user's layers and handler run when that is first polled, inside the request
+        // context and with the OpenTelemetry context attached.
         let (inner, holds_slot) = shared.limits.call(&mut self.inner, req, start.into());
         RouteFuture {
             inner: ctx.scope(inner.with_context(cx)),
