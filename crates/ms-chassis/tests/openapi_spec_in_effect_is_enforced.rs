@@ -16,22 +16,11 @@ use ms_chassis::axum::routing::get;
 use openapi_validation_support::{TENANT, fixture, locations, problem, routes};
 use serde_json::{Value, json};
 
-async fn start(yaml: &str, router: Router) -> (ms_chassis::RunningService, String) {
-    let svc = Service::builder()
-        .yaml(support::TEST_BASE)
-        .yaml(yaml)
-        .build()
-        .expect("test config is valid");
-    let running = svc.start(router).await.expect("service starts");
-    let url = format!("http://{}", running.local_addr());
-    (running, url)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spec_first_file_is_published_and_enforced() {
     let file = fixture("multi/api.yaml");
     let yaml = format!("openapi: {{ file: {:?} }}", file.display().to_string());
-    let (running, url) = start(&yaml, routes()).await;
+    let support::TestService { running, url } = support::start(&yaml, routes()).await;
     let c = support::client();
 
     // Published bundled: the other files' schemas are in the one document.
@@ -142,7 +131,7 @@ async fn validation_can_be_turned_off_and_the_spec_is_still_published() {
         "openapi: {{ file: {:?}, validation: {{ requests: false }} }}",
         file.display().to_string()
     );
-    let (running, url) = start(&yaml, routes()).await;
+    let support::TestService { running, url } = support::start(&yaml, routes()).await;
     let c = support::client();
     let res = c.get(format!("{url}/items?limit=0")).send().await.unwrap();
     assert_eq!(res.status(), 200, "not validated");

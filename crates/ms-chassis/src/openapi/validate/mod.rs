@@ -235,14 +235,7 @@ impl Validator {
             match headers.get(header::CONTENT_TYPE).and_then(media::essence) {
                 None if empty => {
                     if body.required {
-                        v.add(
-                            Kind::Body,
-                            "body",
-                            "required",
-                            "is required",
-                            Some(body.listed.clone()),
-                            None,
-                        );
+                        missing_body(&mut v, body.listed.clone());
                     }
                 }
                 None => {
@@ -256,14 +249,7 @@ impl Validator {
                     }
                     Some(_) if empty => {
                         if body.required {
-                            v.add(
-                                Kind::Body,
-                                "body",
-                                "required",
-                                "is required",
-                                Some(essence.into_owned()),
-                                None,
-                            );
+                            missing_body(&mut v, essence.into_owned());
                         }
                     }
                     Some(mi) if media::is_checked(&body.media[mi], &essence) => {
@@ -309,14 +295,7 @@ impl Validator {
             let m = &body.media[mi];
             if bytes.is_empty() {
                 if body.required {
-                    v.add(
-                        Kind::Body,
-                        "body",
-                        "required",
-                        "is required",
-                        Some(m.range.clone()),
-                        None,
-                    );
+                    missing_body(&mut v, m.range.clone());
                 }
             } else if m.form.is_some() && !media::parses_as_json(&m.range) {
                 media::check_form(m, bytes, &mut v);
@@ -372,4 +351,17 @@ pub(crate) fn too_large(limit: usize) -> Response<Body> {
             "the request body exceeds the limit of {limit} bytes (server.limits.body_size)"
         ))
         .into_response()
+}
+
+/// The violation of a required request body that was not sent; `expected` names the media
+/// types the operation takes.
+fn missing_body(v: &mut Violations, expected: String) {
+    v.add(
+        Kind::Body,
+        "body",
+        "required",
+        "is required",
+        Some(expected),
+        None,
+    );
 }
