@@ -102,14 +102,16 @@ impl Published {
     }
 
     fn for_prefix(&self, prefix: String) -> Rendered {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((p, r)) = &*last
+        let last = || self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((p, r)) = &*last()
             && *p == prefix
         {
             return r.clone();
         }
+        // Rendered without the lock: a document can take milliseconds to serialize, and
+        // requests for the cached prefix must not wait for it.
         let r = render(&self.doc, Some(&prefix));
-        *last = Some((prefix, r.clone()));
+        *last() = Some((prefix, r.clone()));
         r
     }
 
