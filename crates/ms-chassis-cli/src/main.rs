@@ -2,13 +2,15 @@
 //!
 //! It makes and uses the Fernet key behind `enc_` config values (PyMS-compatible: the same
 //! key file and tokens work with `pyms` and Python's `cryptography`), and checks a config
-//! exactly as the service would load it, and checks and bundles OpenAPI specs. The binary stays thin: keys, decryption, loading,
+//! exactly as the service would load it, checks and bundles OpenAPI specs, and makes new
+//! services from the template embedded in it (`new`). The binary stays thin: keys, decryption, loading,
 //! validation and redaction all live in `ms_chassis::config`.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod new;
 mod openapi;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -24,6 +26,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Make a new service: a crate on ms-chassis with its config profiles, tests, README,
+    /// Dockerfile, docker-compose.yaml (with Prometheus and Jaeger) and a Helm chart.
+    New(new::NewArgs),
     /// Write a new key file for `enc_` config values: the urlsafe base64 of 32 random bytes
     /// (as in PyMS), with mode 0600.
     Keygen {
@@ -122,6 +127,7 @@ impl<E: std::fmt::Display> From<E> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::New(args) => new::run(args),
         Command::Keygen { out, force } => keygen(&out, force),
         Command::Encrypt { plaintext, key } => encrypt(plaintext, &key.path()),
         Command::Decrypt { token, key } => decrypt(token, &key.path()),

@@ -15,6 +15,7 @@ pub mod resilience;
 pub mod server;
 mod service;
 pub mod telemetry;
+pub mod testing;
 
 /// The repository README's examples, compiled as doc tests so that they stay true.
 #[cfg(doctest)]

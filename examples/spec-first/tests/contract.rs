@@ -1,6 +1,7 @@
 //! The spec-first example over a real socket: `api.yaml` is published, and requests that
 //! break it are answered 400 problem+json with every violation before a handler runs.
 
+use ms_chassis::testing::TestService;
 use serde_json::{Value, json};
 
 #[path = "../src/main.rs"]
@@ -9,14 +10,14 @@ mod example;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_contract_is_published_and_enforced() {
-    let svc = ms_chassis::Service::builder()
-        .yaml("server: { host: 127.0.0.1, port: 0, shutdown: { drain_delay: 0s } }")
-        .yaml(format!("openapi: {{ file: {:?} }}", example::SPEC))
-        .build()
-        .expect("config is valid");
-    let running = svc.start(example::router()).await.expect("service starts");
-    let url = format!("http://{}", running.local_addr());
-    let c = reqwest::Client::new();
+    let app = TestService::start(
+        &format!("openapi: {{ file: {:?} }}", example::SPEC),
+        example::router(),
+    )
+    .await
+    .expect("service starts");
+    let url = app.base_url();
+    let c = app.client();
 
     let spec: Value = c
         .get(format!("{url}/openapi.json"))
@@ -70,5 +71,5 @@ async fn the_contract_is_published_and_enforced() {
         .await
         .unwrap();
     assert_eq!(books[0]["title"], "Dune");
-    running.shutdown().await.unwrap();
+    app.shutdown().await.unwrap();
 }

@@ -49,6 +49,7 @@
 
 mod config;
 mod endpoint;
+mod self_probe;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -63,6 +64,7 @@ use serde_json::{Map, Value};
 
 pub use config::{HealthSection, ShowDetails};
 pub(crate) use endpoint::{PATHS, routes};
+pub use self_probe::{PROBE_TIMEOUT, READY_PATH, SUBCOMMAND, exit_if_healthcheck, healthcheck};
 
 /// UP or DOWN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

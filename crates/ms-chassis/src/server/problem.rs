@@ -42,7 +42,12 @@ const STANDARD_MEMBERS: [&str; 5] = ["type", "title", "status", "detail", "insta
 /// [`ClientError`](crate::client::ClientError)'s `From` impl, which answers 502, 503 or 504
 /// with a detail that names no internal client or cause.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
+pub struct Problem(Box<Members>);
+
+/// Boxed, so that a `Result<T, Problem>` stays small (clippy's `result_large_err` warns on
+/// an error of 128 bytes or more in every user's crate); a problem is the rare path.
+#[derive(Debug, Clone, PartialEq)]
+struct Members {
     status: StatusCode,
     kind: Option<Cow<'static, str>>,
     title: Option<Cow<'static, str>>,
@@ -54,42 +59,42 @@ pub struct Problem {
 impl Problem {
     /// A problem with `status`, `type` `about:blank` and the status's reason as `title`.
     pub fn new(status: StatusCode) -> Self {
-        Self {
+        Self(Box::new(Members {
             status,
             kind: None,
             title: None,
             detail: None,
             instance: None,
             extensions: Map::new(),
-        }
+        }))
     }
 
     /// The `type` URI reference that identifies the kind of problem (default
     /// `about:blank`).
     #[must_use]
     pub fn with_type(mut self, uri: impl Into<Cow<'static, str>>) -> Self {
-        self.kind = Some(uri.into());
+        self.0.kind = Some(uri.into());
         self
     }
 
     /// A short summary of the kind of problem (default: the status's reason phrase).
     #[must_use]
     pub fn with_title(mut self, title: impl Into<Cow<'static, str>>) -> Self {
-        self.title = Some(title.into());
+        self.0.title = Some(title.into());
         self
     }
 
     /// An explanation of this occurrence, for the client.
     #[must_use]
     pub fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
     /// A URI reference that identifies this occurrence.
     #[must_use]
     pub fn with_instance(mut self, instance: impl Into<Cow<'static, str>>) -> Self {
-        self.instance = Some(instance.into());
+        self.0.instance = Some(instance.into());
         self
     }
 
@@ -100,53 +105,53 @@ impl Problem {
     pub fn with_extension(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
         let name = name.into();
         if !STANDARD_MEMBERS.contains(&name.as_str()) {
-            self.extensions.insert(name, value.into());
+            self.0.extensions.insert(name, value.into());
         }
         self
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The `type` member.
     pub fn problem_type(&self) -> &str {
-        self.kind.as_deref().unwrap_or("about:blank")
+        self.0.kind.as_deref().unwrap_or("about:blank")
     }
 
     /// The `title` member.
     pub fn title(&self) -> &str {
-        self.title
+        self.0.title
             .as_deref()
-            .unwrap_or_else(|| self.status.canonical_reason().unwrap_or("Error"))
+            .unwrap_or_else(|| self.0.status.canonical_reason().unwrap_or("Error"))
     }
 
     /// The `detail` member, if set.
     pub fn detail(&self) -> Option<&str> {
-        self.detail.as_deref()
+        self.0.detail.as_deref()
     }
 
     /// The `instance` member, if set.
     pub fn instance(&self) -> Option<&str> {
-        self.instance.as_deref()
+        self.0.instance.as_deref()
     }
 
     /// The extension members.
     pub fn extensions(&self) -> &Map<String, Value> {
-        &self.extensions
+        &self.0.extensions
     }
 
     /// The JSON document.
     pub fn to_json(&self) -> Value {
-        let mut body = self.extensions.clone();
+        let mut body = self.0.extensions.clone();
         body.insert("type".into(), self.problem_type().into());
         body.insert("title".into(), self.title().into());
-        body.insert("status".into(), self.status.as_u16().into());
-        if let Some(d) = &self.detail {
+        body.insert("status".into(), self.0.status.as_u16().into());
+        if let Some(d) = &self.0.detail {
             body.insert("detail".into(), d.as_ref().into());
         }
-        if let Some(i) = &self.instance {
+        if let Some(i) = &self.0.instance {
             body.insert("instance".into(), i.as_ref().into());
         }
         Value::Object(body)
@@ -155,8 +160,8 @@ impl Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status.as_u16(), self.title())?;
-        if let Some(d) = &self.detail {
+        write!(f, "{} {}", self.0.status.as_u16(), self.title())?;
+        if let Some(d) = &self.0.detail {
             write!(f, ": {d}")?;
         }
         Ok(())
@@ -173,7 +178,7 @@ impl From<StatusCode> for Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> axum::response::Response {
-        problem_response(self.status, self.to_json().to_string().into())
+        problem_response(self.0.status, self.to_json().to_string().into())
     }
 }
 
@@ -198,7 +203,7 @@ pub(crate) fn problem_body(
     extensions: Map<String, Value>,
 ) -> Bytes {
     let mut p = Problem::new(status).with_detail(detail.to_owned());
-    p.extensions = extensions;
+    p.0.extensions = extensions;
     p.to_json().to_string().into()
 }
 

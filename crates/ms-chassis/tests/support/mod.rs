@@ -1,6 +1,6 @@
 //! Shared test support: start a real service on 127.0.0.1 port 0, talk to it over a real
 //! socket, and find peer binaries or fail loudly with the command that installs them.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -8,13 +8,7 @@ use std::time::{Duration, Instant};
 use ms_chassis::axum::Router;
 use ms_chassis::{RunningService, Service};
 
-/// Config every test service starts from: loopback, a free port, no drain delay.
-pub const TEST_BASE: &str = "
-server:
-  host: 127.0.0.1
-  port: 0
-  shutdown: { drain_delay: 0s, grace: 10s }
-";
+pub use ms_chassis::testing::TEST_BASE;
 
 /// A service started in this process, with its base URL.
 pub struct TestService {
@@ -25,11 +19,7 @@ pub struct TestService {
 /// Builds a service from `TEST_BASE` plus `yaml`; lets the caller register checks with
 /// `setup`, then starts it with `router`.
 pub async fn start_with(yaml: &str, router: Router, setup: impl FnOnce(&Service)) -> TestService {
-    let svc = Service::builder()
-        .yaml(TEST_BASE)
-        .yaml(yaml)
-        .build()
-        .expect("test config is valid");
+    let svc = ms_chassis::testing::service(yaml).expect("test config is valid");
     setup(&svc);
     let running = svc.start(router).await.expect("service starts");
     let url = format!("http://{}", running.local_addr());
@@ -44,7 +34,7 @@ pub async fn start(yaml: &str, router: Router) -> TestService {
 /// A client with generous timeouts (the machines are busy 2-core boxes).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
+        .timeout(ms_chassis::testing::CLIENT_TIMEOUT)
         .build()
         .expect("client builds")
 }
