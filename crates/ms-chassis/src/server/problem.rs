@@ -122,7 +122,8 @@ impl Problem {
 
     /// The `title` member.
     pub fn title(&self) -> &str {
-        self.0.title
+        self.0
+            .title
             .as_deref()
             .unwrap_or_else(|| self.0.status.canonical_reason().unwrap_or("Error"))
     }
