@@ -75,4 +75,9 @@ if ! "$oc_venv/bin/python3" -c "import importlib.metadata as m, sys; sys.exit(m.
 fi
 export MS_OPENAPI_CORE_PYTHON="$oc_venv/bin/python3"
 
+# The generated service's deploy checks (Helm lint and render, strict Kubernetes schema
+# validation, yamllint, compose structure) run in a venv of their own; this exports
+# MS_DEPLOY_PYTHON for them.
+source scripts/test-deps/deploy-venv.sh
+
 cargo test --workspace --locked "$@"
