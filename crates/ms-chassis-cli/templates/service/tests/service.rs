@@ -118,3 +118,15 @@ fn every_shipped_profile_loads() {
             .unwrap_or_else(|e| panic!("config.yaml with config.{profile}.yaml: {e}"));
     }
 }
+
+/// The Helm chart reads its own copy of the config files (Helm cannot read files outside
+/// the chart): a change made at the root must be copied there too.
+#[test]
+fn the_charts_config_files_match_the_services() {
+    for file in ["config.yaml", "config.prod.yaml"] {
+        let chart_copy = format!("deploy/helm/[[ name ]]/files/{file}");
+        let ours = std::fs::read_to_string(file).unwrap();
+        let theirs = std::fs::read_to_string(&chart_copy).unwrap();
+        assert!(ours == theirs, "{chart_copy} is stale: copy {file} over it");
+    }
+}
