@@ -17,7 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The services generated: a plain name and one with a dash, with different contracts.
-const SERVICES: &[(&str, &str)] = &[("orders", "code"), ("order-events", "none")];
+const SERVICES: &[(&str, &str)] = &[
+    ("orders", "code"),
+    ("order-events", "none"),
+    ("books", "spec"),
+];
 
 /// The interpreter of the deploy-check venv; fails loudly when it is not there.
 fn deploy_python() -> PathBuf {
@@ -118,4 +122,24 @@ fn the_compose_file_prometheus_config_and_dockerfile_agree_with_the_config() {
         let service = generate(tmp.path(), name, openapi);
         run_check("check_compose.py", &service);
     }
+}
+
+/// A spec-first image must carry its contract where `openapi.file: api.yaml` finds it (the
+/// working directory), outside the directory the chart mounts the config over.
+#[test]
+fn a_spec_first_image_carries_its_contract_in_its_working_directory() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let service = generate(tmp.path(), "books", "spec");
+    let dockerfile = std::fs::read_to_string(service.join("Dockerfile")).unwrap();
+    let runtime = dockerfile
+        .split("AS runtime")
+        .nth(1)
+        .expect("a runtime stage");
+    assert!(
+        runtime.contains("COPY api.yaml /usr/share/books/api.yaml")
+            && runtime.contains("WORKDIR /usr/share/books"),
+        "{runtime}"
+    );
+    let config = std::fs::read_to_string(service.join("config.yaml")).unwrap();
+    assert!(config.contains("file: api.yaml"), "{config}");
 }
