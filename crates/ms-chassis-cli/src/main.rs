@@ -26,8 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Make a new service: a crate on ms-chassis with its config profiles, tests, README and
-    /// a self-probe for container health checks.
+    /// Make a new service: a crate on ms-chassis with its config profiles, tests, README,
+    /// Dockerfile, docker-compose.yaml (with Prometheus and Jaeger) and a Helm chart.
     New(new::NewArgs),
     /// Write a new key file for `enc_` config values: the urlsafe base64 of 32 random bytes
     /// (as in PyMS), with mode 0600.

@@ -127,39 +127,31 @@ enum Contract {
     None,
 }
 
-/// What the templates see. Ports and shutdown timing are here, not only in config.yaml, so
-/// that the Dockerfile, compose file and Helm chart are rendered from the same numbers.
-struct Context {
-    name: String,
-    crate_name: String,
-    chassis_version: &'static str,
-    /// The `ms-chassis = …` value in Cargo.toml.
-    chassis_dependency: String,
-    openapi: Contract,
-    http_port: u16,
-    management_port: u16,
-    drain_delay_secs: u32,
-    grace_secs: u32,
+impl Contract {
+    /// The value the templates test: `[% if openapi == "spec" %]`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Code => "code",
+            Self::Spec => "spec",
+            Self::None => "none",
+        }
+    }
 }
 
-impl Context {
-    fn to_value(&self) -> minijinja::Value {
-        let openapi = match self.openapi {
-            Contract::Code => "code",
-            Contract::Spec => "spec",
-            Contract::None => "none",
-        };
-        minijinja::context! {
-            name => self.name.as_str(),
-            crate_name => self.crate_name.as_str(),
-            chassis_version => self.chassis_version,
-            chassis_dependency => self.chassis_dependency.as_str(),
-            openapi => openapi,
-            http_port => self.http_port,
-            management_port => self.management_port,
-            drain_delay_secs => self.drain_delay_secs,
-            grace_secs => self.grace_secs,
-        }
+/// What the templates see. Ports and shutdown timing are here, not only in config.yaml, so
+/// that the Dockerfile, compose file and Helm chart are rendered from the same numbers.
+fn context(name: &str, openapi: Contract, chassis_dependency: &str) -> minijinja::Value {
+    minijinja::context! {
+        name,
+        crate_name => name.replace('-', "_"),
+        chassis_version => env!("CARGO_PKG_VERSION"),
+        // The `ms-chassis = …` value in Cargo.toml.
+        chassis_dependency,
+        openapi => openapi.as_str(),
+        http_port => 8080,
+        management_port => 9090,
+        drain_delay_secs => 5,
+        grace_secs => 25,
     }
 }
 
@@ -171,20 +163,10 @@ pub(crate) fn run(args: NewArgs) -> Result<ExitCode, Failure> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(&args.name));
     check_target(&dir)?;
-    let context = Context {
-        crate_name: args.name.replace('-', "_"),
-        name: args.name.clone(),
-        chassis_version: env!("CARGO_PKG_VERSION"),
-        chassis_dependency: chassis_dependency(args.chassis_path.as_deref())?,
-        openapi: args.openapi,
-        http_port: 8080,
-        management_port: 9090,
-        drain_delay_secs: 5,
-        grace_secs: 25,
-    };
-    let files = render(&context)?;
+    let dependency = chassis_dependency(args.chassis_path.as_deref())?;
+    let files = render(&args.name, args.openapi, &dependency)?;
     write_all(&dir, &files)?;
-    print_summary(&dir, &context, &files);
+    print_summary(&dir, &args.name, args.openapi, &files);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -272,7 +254,11 @@ fn chassis_dependency(checkout: Option<&Path>) -> Result<String, Failure> {
 }
 
 /// Every file of the service, by its path in the service, rendered.
-fn render(context: &Context) -> Result<BTreeMap<PathBuf, String>, Failure> {
+fn render(
+    name: &str,
+    openapi: Contract,
+    chassis_dependency: &str,
+) -> Result<BTreeMap<PathBuf, String>, Failure> {
     let mut env = Environment::new();
     env.set_syntax(
         SyntaxConfig::builder()
@@ -291,33 +277,33 @@ fn render(context: &Context) -> Result<BTreeMap<PathBuf, String>, Failure> {
     env.set_auto_escape_callback(|_| AutoEscape::None);
     let mut sources = Vec::new();
     collect(&TEMPLATE, &mut sources);
-    for (name, source) in &sources {
-        env.add_template_owned(name.clone(), source.clone())
-            .map_err(|e| template_error(name, &e))?;
+    for &(template, source) in &sources {
+        env.add_template(template, source)
+            .map_err(|e| template_error(template, &e))?;
     }
-    let values = context.to_value();
+    let values = context(name, openapi, chassis_dependency);
     let mut out = BTreeMap::new();
-    for (name, _) in &sources {
-        if !wanted(name, context.openapi) {
+    for &(template, _) in &sources {
+        if !wanted(template, openapi) {
             continue;
         }
         let text = env
-            .get_template(name)
+            .get_template(template)
             .and_then(|t| t.render(&values))
-            .map_err(|e| template_error(name, &e))?;
-        out.insert(output_path(name, &context.name), text);
+            .map_err(|e| template_error(template, &e))?;
+        out.insert(output_path(template, name), text);
     }
     Ok(out)
 }
 
-/// Every file under `dir`, by its path relative to the template root.
-fn collect(dir: &Dir<'_>, out: &mut Vec<(String, String)>) {
+/// Every file under `dir`, by its path relative to the template root (names that include
+/// other templates use), with its text.
+fn collect(dir: &Dir<'static>, out: &mut Vec<(&'static str, &'static str)>) {
     for file in dir.files() {
-        let name = file.path().to_string_lossy().replace('\\', "/");
+        let name = file.path().to_str().expect("template paths are UTF-8");
         let text = file
             .contents_utf8()
-            .unwrap_or_else(|| panic!("template file {name} is not UTF-8"))
-            .to_owned();
+            .unwrap_or_else(|| panic!("template file {name} is not UTF-8"));
         out.push((name, text));
     }
     for sub in dir.dirs() {
@@ -348,8 +334,8 @@ fn template_error(name: &str, e: &minijinja::Error) -> Failure {
     ))
 }
 
-/// Writes every file; if one fails, removes what this run created, so a failed run leaves
-/// nothing behind.
+/// Writes every file; if one fails, removes what this run wrote, so a failed run leaves
+/// nothing behind. The directory was new or empty, so everything in it is this run's.
 fn write_all(dir: &Path, files: &BTreeMap<PathBuf, String>) -> Result<(), Failure> {
     let existed = dir.exists();
     let result = files.iter().try_for_each(|(path, text)| {
@@ -361,17 +347,7 @@ fn write_all(dir: &Path, files: &BTreeMap<PathBuf, String>) -> Result<(), Failur
     });
     result.map_err(|e| {
         let cleanup = if existed {
-            files
-                .keys()
-                .filter_map(|p| p.components().next())
-                .map(|top| dir.join(top))
-                .try_for_each(|p| {
-                    if p.is_dir() {
-                        std::fs::remove_dir_all(p)
-                    } else {
-                        std::fs::remove_file(p).or(Ok(()))
-                    }
-                })
+            empty_out(dir)
         } else {
             std::fs::remove_dir_all(dir)
         };
@@ -386,15 +362,28 @@ fn write_all(dir: &Path, files: &BTreeMap<PathBuf, String>) -> Result<(), Failur
     })
 }
 
-fn print_summary(dir: &Path, context: &Context, files: &BTreeMap<PathBuf, String>) {
-    let contract = match context.openapi {
+/// Removes everything inside `dir`, keeping `dir` itself.
+fn empty_out(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(path)?;
+        } else {
+            std::fs::remove_file(path)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(dir: &Path, name: &str, openapi: Contract, files: &BTreeMap<PathBuf, String>) {
+    let contract = match openapi {
         Contract::Code => "an OpenAPI contract from code (utoipa), enforced",
         Contract::Spec => "the hand-written contract api.yaml, enforced",
         Contract::None => "no OpenAPI contract",
     };
     println!(
         "Created service `{}` in {} ({} files), with {contract}:",
-        context.name,
+        name,
         dir.display(),
         files.len()
     );
@@ -455,18 +444,8 @@ mod tests {
     #[test]
     fn every_variant_renders() {
         for openapi in [Contract::Code, Contract::Spec, Contract::None] {
-            let context = Context {
-                name: "order-events".into(),
-                crate_name: "order_events".into(),
-                chassis_version: "0.1.0",
-                chassis_dependency: "\"0.1.0\"".into(),
-                openapi,
-                http_port: 8080,
-                management_port: 9090,
-                drain_delay_secs: 5,
-                grace_secs: 25,
-            };
-            let files = render(&context).unwrap_or_else(|e| panic!("{openapi:?}: {}", e.0));
+            let files = render("order-events", openapi, "\"0.1.0\"")
+                .unwrap_or_else(|e| panic!("{openapi:?}: {}", e.0));
             assert!(files.contains_key(Path::new("Cargo.toml")), "{openapi:?}");
             assert_eq!(
                 files.contains_key(Path::new("api.yaml")),

@@ -106,22 +106,23 @@ fn run_check(script: &str, service: &Path) {
     print!("{}", String::from_utf8_lossy(&output.stdout));
 }
 
-#[test]
-fn the_helm_chart_lints_renders_and_validates_against_kubernetes_1_31() {
+/// Generates every service of [`SERVICES`] and runs `script` on each.
+fn check_every_service(script: &str) {
     let tmp = tempfile::tempdir().expect("temp dir");
     for (name, openapi) in SERVICES {
         let service = generate(tmp.path(), name, openapi);
-        run_check("check_chart.py", &service);
+        run_check(script, &service);
     }
 }
 
 #[test]
+fn the_helm_chart_lints_renders_and_validates_against_kubernetes_1_31() {
+    check_every_service("check_chart.py");
+}
+
+#[test]
 fn the_compose_file_prometheus_config_and_dockerfile_agree_with_the_config() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    for (name, openapi) in SERVICES {
-        let service = generate(tmp.path(), name, openapi);
-        run_check("check_compose.py", &service);
-    }
+    check_every_service("check_compose.py");
 }
 
 /// A spec-first image must carry its contract where `openapi.file: api.yaml` finds it (the

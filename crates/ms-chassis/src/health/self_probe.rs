@@ -75,7 +75,10 @@ pub fn healthcheck(loader: ConfigLoader) -> Result<String, String> {
         Some(m) => SocketAddr::new(loopback_for(m.host), m.port),
         None => SocketAddr::new(loopback_for(server.host), server.port),
     };
-    ProbeReply::fetch(target).and_then(|reply| reply.verdict(target))
+    let url = format!("http://{target}{READY_PATH}");
+    let line = status_line(target).map_err(|e| format!("GET {url}: {e}"))?;
+    verdict(&line).map_err(|why| format!("GET {url}: {why}"))?;
+    Ok(format!("GET {url}: {line}"))
 }
 
 /// An address the probe can reach the listener bound to `host` at: a wildcard bind is
@@ -88,62 +91,45 @@ fn loopback_for(host: IpAddr) -> IpAddr {
     }
 }
 
-/// The first line of the answer, as sent.
-struct ProbeReply(String);
-
-impl ProbeReply {
-    fn fetch(target: SocketAddr) -> Result<Self, String> {
-        let url = format!("http://{target}{READY_PATH}");
-        let fail = |e: std::io::Error| format!("GET {url}: {e}");
-        let mut stream = TcpStream::connect_timeout(&target, PROBE_TIMEOUT).map_err(fail)?;
-        stream.set_read_timeout(Some(PROBE_TIMEOUT)).map_err(fail)?;
-        stream
-            .set_write_timeout(Some(PROBE_TIMEOUT))
-            .map_err(fail)?;
-        write!(
-            stream,
-            "GET {READY_PATH} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: ms-chassis-healthcheck\r\nConnection: close\r\n\r\n"
-        )
-        .map_err(fail)?;
-        let mut buf = Vec::with_capacity(256);
-        let mut chunk = [0u8; 256];
-        while !buf.contains(&b'\n') && buf.len() < MAX_STATUS_LINE {
-            let n = stream.read(&mut chunk).map_err(fail)?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
+/// Asks `GET /health/ready` at `target` and returns the first line of the answer.
+fn status_line(target: SocketAddr) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&target, PROBE_TIMEOUT)?;
+    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+    stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
+    write!(
+        stream,
+        "GET {READY_PATH} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: ms-chassis-healthcheck\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    while !buf.contains(&b'\n') && buf.len() < MAX_STATUS_LINE {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            break;
         }
-        let line = buf.split(|b| *b == b'\n').next().unwrap_or_default();
-        let line = String::from_utf8_lossy(line).trim_end().to_owned();
-        Ok(Self(line))
+        buf.extend_from_slice(&chunk[..n]);
     }
+    let line = buf.split(|b| *b == b'\n').next().unwrap_or_default();
+    Ok(String::from_utf8_lossy(line).trim_end().to_owned())
+}
 
-    /// The status line on a 200; an error naming the URL and what came back otherwise.
-    fn verdict(self, target: SocketAddr) -> Result<String, String> {
-        let url = format!("http://{target}{READY_PATH}");
-        let mut parts = self.0.splitn(3, ' ');
-        let (version, status) = (parts.next().unwrap_or_default(), parts.next());
-        match status {
-            Some("200") if version.starts_with("HTTP/1.") => Ok(format!("GET {url}: {}", self.0)),
-            Some(_) if version.starts_with("HTTP/1.") => {
-                Err(format!("GET {url}: {} (not ready)", self.0))
-            }
-            _ => Err(format!(
-                "GET {url}: not an HTTP/1.x status line: {:?}",
-                self.0.chars().take(80).collect::<String>()
-            )),
-        }
+/// `Ok` for a 200 status line; otherwise what was wrong with it.
+fn verdict(line: &str) -> Result<(), String> {
+    let mut parts = line.splitn(3, ' ');
+    let (version, status) = (parts.next().unwrap_or_default(), parts.next());
+    match status {
+        Some("200") if version.starts_with("HTTP/1.") => Ok(()),
+        Some(_) if version.starts_with("HTTP/1.") => Err(format!("{line} (not ready)")),
+        _ => Err(format!(
+            "not an HTTP/1.x status line: {:?}",
+            line.chars().take(80).collect::<String>()
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn verdict(line: &str) -> Result<String, String> {
-        ProbeReply(line.to_owned()).verdict("127.0.0.1:9".parse().unwrap())
-    }
 
     #[test]
     fn only_a_200_is_ready() {

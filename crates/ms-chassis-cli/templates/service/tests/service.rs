@@ -13,18 +13,23 @@ async fn start(yaml: &str) -> TestService {
         .expect("the service starts")
 }
 
-#[tokio::test]
-async fn an_item_is_stored_and_read_back() {
-    let app = start("").await;
+/// `POST /items` with `body`: the status and the JSON answer (an item, or a problem).
+async fn post_item(app: &TestService, body: Value) -> (u16, Value) {
     let res = app
         .client()
         .post(app.url("/items"))
-        .json(&json!({ "name": "first" }))
+        .json(&body)
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 201);
-    let item: Value = res.json().await.unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn an_item_is_stored_and_read_back() {
+    let app = start("").await;
+    let (status, item) = post_item(&app, json!({ "name": "first" })).await;
+    assert_eq!(status, 201, "{item}");
     assert_eq!(item["name"], "first");
 
     let res = app.get(&format!("/items/{}", item["id"])).await.unwrap();
@@ -45,19 +50,15 @@ async fn a_missing_item_is_a_404_problem() {
 #[tokio::test]
 async fn a_bad_item_is_refused_before_it_is_stored() {
     let app = start("").await;
-    let res = app
-        .client()
-        .post(app.url("/items"))
-        .json(&json!({ "name": "" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 400);
+    let (status, problem) = post_item(&app, json!({ "name": "" })).await;
+    assert_eq!(status, 400, "{problem}");
 [% if openapi != "none" %]
     // The contract refused it, naming the field.
-    let problem: Value = res.json().await.unwrap();
     assert_eq!(problem["errors"][0]["location"], "body/name", "{problem}");
 [% endif %]
+    // Nothing was stored: the next item is the first.
+    let (status, item) = post_item(&app, json!({ "name": "first" })).await;
+    assert_eq!((status, &item["id"]), (201, &json!(1)), "{item}");
     app.shutdown().await.unwrap();
 }
 
@@ -65,14 +66,8 @@ async fn a_bad_item_is_refused_before_it_is_stored() {
 async fn the_store_is_bounded_by_app_max_items() {
     let app = start("app: { max_items: 1 }").await;
     for expected in [201, 507] {
-        let res = app
-            .client()
-            .post(app.url("/items"))
-            .json(&json!({ "name": "one" }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), expected);
+        let (status, body) = post_item(&app, json!({ "name": "one" })).await;
+        assert_eq!(status, expected, "{body}");
     }
     app.shutdown().await.unwrap();
 }
