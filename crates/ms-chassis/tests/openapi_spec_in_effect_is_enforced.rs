@@ -2,7 +2,8 @@
 //! spec-first file named by `openapi.file`, or the code-first document given to
 //! `with_openapi`. Each is published, and a request that breaks it gets 400 problem+json
 //! before the handler runs; `openapi.validation.requests: false` turns the check off, and a
-//! bad spec file stops the service at startup with its file and line.
+//! bad spec file stops the service at startup with its file and line, as
+//! `openapi.strict_routes` does when the spec and the routes differ.
 
 mod openapi_validation_support;
 mod support;
@@ -163,4 +164,98 @@ async fn a_bad_spec_file_stops_the_service_naming_file_and_line() {
     };
     assert!(err.contains("api.yaml:7"), "{err}");
     assert!(err.contains("Missing"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_routes_stops_the_service_listing_both_directions() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("api.yaml");
+    std::fs::write(
+        &file,
+        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  \
+         /a:\n    get: {responses: {'200': {description: ok}}}\n    \
+         delete: {responses: {'204': {description: gone}}}\n  \
+         /b:\n    get: {responses: {'200': {description: ok}}}\n",
+    )
+    .unwrap();
+    let routes = || {
+        Router::new()
+            .route("/a", get(|| async { "a" }).post(|| async { "made" }))
+            .route("/undocumented", get(|| async { "hidden" }))
+    };
+    let strict = format!(
+        "openapi: {{ file: {:?}, strict_routes: true }}",
+        file.display().to_string()
+    );
+    let svc = Service::builder()
+        .yaml(support::TEST_BASE)
+        .yaml(&strict)
+        .build()
+        .expect("the config itself is valid");
+    let err = match svc.start(routes()).await {
+        Ok(_) => panic!("strict_routes must stop a service whose routes and spec differ"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("2 operation(s) of the spec have no route: DELETE /a, GET /b"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 route(s) have no operation in the spec: GET /undocumented, POST /a"),
+        "{err}"
+    );
+
+    // Without strict_routes the same service starts (the differences are warnings), and
+    // the undocumented route is served, unvalidated.
+    let lenient = format!("openapi: {{ file: {:?} }}", file.display().to_string());
+    let support::TestService { running, url } = support::start(&lenient, routes()).await;
+    let res = support::client()
+        .get(format!("{url}/undocumented"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_under_a_servers_path_validates_the_routes_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("api.yaml");
+    std::fs::write(
+        &file,
+        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\nservers: [{url: /api/v1}]\npaths:\n  \
+         /items/{id}:\n    get:\n      parameters:\n        \
+         - {name: id, in: path, required: true, schema: {type: integer}}\n      \
+         responses: {'200': {description: ok}}\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        "openapi: {{ file: {:?}, strict_routes: true, base_path: /edge }}",
+        file.display().to_string()
+    );
+    let router = Router::new().route("/api/v1/items/{id}", get(|| async { "item" }));
+    // strict_routes: the route under the servers path is the spec's operation.
+    let support::TestService { running, url } = support::start(&yaml, router).await;
+    let c = support::client();
+    let ok = c.get(format!("{url}/api/v1/items/7")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let bad = c
+        .get(format!("{url}/api/v1/items/seven"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("path.id"));
+    // Published behind the configured prefix, the server URL keeps the spec's own path.
+    let doc: Value = c
+        .get(format!("{url}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["servers"], json!([{"url": "/edge/api/v1"}]));
+    running.shutdown().await.unwrap();
 }

@@ -394,6 +394,41 @@ const METHODS: [(&str, Method); 8] = [
     ("trace", Method::TRACE),
 ];
 
+/// The path of the spec's first `servers` URL (its variables at their defaults), without
+/// a trailing `/`: `/api/v1` for `https://api.example.com/api/v1/` or `/api/v1`. The
+/// spec's path templates are relative to it ("the path is appended to the URL from the
+/// Server Object"), so the service's routes are under it; `None` for `/`, for no
+/// `servers`, and for a URL relative to the document's own location. Like Connexion, the
+/// first entry decides.
+pub(crate) fn server_base(root: &Value) -> Option<String> {
+    let server = root.get("servers")?.as_array()?.first()?;
+    let mut url = server.get("url")?.as_str()?.to_owned();
+    if let Some(vars) = server.get("variables").and_then(Value::as_object) {
+        for (name, var) in vars {
+            if let Some(default) = var.get("default").and_then(Value::as_str) {
+                url = url.replace(&format!("{{{name}}}"), default);
+            }
+        }
+    }
+    let after_authority = |rest: &str| {
+        rest.find('/')
+            .map_or(String::new(), |i| rest[i..].to_owned())
+    };
+    let path = if let Some(i) = url.find("://") {
+        after_authority(&url[i + 3..])
+    } else if let Some(rest) = url.strip_prefix("//") {
+        after_authority(rest)
+    } else {
+        url
+    };
+    let path = path
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    (path.starts_with('/') && !path.contains('{')).then(|| path.to_owned())
+}
+
 /// Whether a media type (lower case, no parameters) is JSON.
 pub(crate) fn is_json(range: &str) -> bool {
     range == "application/json" || range.ends_with("+json")
@@ -411,6 +446,8 @@ struct Compiler<'d> {
     request: Value,
     registry: Registry<'static>,
     errors: Vec<Diagnostic>,
+    /// The first `servers` entry's path (`/api/v1`), which every path template is under.
+    base: String,
 }
 
 impl<'d> Compiler<'d> {
@@ -430,6 +467,7 @@ impl<'d> Compiler<'d> {
             request,
             registry,
             errors: Vec::new(),
+            base: server_base(root).unwrap_or_default(),
         })
     }
 
@@ -442,7 +480,7 @@ impl<'d> Compiler<'d> {
                 let at = format!("/paths/{}", escape(template));
                 match self.path(template, item, &at) {
                     Ok(entry) => {
-                        by_template.insert(template.clone(), paths.len());
+                        by_template.insert(entry.route.to_string(), paths.len());
                         paths.push(entry);
                     }
                     Err(message) => {
@@ -541,7 +579,8 @@ impl<'d> Compiler<'d> {
     }
 
     fn path(&mut self, template: &str, item: &Value, at: &str) -> Result<PathEntry, String> {
-        let (segments, literals) = parse_template(template)?;
+        let route = format!("{}{template}", self.base);
+        let (segments, literals) = parse_template(&route)?;
         let (item_at, item) = if item.get("$ref").is_some() {
             self.deref(at)?
         } else {
@@ -588,7 +627,7 @@ impl<'d> Compiler<'d> {
             .join(", ");
         Ok(PathEntry {
             template: template.to_owned(),
-            route: Arc::from(template),
+            route: Arc::from(route.as_str()),
             segments,
             literals,
             operations,
@@ -922,6 +961,44 @@ mod tests {
         assert!(c.find(None, "/a").is_none());
         let f = &c.paths[c.find(None, "/f/x.json").unwrap()];
         assert_eq!(f.captures("/f/x.json"), vec![("name", "x")]);
+    }
+
+    #[test]
+    fn paths_are_under_the_first_servers_path() {
+        let d = doc(
+            "openapi: 3.1.0\ninfo: {title: t, version: '1'}\nservers:\n  - url: 'https://api.example.com/{v}/'\n    variables: {v: {default: v1}}\n  - url: /other\npaths:\n  /a/{id}:\n    get: {responses: {'200': {description: ok}}}\n",
+        );
+        let v = Validator::compile(&d, ValidationOptions::default()).unwrap();
+        let c = &v.compiled;
+        let i = c.find(Some("/v1/a/{id}"), "/v1/a/7").unwrap();
+        assert_eq!(c.paths[i].template, "/a/{id}");
+        assert_eq!(&*c.paths[i].route, "/v1/a/{id}");
+        assert_eq!(c.find(None, "/v1/a/7"), Some(i));
+        assert_eq!(c.paths[i].captures("/v1/a/7"), vec![("id", "7")]);
+        assert!(c.find(None, "/a/7").is_none(), "outside the server's path");
+
+        for (servers, base) in [
+            ("[{url: /api/}]", Some("/api")),
+            ("[{url: 'http://h:8080/x/y?q=1'}]", Some("/x/y")),
+            ("[{url: '//h/x'}]", Some("/x")),
+            ("[{url: 'https://h'}]", None),
+            ("[{url: /}]", None),
+            ("[{url: 'v1'}]", None),
+            ("[{url: '/{undeclared}'}]", None),
+            ("[]", None),
+        ] {
+            let root = root_with(&format!("servers: {servers}"));
+            assert_eq!(server_base(&root).as_deref(), base, "{servers}");
+        }
+    }
+
+    /// A minimal document's root with `text` among its top-level fields.
+    fn root_with(text: &str) -> Value {
+        doc(&format!(
+            "openapi: 3.1.0\ninfo: {{title: t, version: '1'}}\npaths: {{}}\n{text}\n"
+        ))
+        .as_value()
+        .clone()
     }
 
     #[test]

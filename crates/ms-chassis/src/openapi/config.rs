@@ -40,9 +40,8 @@ pub struct OpenApiSection {
     pub ui: UiSection,
     /// Checking requests and responses against the spec.
     pub validation: ValidationSection,
-    /// Make operations of the spec whose path has no route a startup error rather than a
-    /// warning. Default false. (Routes that no operation describes cannot be found: axum's
-    /// `Router` does not list its routes.)
+    /// Make operations of the spec that no route serves, and routes that no operation
+    /// describes, a startup error rather than warnings. Default false.
     pub strict_routes: bool,
 }
 

@@ -71,13 +71,17 @@ pub enum OpenApiError {
     /// OpenAPI document: every problem, with its file and line.
     #[error("{0}")]
     Spec(#[from] SpecError),
-    /// `openapi.strict_routes` is on, and these operations of the spec have no route.
-    #[error(
-        "openapi.strict_routes: {} operation(s) of the spec have no route: {}",
-        .0.len(),
-        .0.join(", ")
-    )]
-    MissingRoutes(Vec<String>),
+    /// `openapi.strict_routes` is on, and the spec and the routes differ: operations of
+    /// the spec that no route serves, and routes (`METHOD /template`) that no operation
+    /// describes.
+    #[error("openapi.strict_routes: {}", routes_mismatch(.operations_without_routes, .routes_without_operations))]
+    RoutesMismatch {
+        /// Operations of the spec with no route, as `METHOD /template`.
+        operations_without_routes: Vec<String>,
+        /// Routes that no operation describes, as `METHOD /template` (`ANY` for a route
+        /// that takes every method).
+        routes_without_operations: Vec<String>,
+    },
     /// The validation failure counters could not be registered.
     #[error("registering the OpenAPI validation metrics: {0}")]
     Metrics(String),
@@ -109,24 +113,64 @@ pub(crate) fn spec_in_effect(
     }
 }
 
-/// Reports the operations of `spec` whose path no route of `router` serves: a warning,
-/// or with `openapi.strict_routes` an error listing them.
+fn routes_mismatch(operations: &[String], routes: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !operations.is_empty() {
+        parts.push(format!(
+            "{} operation(s) of the spec have no route: {}",
+            operations.len(),
+            operations.join(", ")
+        ));
+    }
+    if !routes.is_empty() {
+        parts.push(format!(
+            "{} route(s) have no operation in the spec: {}",
+            routes.len(),
+            routes.join(", ")
+        ));
+    }
+    parts.join("; ")
+}
+
+/// Reports the operations of `spec` that no route of `router` serves, and the routes no
+/// operation describes: warnings, or with `openapi.strict_routes` an error listing them.
 pub(crate) async fn check_routes(
     spec: &SpecInEffect,
     config: &OpenApiSection,
     router: &Router,
 ) -> Result<(), OpenApiError> {
-    let missing = routes::operations_without_routes(spec.0.as_value(), router).await;
-    if missing.is_empty() {
+    let report = routes::compare(spec.0.as_value(), router).await;
+    if !report.routes_listed {
+        tracing::warn!(
+            "the router's routes could not be listed (this axum version's Debug output is \
+             not the one ms-chassis reads): routes without an operation are not reported"
+        );
+    }
+    let (operations, routes) = (
+        report.operations_without_routes,
+        report.routes_without_operations,
+    );
+    if operations.is_empty() && routes.is_empty() {
         return Ok(());
     }
     if config.strict_routes {
-        return Err(OpenApiError::MissingRoutes(missing));
+        return Err(OpenApiError::RoutesMismatch {
+            operations_without_routes: operations,
+            routes_without_operations: routes,
+        });
     }
-    tracing::warn!(
-        operations = %missing.join(", "),
-        "operations of the OpenAPI spec have no route (openapi.strict_routes: true makes this a startup error)"
-    );
+    if !operations.is_empty() {
+        tracing::warn!(
+            operations = %operations.join(", "),
+            "operations of the OpenAPI spec have no route (openapi.strict_routes: true makes this a startup error)"
+        );
+    }
+    if !routes.is_empty() {
+        tracing::warn!(
+            routes = %routes.join(", "),
+            "routes have no operation in the OpenAPI spec: they are not in the published contract, and are served unvalidated (a method the spec's path lacks is refused with 405 while request validation is on); openapi.strict_routes: true makes this a startup error"
+        );
+    }
     Ok(())
 }
 

@@ -123,14 +123,17 @@ impl Published {
 }
 
 /// `doc` as JSON and YAML, with `servers` set to `prefix` when there is one (`""` is the
-/// root), else as `doc` has it, else `/`.
+/// root) followed by the path of `doc`'s own first server (where its routes are), else as
+/// `doc` has it, else `/`.
 fn render(doc: &Value, prefix: Option<&str>) -> Rendered {
+    let own = super::compiled::server_base(doc).unwrap_or_default();
     let mut doc = doc.clone();
     if let Value::Object(root) = &mut doc {
-        let url = match prefix {
-            Some("") => Some("/"),
-            other => other,
-        };
+        let url = prefix.map(|p| match format!("{p}{own}") {
+            url if url.is_empty() => "/".to_owned(),
+            url => url,
+        });
+        let url = url.as_deref();
         let has_servers = root
             .get("servers")
             .and_then(Value::as_array)
@@ -480,6 +483,12 @@ mod tests {
         let own = json!({"openapi": "3.1.0", "paths": {}, "servers": [{"url": "https://x"}]});
         let p = Published::new(own, &OpenApiSection::default());
         assert_eq!(p.plain_json()["servers"], json!([{"url": "https://x"}]));
+        // A prefix goes in front of the spec's own server path, where its routes are.
+        let own = json!({"openapi": "3.1.0", "paths": {}, "servers": [{"url": "https://x/v1/"}]});
+        let p = Published::new(own, &cfg);
+        assert_eq!(p.plain_json()["servers"], json!([{"url": "/api/v1"}]));
+        let v: Value = serde_json::from_slice(&p.for_prefix("/edge".into()).json).unwrap();
+        assert_eq!(v["servers"], json!([{"url": "/edge/v1"}]));
     }
 
     #[test]
