@@ -279,13 +279,16 @@ pub(crate) struct Media {
     /// Lower case, without parameters: `application/json`, `application/*`, `*/*`.
     pub(crate) range: String,
     pub(crate) schema: Option<Schema>,
-    /// For `application/x-www-form-urlencoded`: the shape of each property, to read the
-    /// form's text values by.
+    /// For `application/x-www-form-urlencoded` and `multipart/form-data`: the shape of
+    /// each property, to read the form's text values (or parts) by.
     pub(crate) form: Option<HashMap<String, Shape>>,
 }
 
 /// The media type of HTML forms, whose body is checked like a query string.
 pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
+
+/// The media type of forms with files (RFC 7578): one part per property.
+pub(crate) const MULTIPART: &str = "multipart/form-data";
 
 /// An operation's documented responses.
 #[derive(Default)]
@@ -836,7 +839,8 @@ impl<'d> Compiler<'d> {
             } else {
                 None
             };
-            let form = (range == FORM && schema.is_some()).then(|| self.form_shape(&schema_at));
+            let form = ((range == FORM || range == MULTIPART) && schema.is_some())
+                .then(|| self.form_shape(&schema_at));
             out.push(Media {
                 range,
                 schema,

@@ -1,5 +1,6 @@
 //! Media types: the request's `Content-Type` against the operation's `content` (415 when
-//! none fits), and a JSON body parsed and checked against the schema of the one that does.
+//! none fits), and a body checked against the schema of the one that does: JSON parsed,
+//! forms (`application/x-www-form-urlencoded`) and `multipart/form-data` read as objects.
 //!
 //! Only the essence (`type/subtype`, before the first `;`) is read, so a header with a
 //! thousand parameters costs one scan and nothing else. Bodies are parsed with serde_json's
@@ -7,11 +8,15 @@
 //! deep stack; the size was already bounded when the body was collected.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
 
 use axum::http::HeaderValue;
+use bytes::Bytes;
+use futures_util::FutureExt as _;
 use serde_json::Value;
 
-use super::compiled::{FORM, Media, Shape, is_json};
+use super::compiled::{FORM, MULTIPART, Media, Shape, Types, is_json};
+use super::document::escape;
 use super::params::{coerce, form_decode};
 use super::violation::{Kind, Violations};
 
@@ -53,9 +58,109 @@ pub(crate) fn parses_as_json(essence: &str) -> bool {
 }
 
 /// Whether a body of media type `essence` is collected and checked: JSON, and forms
-/// whose media type has a schema.
+/// (urlencoded or multipart) whose media type has a schema.
 pub(crate) fn is_checked(media: &Media, essence: &str) -> bool {
-    parses_as_json(essence) || (essence == FORM && media.form.is_some())
+    parses_as_json(essence) || ((essence == FORM || essence == MULTIPART) && media.form.is_some())
+}
+
+/// Reads a `multipart/form-data` body (RFC 7578) as an object, one property per part name,
+/// as OpenAPI describes it: a repeated name is an array, a text part is typed by its
+/// property's schema, a part of a JSON media type, or for an object property, is parsed as
+/// JSON, and a file's content is a string. Then checks the object against `media`'s
+/// schema. The parser is `multer` (axum's, for its `Multipart` extractor), run on the body
+/// already collected, so every step is ready at once.
+pub(crate) fn check_multipart(
+    media: &Media,
+    content_type: Option<&HeaderValue>,
+    body: &Bytes,
+    v: &mut Violations,
+) {
+    let (Some(schema), Some(shapes)) = (&media.schema, &media.form) else {
+        return;
+    };
+    let invalid = |v: &mut Violations, why: String| {
+        v.add(
+            Kind::Body,
+            "body",
+            "encoding",
+            why,
+            Some(MULTIPART.into()),
+            None,
+        );
+    };
+    let boundary = content_type
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| multer::parse_boundary(c).ok());
+    let Some(boundary) = boundary else {
+        invalid(v, "has no multipart boundary in its Content-Type".into());
+        return;
+    };
+    let chunk = body.clone();
+    let stream = futures_util::stream::once(std::future::ready(Ok::<_, Infallible>(chunk)));
+    let mut parts = multer::Multipart::new(stream, boundary);
+    let mut object = serde_json::Map::new();
+    loop {
+        // The whole body is in memory: each step completes on its first poll.
+        let Some(next) = parts.next_field().now_or_never() else {
+            return;
+        };
+        let field = match next {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return invalid(v, format!("is not valid multipart/form-data: {e}")),
+        };
+        let Some(name) = field.name().map(ToOwned::to_owned) else {
+            return invalid(v, "has a part without a name".into());
+        };
+        let json_part = field
+            .content_type()
+            .is_some_and(|m| is_json(m.essence_str()));
+        let Some(data) = field.bytes().now_or_never() else {
+            return;
+        };
+        let data = match data {
+            Ok(data) => data,
+            Err(e) => return invalid(v, format!("is not valid multipart/form-data: {e}")),
+        };
+        let (types, repeated) = match shapes.get(&name) {
+            Some(Shape::Scalar(t)) => (*t, false),
+            Some(Shape::Array(t)) => (*t, true),
+            Some(Shape::Object(_)) => (Types(Types::OBJECT), false),
+            None => (Types::default(), false),
+        };
+        let value = if json_part || (types.has(Types::OBJECT) && !types.has(Types::STRING)) {
+            match serde_json::from_slice(&data) {
+                Ok(value) => value,
+                Err(e) => {
+                    v.add(
+                        Kind::Body,
+                        format!("body/{}", escape(&name)),
+                        "json",
+                        format!("is not valid JSON: {e}"),
+                        Some("a JSON document".into()),
+                        None,
+                    );
+                    continue;
+                }
+            }
+        } else {
+            coerce(&String::from_utf8_lossy(&data), types)
+        };
+        if repeated {
+            let entry = object
+                .entry(name)
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(items) = entry {
+                items.push(value);
+            }
+        } else {
+            object.insert(name, value);
+        }
+    }
+    let value = Value::Object(object);
+    if !schema.validator.is_valid(&value) {
+        v.schema_errors(Kind::Body, "body", &schema.validator, &value);
+    }
 }
 
 /// Reads an `application/x-www-form-urlencoded` body as an object (each value typed by its

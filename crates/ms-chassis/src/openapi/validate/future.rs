@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{Request, Response, StatusCode};
 use http_body_util::combinators::Collect;
@@ -141,7 +142,13 @@ where
                             return Poll::Ready(Ok(res));
                         }
                     };
-                    if let Some(res) = validator.check_body(op, media, &bytes, violations) {
+                    if let Some(res) = validator.check_body(
+                        op,
+                        media,
+                        parts.as_ref().and_then(|p| p.headers.get(CONTENT_TYPE)),
+                        &bytes,
+                        violations,
+                    ) {
                         return Poll::Ready(Ok(res));
                     }
                     let req = Request::from_parts(

@@ -46,14 +46,15 @@ mod layer;
 
 use axum::body::Body;
 use axum::extract::MatchedPath;
-use axum::http::{Method, Request, Response, StatusCode, header};
+use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use axum::response::IntoResponse;
+use bytes::Bytes;
 use prometheus::IntCounterVec;
 
 pub use future::ResponseFuture;
 pub use layer::{ValidationLayer, ValidationService};
 
-use super::compiled::Validator;
+use super::compiled::{MULTIPART, Validator};
 use super::violation::{Kind, Violations};
 use super::{media, params, security};
 use crate::server::Problem;
@@ -287,7 +288,8 @@ impl Validator {
         &self,
         (pi, oi): OpIndex,
         mi: usize,
-        bytes: &[u8],
+        content_type: Option<&HeaderValue>,
+        bytes: &Bytes,
         mut v: Violations,
     ) -> Option<Response<Body>> {
         let op = &self.compiled.paths[pi].operations[oi];
@@ -297,6 +299,8 @@ impl Validator {
                 if body.required {
                     missing_body(&mut v, m.range.clone());
                 }
+            } else if m.range == MULTIPART && m.form.is_some() {
+                media::check_multipart(m, content_type, bytes, &mut v);
             } else if m.form.is_some() && !media::parses_as_json(&m.range) {
                 media::check_form(m, bytes, &mut v);
             } else {
