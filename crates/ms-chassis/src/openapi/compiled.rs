@@ -256,6 +256,9 @@ pub(crate) struct Param {
     pub(crate) shape: Shape,
     /// The value is JSON text (`content: {application/json: ...}`).
     pub(crate) json: bool,
+    /// `allowEmptyValue` (query parameters): `?q=` is accepted as the empty string; without
+    /// it an empty value is a violation.
+    pub(crate) allow_empty: bool,
     pub(crate) schema: Option<Schema>,
     /// `query.limit`, `header.x-tenant`: the violation location.
     pub(crate) location_name: String,
@@ -691,6 +694,10 @@ impl<'d> Compiler<'d> {
             .unwrap_or(style == Style::Form);
         let required =
             p.get("required").and_then(Value::as_bool).unwrap_or(false) || raw.location == In::Path;
+        let allow_empty = p
+            .get("allowEmptyValue")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let (schema_at, json) = if p.get("schema").is_some() {
             (Some(format!("{at}/schema")), false)
         } else if let Some(Value::Object(content)) = p.get("content") {
@@ -723,6 +730,7 @@ impl<'d> Compiler<'d> {
             explode,
             shape,
             json,
+            allow_empty,
             schema,
         })
     }

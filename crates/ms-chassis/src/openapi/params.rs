@@ -158,10 +158,15 @@ fn split_value(text: &str, shape: &Shape, sep: char) -> Value {
     }
 }
 
-/// An exploded object (`k1=v1,k2=v2` in `simple` style).
-fn exploded_object(text: &str, props: &std::collections::HashMap<String, Types>) -> Value {
+/// An exploded object: `k1=v1,k2=v2` in `simple` style, `.k1=v1.k2=v2` in `label` style
+/// (after the first `.`) and `;k1=v1;k2=v2` in `matrix` style, split at `sep`.
+fn exploded_object(
+    text: &str,
+    props: &std::collections::HashMap<String, Types>,
+    sep: char,
+) -> Value {
     let mut m = Map::new();
-    for part in text.split(',') {
+    for part in text.split(sep).filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
         let t = props.get(k).copied().unwrap_or_default();
         m.insert(k.to_owned(), coerce(v, t));
@@ -185,6 +190,21 @@ pub(crate) fn check(
         Vec::new()
     };
     for p in &op.params {
+        if p.location == In::Query
+            && !p.allow_empty
+            && !p.json
+            && inputs.query_value(&p.name) == Some("")
+        {
+            v.add(
+                Kind::Query,
+                p.location_name.clone(),
+                "allowEmptyValue",
+                "is empty, and the parameter does not allow an empty value",
+                Some("a value (or allowEmptyValue: true)".into()),
+                None,
+            );
+            continue;
+        }
         let value = match p.location {
             In::Path => path_value(p, &captures, v),
             In::Query => query_value(p, inputs),
@@ -268,7 +288,7 @@ fn scalar_or_split(p: &Param, text: &str, sep: char) -> Read {
         return Read::Json(text.to_owned());
     }
     match &p.shape {
-        Shape::Object(props) if p.explode => Read::Value(exploded_object(text, props)),
+        Shape::Object(props) if p.explode => Read::Value(exploded_object(text, props, sep)),
         shape => Read::Value(split_value(text, shape, sep)),
     }
 }
@@ -286,6 +306,24 @@ fn path_value(p: &Param, captures: &[(&str, &str)], v: &mut Violations) -> Optio
         );
         return Some(Read::Invalid);
     };
+    // RFC 6570's `{.x}`, `{.x*}`, `{;x}` and `{;x*}`, as the OpenAPI style tables show.
+    match (p.style, &p.shape, p.explode) {
+        // `;id=3;id=4;id=5`: one `name=value` per item.
+        (Style::Matrix, Shape::Array(t), true) if !p.json => {
+            let prefix = format!("{}=", p.name);
+            let items = text
+                .split(';')
+                .filter_map(|part| part.strip_prefix(prefix.as_str()))
+                .map(|item| coerce(item, *t))
+                .collect();
+            return Some(Read::Value(Value::Array(items)));
+        }
+        // `;R=100;G=200`: the members, each `key=value`.
+        (Style::Matrix, Shape::Object(_), true) if !p.json => {
+            return Some(scalar_or_split(p, &text, ';'));
+        }
+        _ => {}
+    }
     let text = match p.style {
         Style::Label => text.strip_prefix('.').unwrap_or(&text).to_owned(),
         Style::Matrix => {
