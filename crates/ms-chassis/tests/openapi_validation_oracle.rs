@@ -95,6 +95,9 @@ fn cases() -> Vec<Case> {
         items("deep object ok", vec![("filter[min]", "3")]),
         items("deep object bad member", vec![("filter[min]", "x")]),
         items("unknown query parameter (lax)", vec![("bogus", "1")]),
+        items("empty integer value", vec![("limit", "")]),
+        items("empty array item", vec![("tags", "")]),
+        items("empty unexploded array", vec![("ids", "")]),
         get("header missing", "/items"),
         Case {
             headers: vec![("X-Tenant", "not-a-uuid")],
