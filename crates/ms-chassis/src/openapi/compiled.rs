@@ -296,8 +296,15 @@ pub(crate) const MULTIPART: &str = "multipart/form-data";
 /// An operation's documented responses.
 #[derive(Default)]
 pub(crate) struct Responses {
-    /// `200`, `2XX` or `default` → its media types.
-    pub(crate) by_code: Vec<(String, Vec<Media>)>,
+    /// `200`, `2XX` or `default` → its media types and headers.
+    pub(crate) by_code: Vec<(String, Documented)>,
+}
+
+/// One documented response.
+pub(crate) struct Documented {
+    pub(crate) media: Vec<Media>,
+    /// Its `headers`, each read like a `simple`-style header parameter.
+    pub(crate) headers: Vec<Param>,
 }
 
 impl Compiled {
@@ -866,7 +873,24 @@ impl<'d> Compiler<'d> {
         for code in codes.keys() {
             let (res_at, res) = self.deref(&format!("{at}/responses/{}", escape(code)))?;
             let media = self.media(res, &res_at, RESPONSE_BASE);
-            r.by_code.push((code.to_ascii_uppercase(), media));
+            let mut headers = Vec::new();
+            if let Some(Value::Object(hs)) = res.get("headers") {
+                for name in hs.keys() {
+                    // "If a response header is defined with the name `Content-Type`, it
+                    // SHALL be ignored."
+                    if name.eq_ignore_ascii_case("content-type") {
+                        continue;
+                    }
+                    let (h_at, _) = self.deref(&format!("{res_at}/headers/{}", escape(name)))?;
+                    let raw = RawParam {
+                        name: name.to_ascii_lowercase(),
+                        location: In::Header,
+                    };
+                    headers.push(self.param(raw, &h_at)?);
+                }
+            }
+            r.by_code
+                .push((code.to_ascii_uppercase(), Documented { media, headers }));
         }
         Ok(r)
     }

@@ -216,42 +216,7 @@ pub(crate) fn check(
                 .cookie_value(&p.name)
                 .map(|c| scalar_or_split(p, c, ',')),
         };
-        let Some(value) = value else {
-            if p.required {
-                v.add(
-                    kind(p.location),
-                    p.location_name.clone(),
-                    "required",
-                    "is required",
-                    Some("a value".into()),
-                    None,
-                );
-            }
-            continue;
-        };
-        let value = match value {
-            Read::Value(val) => val,
-            Read::Json(text) => match serde_json::from_str::<Value>(&text) {
-                Ok(val) => val,
-                Err(e) => {
-                    v.add(
-                        kind(p.location),
-                        p.location_name.clone(),
-                        "json",
-                        format!("is not valid JSON: {e}"),
-                        Some("JSON".into()),
-                        Some(&text),
-                    );
-                    continue;
-                }
-            },
-            Read::Invalid => continue,
-        };
-        if let Some(s) = &p.schema
-            && !s.validator.is_valid(&value)
-        {
-            v.schema_errors(kind(p.location), &p.location_name, &s.validator, &value);
-        }
+        judge(p, value, v);
     }
     if strict {
         for (name, _) in &inputs.query {
@@ -266,6 +231,53 @@ pub(crate) fn check(
                 );
             }
         }
+    }
+}
+
+/// Checks a response's documented `headers` (header parameters, `simple` style).
+pub(crate) fn check_headers(documented: &[Param], headers: &HeaderMap, v: &mut Violations) {
+    for p in documented {
+        judge(p, header_value(p, headers, v), v);
+    }
+}
+
+/// Checks the value read for `p` (`None`: absent) against its schema.
+fn judge(p: &Param, value: Option<Read>, v: &mut Violations) {
+    let Some(value) = value else {
+        if p.required {
+            v.add(
+                kind(p.location),
+                p.location_name.clone(),
+                "required",
+                "is required",
+                Some("a value".into()),
+                None,
+            );
+        }
+        return;
+    };
+    let value = match value {
+        Read::Value(val) => val,
+        Read::Json(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(val) => val,
+            Err(e) => {
+                v.add(
+                    kind(p.location),
+                    p.location_name.clone(),
+                    "json",
+                    format!("is not valid JSON: {e}"),
+                    Some("JSON".into()),
+                    Some(&text),
+                );
+                return;
+            }
+        },
+        Read::Invalid => return,
+    };
+    if let Some(s) = &p.schema
+        && !s.validator.is_valid(&value)
+    {
+        v.schema_errors(kind(p.location), &p.location_name, &s.validator, &value);
     }
 }
 

@@ -1,5 +1,6 @@
 //! Response validation, off by default and meant for development and tests: the handler's
-//! response is checked against the operation's documented status codes, content types and
+//! response is checked against the operation's documented status codes, headers (required
+//! ones present, values read in `simple` style against their schemas), content types and
 //! JSON schemas (with `writeOnly` properties not allowed).
 //!
 //! A spec that only describes requests lets the other half of the contract drift
@@ -16,9 +17,9 @@ use axum::response::IntoResponse as _;
 use http_body_util::Collected;
 
 use super::compiled::Validator;
-use super::media;
 use super::validate::{OpIndex, ResponseValidation};
 use super::violation::{Kind, Violations};
+use super::{media, params};
 
 /// A response whose body is being collected for checking.
 pub(crate) struct Pending {
@@ -80,7 +81,12 @@ pub(crate) fn check_head(validator: Validator, op: OpIndex, res: Response<Body>)
         );
         return Next::Done(conclude(&validator, op, res, v));
     };
-    let documented = &operation.responses.by_code[ci].1;
+    params::check_headers(
+        &operation.responses.by_code[ci].1.headers,
+        res.headers(),
+        &mut v,
+    );
+    let documented = &operation.responses.by_code[ci].1.media;
     if documented.is_empty() {
         return Next::Done(conclude(&validator, op, res, v));
     }
@@ -171,7 +177,7 @@ pub(crate) fn finish(
         }
     };
     let operation = &validator.compiled.paths[op.0].operations[op.1];
-    let m = &operation.responses.by_code[code].1[mi];
+    let m = &operation.responses.by_code[code].1.media[mi];
     media::check_json(m, &bytes, &mut violations, Kind::Body);
     let res = Response::from_parts(parts, Body::from(bytes));
     conclude(&validator, op, res, violations)
