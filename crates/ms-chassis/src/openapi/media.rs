@@ -68,7 +68,8 @@ pub(crate) fn is_checked(media: &Media, essence: &str) -> bool {
 /// property's schema, a part of a JSON media type, or for an object property, is parsed as
 /// JSON, and a file's content is a string. Then checks the object against `media`'s
 /// schema. The parser is `multer` (axum's, for its `Multipart` extractor), run on the body
-/// already collected, so every step is ready at once.
+/// already collected, so every step is ready at once. The `encoding` object's
+/// `contentType` is not enforced on the parts: each part is read by its own `Content-Type`.
 pub(crate) fn check_multipart(
     media: &Media,
     content_type: Option<&HeaderValue>,
@@ -100,7 +101,8 @@ pub(crate) fn check_multipart(
     let mut parts = multer::Multipart::new(stream, boundary);
     let mut object = serde_json::Map::new();
     loop {
-        // The whole body is in memory: each step completes on its first poll.
+        // The whole body is in memory: each step completes on its first poll. Were one
+        // ever to wait, the body would pass unchecked rather than refuse a valid request.
         let Some(next) = parts.next_field().now_or_never() else {
             return;
         };
