@@ -192,12 +192,7 @@ pub(crate) fn check(
     for p in &op.params {
         // An exploded array's `?tags=` is one empty item, which its items' schema judges
         // (as openapi-core reads it).
-        if p.location == In::Query
-            && !p.allow_empty
-            && !p.json
-            && !(p.explode && matches!(p.shape, Shape::Array(_)))
-            && inputs.query_value(&p.name) == Some("")
-        {
+        if refuses_empty(p) && inputs.query_value(&p.name) == Some("") {
             v.add(
                 Kind::Query,
                 p.location_name.clone(),
@@ -232,6 +227,12 @@ pub(crate) fn check(
             }
         }
     }
+}
+
+/// Whether `?name=` is a violation of `p`: a query parameter without `allowEmptyValue`.
+fn refuses_empty(p: &Param) -> bool {
+    let exploded_array = p.explode && matches!(p.shape, Shape::Array(_));
+    p.location == In::Query && !(p.allow_empty || p.json || exploded_array)
 }
 
 /// Checks a response's documented `headers` (header parameters, `simple` style).
