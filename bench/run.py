@@ -45,7 +45,7 @@ bare, and that hand-assembled and chassis serve /metrics.
 
 Usage: python3 bench/run.py [--rounds 9] [--duration 3] [--connections 32] [--only a,b]
                             [--latency-rounds 3] [--pin SERVER_CPUS:WRK_CPUS | --unpinned]
-                            [--hello PATH] [--interleave] [--no-build]
+                            [--hello PATH] [--interleave] [--no-build] [--sink-nice N]
 Needs: apt-get install -y wrk (taskset is in util-linux)
 """
 import argparse, atexit, os, re, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
@@ -348,6 +348,9 @@ def main():
     ap.add_argument("--unpinned", action="store_true",
                     help="no pinning: wrk and the server share every core (client-bound)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    ap.add_argument("--sink-nice", type=int, default=0,
+                    help="run the OTLP sink at this nice level (e.g. 19), so that on wrk's CPU it "
+                         "takes only what wrk leaves idle instead of slowing the client")
     a = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is required: apt-get install -y wrk")
@@ -396,7 +399,8 @@ def main():
         scenarios = {k: v for k, v in scenarios.items() if k in keep}
     sink = None
     if any(k.startswith("otlp-") and k != "otlp-down" for k in scenarios):
-        sink = subprocess.Popen(pinned("wrk", [os.path.join(release, "otlp-sink")]),
+        niced = ["nice", "-n", str(a.sink_nice)] if a.sink_nice else []
+        sink = subprocess.Popen(pinned("wrk", niced + [os.path.join(release, "otlp-sink")]),
                                 env={**os.environ, "SINK_PORT": str(sink_port)},
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
