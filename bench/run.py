@@ -149,9 +149,9 @@ def get(url, timeout=1.0):
         return r.status, r.read()
 
 
-def start(binary, port, extra_env, stdout):
+def start(binary, port, extra_env, stdout, path="/hello"):
     """Starts `binary` on `port`; returns the process, ms from exec to the first 200 on
-    /hello, and that response's body."""
+    `path`, and that response's body."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MS_", "OTEL_", "BENCH_")) and k != "RUST_LOG"}
     env.update({"MS__SERVER__PORT": str(port), "BENCH_PORT": str(port),
@@ -160,7 +160,7 @@ def start(binary, port, extra_env, stdout):
     t0 = time.perf_counter()
     proc = subprocess.Popen(pinned("server", [binary]), env=env, stdout=stdout,
                             stderr=subprocess.DEVNULL, cwd=WORKDIR)
-    url = f"http://127.0.0.1:{port}/hello"
+    url = f"http://127.0.0.1:{port}{path}"
     deadline = t0 + 30
     while True:
         try:

@@ -17,6 +17,25 @@ use ms_chassis::axum::routing::get;
 use openapi_validation_support::{TENANT, fixture, locations, problem, routes};
 use serde_json::{Value, json};
 
+/// `text` written as `api.yaml` in a fresh directory, and that file's path quoted for YAML;
+/// the directory lives as long as the returned guard.
+fn spec_file(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("api.yaml");
+    std::fs::write(&file, text).unwrap();
+    let quoted = format!("{:?}", file.display().to_string());
+    (dir, quoted)
+}
+
+/// Why a service configured by `yaml` (over the test base) refuses to start `router`.
+async fn start_error(yaml: &str, router: Router) -> String {
+    let svc = ms_chassis::testing::service(yaml).expect("the config itself is valid");
+    match svc.start(router).await {
+        Ok(_) => panic!("the service must refuse to start"),
+        Err(e) => e.to_string(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spec_first_file_is_published_and_enforced() {
     let file = fixture("multi/api.yaml");
@@ -144,58 +163,30 @@ async fn validation_can_be_turned_off_and_the_spec_is_still_published() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_spec_file_stops_the_service_naming_file_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("api.yaml");
-    std::fs::write(
-        &file,
+    let (_dir, file) = spec_file(
         "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      \
          responses:\n        '200': {$ref: '#/components/responses/Missing'}\n",
-    )
-    .unwrap();
-    let yaml = format!("openapi: {{ file: {:?} }}", file.display().to_string());
-    let svc = Service::builder()
-        .yaml(support::TEST_BASE)
-        .yaml(&yaml)
-        .build()
-        .expect("the config itself is valid");
-    let err = match svc.start(Router::new()).await {
-        Ok(_) => panic!("a dangling $ref must stop the service"),
-        Err(e) => e.to_string(),
-    };
+    );
+    let err = start_error(&format!("openapi: {{ file: {file} }}"), Router::new()).await;
     assert!(err.contains("api.yaml:7"), "{err}");
     assert!(err.contains("Missing"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_routes_stops_the_service_listing_both_directions() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("api.yaml");
-    std::fs::write(
-        &file,
+    let (_dir, file) = spec_file(
         "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  \
          /a:\n    get: {responses: {'200': {description: ok}}}\n    \
          delete: {responses: {'204': {description: gone}}}\n  \
          /b:\n    get: {responses: {'200': {description: ok}}}\n",
-    )
-    .unwrap();
+    );
     let routes = || {
         Router::new()
             .route("/a", get(|| async { "a" }).post(|| async { "made" }))
             .route("/undocumented", get(|| async { "hidden" }))
     };
-    let strict = format!(
-        "openapi: {{ file: {:?}, strict_routes: true }}",
-        file.display().to_string()
-    );
-    let svc = Service::builder()
-        .yaml(support::TEST_BASE)
-        .yaml(&strict)
-        .build()
-        .expect("the config itself is valid");
-    let err = match svc.start(routes()).await {
-        Ok(_) => panic!("strict_routes must stop a service whose routes and spec differ"),
-        Err(e) => e.to_string(),
-    };
+    let strict = format!("openapi: {{ file: {file}, strict_routes: true }}");
+    let err = start_error(&strict, routes()).await;
     assert!(
         err.contains("2 operation(s) of the spec have no route: DELETE /a, GET /b"),
         "{err}"
@@ -207,7 +198,7 @@ async fn strict_routes_stops_the_service_listing_both_directions() {
 
     // Without strict_routes the same service starts (the differences are warnings), and
     // the undocumented route is served, unvalidated.
-    let lenient = format!("openapi: {{ file: {:?} }}", file.display().to_string());
+    let lenient = format!("openapi: {{ file: {file} }}");
     let support::TestService { running, url } = support::start(&lenient, routes()).await;
     let res = support::client()
         .get(format!("{url}/undocumented"))
@@ -220,20 +211,13 @@ async fn strict_routes_stops_the_service_listing_both_directions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spec_under_a_servers_path_validates_the_routes_under_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("api.yaml");
-    std::fs::write(
-        &file,
+    let (_dir, file) = spec_file(
         "openapi: 3.0.3\ninfo: {title: t, version: '1'}\nservers: [{url: /api/v1}]\npaths:\n  \
          /items/{id}:\n    get:\n      parameters:\n        \
          - {name: id, in: path, required: true, schema: {type: integer}}\n      \
          responses: {'200': {description: ok}}\n",
-    )
-    .unwrap();
-    let yaml = format!(
-        "openapi: {{ file: {:?}, strict_routes: true, base_path: /edge }}",
-        file.display().to_string()
     );
+    let yaml = format!("openapi: {{ file: {file}, strict_routes: true, base_path: /edge }}");
     let router = Router::new().route("/api/v1/items/{id}", get(|| async { "item" }));
     // strict_routes: the route under the servers path is the spec's operation.
     let support::TestService { running, url } = support::start(&yaml, router).await;
