@@ -70,8 +70,15 @@ const FRAGMENT: &AsciiSet = &CONTROLS
 /// ```
 #[derive(Clone)]
 pub struct Validator {
+    /// One `Arc`: axum clones each route's service, and so this, on every request.
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// What a [`Validator`] holds.
+#[derive(Clone)]
+pub(crate) struct Inner {
     pub(crate) compiled: Arc<Compiled>,
-    pub(crate) options: Arc<ValidationOptions>,
+    pub(crate) options: ValidationOptions,
     pub(crate) metrics: Option<ValidationMetrics>,
     pub(crate) verifier: Option<Arc<dyn CredentialVerifier>>,
 }
@@ -79,8 +86,8 @@ pub struct Validator {
 impl std::fmt::Debug for Validator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Validator")
-            .field("paths", &self.compiled.paths.len())
-            .field("options", &self.options)
+            .field("paths", &self.inner.compiled.paths.len())
+            .field("options", &self.inner.options)
             .finish_non_exhaustive()
     }
 }
@@ -92,10 +99,12 @@ impl Validator {
     pub fn compile(doc: &Document, options: ValidationOptions) -> Result<Self, SpecError> {
         let compiled = Compiler::new(doc)?.compile()?;
         Ok(Self {
-            compiled: Arc::new(compiled),
-            options: Arc::new(options),
-            metrics: None,
-            verifier: None,
+            inner: Arc::new(Inner {
+                compiled: Arc::new(compiled),
+                options,
+                metrics: None,
+                verifier: None,
+            }),
         })
     }
 
@@ -103,7 +112,7 @@ impl Validator {
     /// response counter) registered on `registry`, such as
     /// [`Metrics::registry`](crate::metrics::Metrics::registry).
     pub fn with_metrics(mut self, registry: &prometheus::Registry) -> prometheus::Result<Self> {
-        self.metrics = Some(ValidationMetrics::register(registry)?);
+        Arc::make_mut(&mut self.inner).metrics = Some(ValidationMetrics::register(registry)?);
         Ok(self)
     }
 
@@ -111,13 +120,13 @@ impl Validator {
     /// [`CredentialVerifier`]); without one, a present credential is enough.
     #[must_use]
     pub fn with_verifier(mut self, verifier: impl CredentialVerifier) -> Self {
-        self.verifier = Some(Arc::new(verifier));
+        Arc::make_mut(&mut self.inner).verifier = Some(Arc::new(verifier));
         self
     }
 
     /// The options it runs with.
     pub fn options(&self) -> &ValidationOptions {
-        &self.options
+        &self.inner.options
     }
 
     /// The tower layer that validates requests (and responses, if enabled) before the
@@ -129,7 +138,7 @@ impl Validator {
     /// Every operation of the spec, as (method, path template): for a report of
     /// operations that have no route.
     pub fn operations(&self) -> impl Iterator<Item = (&Method, &str)> + '_ {
-        self.compiled.paths.iter().flat_map(|p| {
+        self.inner.compiled.paths.iter().flat_map(|p| {
             p.operations
                 .iter()
                 .map(|o| (&o.method, p.template.as_str()))
@@ -140,8 +149,9 @@ impl Validator {
 /// Every path of the spec.
 pub(crate) struct Compiled {
     pub(crate) paths: Vec<PathEntry>,
-    /// Template → index in `paths`, for a request whose route axum matched.
-    pub(crate) by_template: HashMap<String, usize>,
+    /// Template → index in `paths`, for a request whose route axum matched; looked up on
+    /// every request, so hashed with foldhash rather than SipHash (the keys are the spec's).
+    pub(crate) by_template: foldhash::HashMap<String, usize>,
 }
 
 /// One path template and its operations.
@@ -175,6 +185,9 @@ pub(crate) struct Operation {
     /// schemes that must all be satisfied; an empty set means anonymous is allowed.
     pub(crate) security: Option<Vec<Vec<Arc<Scheme>>>>,
     pub(crate) responses: Responses,
+    /// Whether a parameter or an API key of the operation is a cookie: only then is the
+    /// `Cookie` header read.
+    pub(crate) reads_cookies: bool,
 }
 
 /// Where a parameter is.
@@ -487,7 +500,7 @@ impl<'d> Compiler<'d> {
     fn compile(mut self) -> Result<Compiled, SpecError> {
         self.check_component_schemas();
         let mut paths = Vec::new();
-        let mut by_template = HashMap::new();
+        let mut by_template = foldhash::HashMap::default();
         if let Some(Value::Object(ps)) = self.root.get("paths") {
             for (template, item) in ps {
                 let at = format!("/paths/{}", escape(template));
@@ -625,12 +638,23 @@ impl<'d> Compiler<'d> {
             };
             let security = self.security(op, &op_at)?;
             let responses = self.responses(op, &op_at)?;
+            let reads_cookies = compiled.iter().any(|p| p.location == In::Cookie)
+                || security.iter().flatten().flatten().any(|s| {
+                    matches!(
+                        &s.kind,
+                        SchemeKind::ApiKey {
+                            location: In::Cookie,
+                            ..
+                        }
+                    )
+                });
             operations.push(Operation {
                 method: method.clone(),
                 params: compiled,
                 body,
                 security,
                 responses,
+                reads_cookies,
             });
         }
         let allow = operations
@@ -990,7 +1014,7 @@ mod tests {
             "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a/{id}:\n    get: {responses: {'200': {description: ok}}}\n  /a/me:\n    get: {responses: {'200': {description: ok}}}\n  /f/{name}.json:\n    get: {responses: {'200': {description: ok}}}\n",
         );
         let v = Validator::compile(&d, ValidationOptions::default()).unwrap();
-        let c = &v.compiled;
+        let c = &v.inner.compiled;
         assert_eq!(c.paths[c.find(None, "/a/me").unwrap()].template, "/a/me");
         assert_eq!(c.paths[c.find(None, "/a/7").unwrap()].template, "/a/{id}");
         assert!(c.find(None, "/a/7/x").is_none());
@@ -1005,7 +1029,7 @@ mod tests {
             "openapi: 3.1.0\ninfo: {title: t, version: '1'}\nservers:\n  - url: 'https://api.example.com/{v}/'\n    variables: {v: {default: v1}}\n  - url: /other\npaths:\n  /a/{id}:\n    get: {responses: {'200': {description: ok}}}\n",
         );
         let v = Validator::compile(&d, ValidationOptions::default()).unwrap();
-        let c = &v.compiled;
+        let c = &v.inner.compiled;
         let i = c.find(Some("/v1/a/{id}"), "/v1/a/7").unwrap();
         assert_eq!(c.paths[i].template, "/a/{id}");
         assert_eq!(&*c.paths[i].route, "/v1/a/{id}");
@@ -1041,7 +1065,7 @@ mod tests {
     fn formats_and_integer_widths_are_checked() {
         let text = "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    post:\n      requestBody:\n        content:\n          application/json:\n            schema: {$ref: '#/components/schemas/F'}\n      responses: {'200': {description: ok}}\ncomponents:\n  schemas:\n    F:\n      type: object\n      properties:\n        date: {type: string, format: date}\n        date-time: {type: string, format: date-time}\n        uuid: {type: string, format: uuid}\n        email: {type: string, format: email}\n        uri: {type: string, format: uri}\n        ipv4: {type: string, format: ipv4}\n        ipv6: {type: string, format: ipv6}\n        byte: {type: string, format: byte}\n        int32: {type: integer, format: int32}\n";
         let v = Validator::compile(&doc(text), ValidationOptions::default()).unwrap();
-        let op = &v.compiled.paths[0].operations[0];
+        let op = &v.inner.compiled.paths[0].operations[0];
         let schema = &op.body.as_ref().unwrap().media[0]
             .schema
             .as_ref()

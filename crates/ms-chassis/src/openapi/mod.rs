@@ -200,7 +200,9 @@ pub(crate) fn validator(
             .with_metrics(registry)
             .map_err(|e| OpenApiError::Metrics(e.to_string()))?;
     }
-    validator.verifier = verifier;
+    if let Some(verifier) = verifier {
+        std::sync::Arc::make_mut(&mut validator.inner).verifier = Some(verifier);
+    }
     Ok(Some(validator))
 }
 

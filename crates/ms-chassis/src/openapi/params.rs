@@ -13,22 +13,28 @@ use std::borrow::Cow;
 use axum::http::HeaderMap;
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Number, Value};
+use smallvec::SmallVec;
 
 use super::compiled::{In, Operation, Param, PathEntry, Shape, Style, Types};
 use super::security::SchemeKind;
 use super::violation::{Kind, Violations};
 
 /// The query pairs (decoded) and cookies of a request, parsed once for the parameters and
-/// the security check.
+/// the security check. A request's few pairs stay on the stack.
 pub(crate) struct Inputs<'r> {
-    query: Vec<(Cow<'r, str>, Cow<'r, str>)>,
-    cookies: Vec<(&'r str, &'r str)>,
+    query: SmallVec<[(Cow<'r, str>, Cow<'r, str>); 8]>,
+    cookies: SmallVec<[(&'r str, &'r str); 4]>,
+}
+
+/// Whether `s` has a `+` or a `%`, the only bytes that form decoding changes.
+fn has_escapes(s: &str) -> bool {
+    s.bytes().any(|b| b == b'+' || b == b'%')
 }
 
 /// `application/x-www-form-urlencoded` decoding of one query component: `+` is a space.
 /// `None` when the escapes are not UTF-8.
 pub(crate) fn form_decode(s: &str) -> Option<Cow<'_, str>> {
-    if !s.contains(['+', '%']) {
+    if !has_escapes(s) {
         return Some(Cow::Borrowed(s));
     }
     let spaced: Cow<'_, str> = if s.contains('+') {
@@ -41,14 +47,23 @@ pub(crate) fn form_decode(s: &str) -> Option<Cow<'_, str>> {
 }
 
 impl<'r> Inputs<'r> {
+    /// Splits and decodes `query`, and the `Cookie` headers of `cookies` (`None` when the
+    /// operation reads no cookie, so that the header is not looked up).
     pub(crate) fn parse(
         query: Option<&'r str>,
-        headers: &'r HeaderMap,
+        cookies: Option<&'r HeaderMap>,
         v: &mut Violations,
     ) -> Self {
-        let mut pairs = Vec::new();
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let query = query.unwrap_or("");
+        // Most queries have nothing to decode: one scan says so for all their pairs.
+        let plain = !has_escapes(query);
+        let mut pairs = SmallVec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
+            if plain {
+                pairs.push((Cow::Borrowed(k), Cow::Borrowed(val)));
+                continue;
+            }
             match (form_decode(k), form_decode(val)) {
                 (Some(k), Some(val)) => pairs.push((k, val)),
                 (k, _) => {
@@ -72,20 +87,23 @@ impl<'r> Inputs<'r> {
                 }
             }
         }
-        let mut cookies = Vec::new();
-        for h in headers.get_all(axum::http::header::COOKIE) {
+        let mut jar = SmallVec::new();
+        for h in cookies
+            .into_iter()
+            .flat_map(|h| h.get_all(axum::http::header::COOKIE))
+        {
             let Ok(h) = h.to_str() else {
                 continue;
             };
             for c in h.split(';') {
                 if let Some((k, val)) = c.trim().split_once('=') {
-                    cookies.push((k.trim(), val.trim().trim_matches('"')));
+                    jar.push((k.trim(), val.trim().trim_matches('"')));
                 }
             }
         }
         Self {
             query: pairs,
-            cookies,
+            cookies: jar,
         }
     }
 
@@ -470,7 +488,7 @@ mod tests {
     fn bad_percent_encoding_is_a_violation() {
         let headers = HeaderMap::new();
         let mut v = Violations::new(10);
-        let inputs = Inputs::parse(Some("a=%FF%FE&b=ok+go&c=%E2%82%AC"), &headers, &mut v);
+        let inputs = Inputs::parse(Some("a=%FF%FE&b=ok+go&c=%E2%82%AC"), Some(&headers), &mut v);
         assert_eq!(v.list.len(), 1);
         assert_eq!(v.list[0].location, "query.a");
         assert_eq!(inputs.query_value("b"), Some("ok go"));

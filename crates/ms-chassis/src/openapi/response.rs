@@ -40,8 +40,8 @@ pub(crate) enum Next {
 /// Checks the status and `Content-Type` of `res`.
 pub(crate) fn check_head(validator: Validator, op: OpIndex, res: Response<Body>) -> Next {
     use http_body::Body as _;
-    let operation = &validator.compiled.paths[op.0].operations[op.1];
-    let mut v = Violations::new(validator.options.max_errors);
+    let operation = &validator.inner.compiled.paths[op.0].operations[op.1];
+    let mut v = Violations::new(validator.inner.options.max_errors);
     let status = res.status();
     let code = status.as_str();
     let found = operation
@@ -136,7 +136,7 @@ pub(crate) fn check_head(validator: Validator, op: OpIndex, res: Response<Body>)
         .body()
         .size_hint()
         .exact()
-        .is_some_and(|n| n <= validator.options.body_limit as u64);
+        .is_some_and(|n| n <= validator.inner.options.body_limit as u64);
     if !media::parses_as_json(&e) || documented[mi].schema.is_none() || !small || empty {
         return Next::Done(conclude(&validator, op, res, v));
     }
@@ -176,7 +176,7 @@ pub(crate) fn finish(
                 .into_response();
         }
     };
-    let operation = &validator.compiled.paths[op.0].operations[op.1];
+    let operation = &validator.inner.compiled.paths[op.0].operations[op.1];
     let m = &operation.responses.by_code[code].1.media[mi];
     media::check_json(m, &bytes, &mut violations, Kind::Body);
     let res = Response::from_parts(parts, Body::from(bytes));
@@ -192,7 +192,7 @@ fn conclude(
     if v.is_empty() {
         return res;
     }
-    let entry = &validator.compiled.paths[op.0];
+    let entry = &validator.inner.compiled.paths[op.0];
     let method = &entry.operations[op.1].method;
     for violation in &v.list {
         tracing::warn!(
@@ -207,7 +207,7 @@ fn conclude(
         );
     }
     validator.count_response(&entry.template, v.kinds());
-    if validator.options.responses != ResponseValidation::Reject {
+    if validator.inner.options.responses != ResponseValidation::Reject {
         return res;
     }
     v.problem(

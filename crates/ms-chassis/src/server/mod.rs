@@ -124,10 +124,15 @@ pub(crate) struct Dispatch {
 
 impl Dispatch {
     /// `chassis` with the exact paths it serves, and/or the user stack.
+    ///
+    /// Both routers are given their (unit) state here, once: that turns every handler into
+    /// a ready `Route`, which a router not given its state does on every request (cloning
+    /// the boxed handler and each layer applied to it, and applying the layers again).
+    /// `axum::serve` does the same, once per connection.
     pub(crate) fn new(chassis: Option<(Router, Vec<String>)>, user: Option<Router>) -> Self {
         Self {
-            chassis: chassis.map(Arc::new),
-            user,
+            chassis: chassis.map(|(router, paths)| Arc::new((router.with_state(()), paths))),
+            user: user.map(|router| router.with_state(())),
             peer: None,
         }
     }

@@ -30,15 +30,21 @@ pin_project! {
     }
 }
 
+/// A request whose body is being collected for checking: boxed, because it is several
+/// times the size of the other states, and every request's future (most of them not
+/// collecting anything) would otherwise be that large and be moved at that size.
+struct Collecting<S> {
+    collect: Collect<Limited<Body>>,
+    parts: Option<Parts>,
+    service: Option<S>,
+    body: Option<(Validator, OpIndex, usize, Violations)>,
+}
+
 pin_project! {
     #[project = StateProj]
     enum State<S, F> {
         Collecting {
-            #[pin]
-            collect: Collect<Limited<Body>>,
-            parts: Option<Parts>,
-            service: Option<S>,
-            body: Option<(Validator, OpIndex, usize, Violations)>,
+            collecting: Box<Collecting<S>>,
         },
         Calling {
             #[pin]
@@ -86,10 +92,12 @@ impl<S, F> ResponseFuture<S, F> {
             .then(|| (validator.clone(), op));
         Self {
             state: State::Collecting {
-                collect,
-                parts: Some(parts),
-                service: Some(service),
-                body: Some((validator, op, media, violations)),
+                collecting: Box::new(Collecting {
+                    collect,
+                    parts: Some(parts),
+                    service: Some(service),
+                    body: Some((validator, op, media, violations)),
+                }),
             },
             check,
         }
@@ -119,20 +127,22 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Collecting {
-                    collect,
-                    parts,
-                    service,
-                    body,
-                } => {
-                    let collected = ready!(collect.poll(cx));
+                StateProj::Collecting { collecting } => {
+                    let Collecting {
+                        collect,
+                        parts,
+                        service,
+                        body,
+                    } = &mut **collecting;
+                    // `Collect<Limited<Body>>` is `Unpin`: `Body` is a box.
+                    let collected = ready!(Pin::new(collect).poll(cx));
                     let (validator, op, media, violations) =
                         body.take().expect("polled after completion");
                     let bytes = match collected {
                         Ok(c) => c.to_bytes(),
                         Err(e) => {
                             let res = if over_limit(e.as_ref()) {
-                                super::too_large(validator.options.body_limit)
+                                super::too_large(validator.inner.options.body_limit)
                             } else {
                                 use axum::response::IntoResponse as _;
                                 Problem::new(StatusCode::BAD_REQUEST)

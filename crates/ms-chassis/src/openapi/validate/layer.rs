@@ -71,7 +71,7 @@ where
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 let (parts, body) = req.into_parts();
-                let limit = self.validator.options.body_limit;
+                let limit = self.validator.inner.options.body_limit;
                 let collect = Limited::new(body, limit).collect();
                 ResponseFuture::collecting(
                     collect,

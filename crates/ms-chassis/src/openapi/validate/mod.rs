@@ -156,7 +156,7 @@ pub(crate) enum Decision {
 
 impl Validator {
     fn respond_counted(&self, route: &str, kinds: &[Kind], res: Response<Body>) -> Decision {
-        if let Some(m) = &self.metrics {
+        if let Some(m) = &self.inner.metrics {
             m.count(false, route, kinds.iter().copied());
         }
         Decision::Respond(res)
@@ -164,7 +164,7 @@ impl Validator {
 
     /// Checks everything but the body.
     pub(crate) fn check_head(&self, req: &Request<Body>) -> Decision {
-        let opts = &*self.options;
+        let opts = &self.inner.options;
         if !opts.requests && opts.responses == ResponseValidation::Off {
             return Decision::Pass(None);
         }
@@ -173,10 +173,10 @@ impl Validator {
             .get::<MatchedPath>()
             .map(MatchedPath::as_str);
         let path = req.uri().path();
-        let Some(pi) = self.compiled.find(matched, path) else {
+        let Some(pi) = self.inner.compiled.find(matched, path) else {
             return Decision::Pass(None);
         };
-        let entry = &self.compiled.paths[pi];
+        let entry = &self.inner.compiled.paths[pi];
         let Some(oi) = entry
             .operations
             .iter()
@@ -219,8 +219,9 @@ impl Validator {
         let route = entry.route.as_ref();
         let headers = req.headers();
         let mut v = Violations::new(opts.max_errors);
-        let inputs = params::Inputs::parse(req.uri().query(), headers, &mut v);
-        if let Err(u) = security::check(op, headers, &inputs, self.verifier.as_deref()) {
+        let cookies = op.reads_cookies.then_some(headers);
+        let inputs = params::Inputs::parse(req.uri().query(), cookies, &mut v);
+        if let Err(u) = security::check(op, headers, &inputs, self.inner.verifier.as_deref()) {
             let mut res = Problem::new(StatusCode::UNAUTHORIZED)
                 .with_detail(u.detail)
                 .into_response();
@@ -273,8 +274,8 @@ impl Validator {
         if v.is_empty() {
             return None;
         }
-        let route = self.compiled.paths[pi].route.as_ref();
-        if let Some(m) = &self.metrics {
+        let route = self.inner.compiled.paths[pi].route.as_ref();
+        if let Some(m) = &self.inner.metrics {
             m.count(false, route, v.kinds());
         }
         Some(
@@ -292,7 +293,7 @@ impl Validator {
         bytes: &Bytes,
         mut v: Violations,
     ) -> Option<Response<Body>> {
-        let op = &self.compiled.paths[pi].operations[oi];
+        let op = &self.inner.compiled.paths[pi].operations[oi];
         if let Some(body) = &op.body {
             let m = &body.media[mi];
             if bytes.is_empty() {
@@ -312,11 +313,11 @@ impl Validator {
 
     /// Whether responses of `op` are checked.
     pub(crate) fn checks_responses(&self) -> bool {
-        self.options.responses != ResponseValidation::Off
+        self.inner.options.responses != ResponseValidation::Off
     }
 
     pub(crate) fn count_response(&self, route: &str, kinds: impl Iterator<Item = Kind>) {
-        if let Some(m) = &self.metrics {
+        if let Some(m) = &self.inner.metrics {
             m.count(true, route, kinds);
         }
     }
