@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::compiled::{FORM, MULTIPART, Media, Shape, Types, is_json};
 use super::document::escape;
-use super::params::{coerce, form_decode};
+use super::params::{coerce, form_decode, query_pairs};
 use super::violation::{Kind, Violations};
 
 /// The essence of a `Content-Type`: lower case, without parameters or whitespace.
@@ -183,8 +183,7 @@ pub(crate) fn check_form(media: &Media, bytes: &[u8], v: &mut Violations) {
         return;
     };
     let mut object = serde_json::Map::new();
-    for pair in text.split('&').filter(|p| !p.is_empty()) {
-        let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
+    for (k, val) in query_pairs(text) {
         let (Some(k), Some(val)) = (form_decode(k), form_decode(val)) else {
             v.add(
                 Kind::Body,

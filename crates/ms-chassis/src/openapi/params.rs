@@ -46,6 +46,39 @@ pub(crate) fn form_decode(s: &str) -> Option<Cow<'_, str>> {
     Some(Cow::Owned(decoded.into_owned()))
 }
 
+/// The `name=value` pairs of a query or form body, in one pass over its bytes: a pair
+/// without `=` has an empty value, and empty pairs are skipped. (`&` and `=` are ASCII, so
+/// every cut is at a char boundary; `str::split` and `split_once` cost a searcher each.)
+pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = query;
+    std::iter::from_fn(move || {
+        loop {
+            if rest.is_empty() {
+                return None;
+            }
+            let mut eq = None;
+            let mut end = rest.len();
+            for (i, b) in rest.bytes().enumerate() {
+                if b == b'&' {
+                    end = i;
+                    break;
+                }
+                if b == b'=' && eq.is_none() {
+                    eq = Some(i);
+                }
+            }
+            let pair = &rest[..end];
+            rest = rest.get(end + 1..).unwrap_or("");
+            if !pair.is_empty() {
+                return Some(match eq {
+                    Some(e) => (&pair[..e], &pair[e + 1..]),
+                    None => (pair, ""),
+                });
+            }
+        }
+    })
+}
+
 impl<'r> Inputs<'r> {
     /// Splits and decodes `query`, and the `Cookie` headers of `cookies` (`None` when the
     /// operation reads no cookie, so that the header is not looked up).
@@ -58,21 +91,18 @@ impl<'r> Inputs<'r> {
         // Most queries have nothing to decode: one scan says so for all their pairs.
         let plain = !has_escapes(query);
         let mut pairs = SmallVec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
+        for (k, val) in query_pairs(query) {
             if plain {
                 pairs.push((Cow::Borrowed(k), Cow::Borrowed(val)));
                 continue;
             }
             match (form_decode(k), form_decode(val)) {
                 (Some(k), Some(val)) => pairs.push((k, val)),
-                (k, _) => {
-                    let name = k.map_or_else(
+                (decoded, _) => {
+                    let name = decoded.map_or_else(
                         || {
-                            String::from_utf8_lossy(
-                                &percent_decode_str(k_raw(pair)).collect::<Vec<u8>>(),
-                            )
-                            .into_owned()
+                            String::from_utf8_lossy(&percent_decode_str(k).collect::<Vec<u8>>())
+                                .into_owned()
                         },
                         Cow::into_owned,
                     );
@@ -121,10 +151,6 @@ impl<'r> Inputs<'r> {
             .find(|(k, _)| *k == name)
             .map(|(_, v)| *v)
     }
-}
-
-fn k_raw(pair: &str) -> &str {
-    pair.split_once('=').map_or(pair, |(k, _)| k)
 }
 
 /// Reads `text` as the first of `types` it is: integer, number, boolean, else a string.
@@ -482,6 +508,14 @@ mod tests {
             split_value("1,2,x", &Shape::Array(int), ','),
             json!([1, 2, "x"])
         );
+    }
+
+    #[test]
+    fn query_pairs_split_at_the_first_equals_and_skip_empty_pairs() {
+        let pairs: Vec<_> = query_pairs("a=1&&b&c=x=y&=v&").collect();
+        assert_eq!(pairs, [("a", "1"), ("b", ""), ("c", "x=y"), ("", "v")]);
+        assert_eq!(query_pairs("").count(), 0);
+        assert_eq!(query_pairs("é=ü&ß").collect::<Vec<_>>(), [("é", "ü"), ("ß", "")]);
     }
 
     #[test]
