@@ -279,13 +279,25 @@ mod tests {
     #[test]
     fn a_body_that_is_not_utf8_names_the_byte() {
         let mut v = Violations::new(10);
-        check_json(&media("application/json"), b"{\"a\":\"\xff\"}", &mut v, Kind::Body);
+        check_json(
+            &media("application/json"),
+            b"{\"a\":\"\xff\"}",
+            &mut v,
+            Kind::Body,
+        );
         assert_eq!(v.list.len(), 1);
         assert_eq!(v.list[0].location, "body");
-        assert_eq!(v.list[0].message, "is not valid JSON: invalid UTF-8 at byte 6");
+        assert_eq!(
+            v.list[0].message,
+            "is not valid JSON: invalid UTF-8 at byte 6"
+        );
         let mut v = Violations::new(10);
         check_json(&media("application/json"), b"{\"a\":", &mut v, Kind::Body);
-        assert!(v.list[0].message.starts_with("is not valid JSON: EOF"), "{:?}", v.list);
+        assert!(
+            v.list[0].message.starts_with("is not valid JSON: EOF"),
+            "{:?}",
+            v.list
+        );
     }
 
     #[test]

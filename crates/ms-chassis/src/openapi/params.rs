@@ -515,7 +515,10 @@ mod tests {
         let pairs: Vec<_> = query_pairs("a=1&&b&c=x=y&=v&").collect();
         assert_eq!(pairs, [("a", "1"), ("b", ""), ("c", "x=y"), ("", "v")]);
         assert_eq!(query_pairs("").count(), 0);
-        assert_eq!(query_pairs("é=ü&ß").collect::<Vec<_>>(), [("é", "ü"), ("ß", "")]);
+        assert_eq!(
+            query_pairs("é=ü&ß").collect::<Vec<_>>(),
+            [("é", "ü"), ("ß", "")]
+        );
     }
 
     #[test]
