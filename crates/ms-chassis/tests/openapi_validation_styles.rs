@@ -42,6 +42,10 @@ paths:
     get:
       parameters: [{name: color, in: path, required: true, style: label, explode: true, schema: {$ref: '#/components/schemas/Color'}}]
       responses: {'200': {description: ok}}
+  /label-flat/{color}:
+    get:
+      parameters: [{name: color, in: path, required: true, style: label, schema: {$ref: '#/components/schemas/Color'}}]
+      responses: {'200': {description: ok}}
   /search:
     get:
       parameters:
@@ -63,6 +67,7 @@ async fn label_and_matrix_styles_and_empty_values_are_read_as_the_spec_says() {
         "matrix-x",
         "matrix-obj",
         "label-obj",
+        "label-flat",
     ] {
         router = router.route(&format!("/{prefix}/{{p}}"), get(|| async { "ok" }));
     }
@@ -70,8 +75,10 @@ async fn label_and_matrix_styles_and_empty_values_are_read_as_the_spec_says() {
     let s = TestService::start(&yaml, router).await.unwrap();
 
     for (path, expected, location) in [
-        ("/label/.3.4.5", 200, None),
-        ("/label/.3.x", 400, Some("path.ids")),
+        ("/label/.3,4,5", 200, None),
+        ("/label/.3,x", 400, Some("path.ids")),
+        // Not exploded, `.` is no separator: one item, not an integer.
+        ("/label/.3.4", 400, Some("path.ids")),
         ("/label-x/.3.4.5", 200, None),
         ("/label-x/.3.4.5.6", 400, Some("path.ids")),
         ("/matrix/;ids=3,4", 200, None),
@@ -84,6 +91,8 @@ async fn label_and_matrix_styles_and_empty_values_are_read_as_the_spec_says() {
         ("/matrix-obj/;R=100", 400, Some("path.color")),
         ("/label-obj/.R=100.G=200", 200, None),
         ("/label-obj/.R=1.G=x", 400, Some("path.color")),
+        ("/label-flat/.R,100,G,200", 200, None),
+        ("/label-flat/.R,100,G,x", 400, Some("path.color")),
         ("/search?q=a&tag=", 200, None),
         ("/search?q=&tag=", 400, Some("query.q")),
         ("/search?q", 400, Some("query.q")),

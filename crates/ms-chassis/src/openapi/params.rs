@@ -394,7 +394,12 @@ fn path_value(p: &Param, captures: &[(&str, &str)], v: &mut Violations) -> Optio
         }
         _ => text.into_owned(),
     };
-    let sep = if p.style == Style::Label { '.' } else { ',' };
+    // `.3.4.5` exploded, `.3,4,5` not (as `{.x*}` and `{.x}` expand).
+    let sep = if p.style == Style::Label && p.explode {
+        '.'
+    } else {
+        ','
+    };
     Some(scalar_or_split(p, &text, sep))
 }
 
