@@ -607,3 +607,81 @@ async fn responses_are_checked_when_asked_and_rejected_in_reject_mode() {
         );
     }
 }
+
+/// OpenAPI 3.0.3's inheritance example: the discriminator on the base schema `Pet`, which
+/// `Cat` and `Dog` extend with `allOf`, and a body declared as a `Pet`.
+const INHERITANCE: &str = "openapi: 3.0.3
+info: {title: pets, version: '1'}
+paths:
+  /pets:
+    post:
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Pet'}
+      responses: {'201': {description: created}}
+components:
+  schemas:
+    Pet:
+      type: object
+      required: [name, petType]
+      properties: {name: {type: string}, petType: {type: string}}
+      discriminator: {propertyName: petType}
+    Cat:
+      allOf:
+        - $ref: '#/components/schemas/Pet'
+        - type: object
+          required: [huntingSkill]
+          properties: {huntingSkill: {type: string, enum: [clueless, lazy, adventurous, aggressive]}}
+    Dog:
+      allOf:
+        - $ref: '#/components/schemas/Pet'
+        - type: object
+          required: [packSize]
+          properties: {packSize: {type: integer, format: int32, minimum: 0}}
+";
+
+#[tokio::test]
+async fn a_discriminator_on_a_base_schema_checks_the_schema_its_value_names() {
+    use ms_chassis::axum::Router;
+    use ms_chassis::axum::http::StatusCode;
+    use ms_chassis::axum::routing::post;
+    use ms_chassis::testing::TestService;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("api.yaml");
+    std::fs::write(&file, INHERITANCE).unwrap();
+    let router = Router::new().route("/pets", post(|| async { StatusCode::CREATED }));
+    let yaml = format!("openapi: {{ file: {:?} }}", file.display().to_string());
+    let s = TestService::start(&yaml, router).await.unwrap();
+    let post = |body: Value| s.client().post(s.url("/pets")).json(&body).send();
+    let spec = "inheritance";
+
+    let res = post(json!({"name": "Tom", "petType": "Cat", "huntingSkill": "lazy"}));
+    assert_eq!(res.await.unwrap().status(), 201);
+    let res = post(json!({"name": "Rex", "petType": "Dog", "packSize": 4}));
+    assert_eq!(res.await.unwrap().status(), 201);
+    // A dog's errors, not a cat's; the base's once.
+    let res = post(json!({"name": 7, "petType": "Dog", "packSize": -1}));
+    let errors = problem(res.await.unwrap(), 400, spec).await;
+    let mut at = locations(&errors);
+    at.sort();
+    assert_eq!(at, ["body/name", "body/packSize"], "{errors:#?}");
+    let res = post(json!({"name": "Tom", "petType": "Cat"}));
+    let errors = problem(res.await.unwrap(), 400, spec).await;
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0]["keyword"], "required", "{errors:#?}");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("huntingSkill"),
+        "{errors:#?}"
+    );
+    let res = post(json!({"name": "Tom", "petType": "Fish"}));
+    let errors = problem(res.await.unwrap(), 400, spec).await;
+    assert_eq!(locations(&errors), ["body/petType"], "{errors:#?}");
+    assert_eq!(errors[0]["keyword"], "enum", "{errors:#?}");
+    s.shutdown().await.unwrap();
+}

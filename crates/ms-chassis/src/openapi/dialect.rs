@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::document::{SpecVersion, unescape};
+use super::document::{SpecVersion, escape, unescape};
 
 /// Which side of an exchange a translated document is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,7 @@ pub(crate) fn translate(doc: &Value, version: SpecVersion, view: View) -> Value 
     };
     let mut out = doc.clone();
     t.document(&mut out, 0);
+    inherited_discriminators(&mut out);
     out
 }
 
@@ -196,21 +197,7 @@ impl Translator<'_> {
         let Some(refs) = refs else {
             return; // an inline branch has no name to select it by
         };
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        if let Some(Value::Object(mapping)) = m.get("discriminator").and_then(|d| d.get("mapping"))
-        {
-            for (value, target) in mapping {
-                let Some(target) = target.as_str() else {
-                    continue;
-                };
-                let r = if target.contains('/') || target.starts_with('#') {
-                    target.to_owned()
-                } else {
-                    format!("#/components/schemas/{target}")
-                };
-                pairs.push((value.clone(), r));
-            }
-        }
+        let mut pairs = mapping(m);
         for r in &refs {
             if pairs.iter().any(|(_, t)| t == r) {
                 continue;
@@ -219,6 +206,9 @@ impl Translator<'_> {
             pairs.push((name.into_owned(), r.clone()));
         }
         m.remove(key);
+        // Done here: what is left of `discriminator` in the copy is for
+        // `inherited_discriminators`.
+        m.remove("discriminator");
         let values: Vec<Value> = pairs
             .iter()
             .map(|(v, _)| Value::String(v.clone()))
@@ -238,6 +228,183 @@ impl Translator<'_> {
             _ => {
                 m.insert("allOf".into(), Value::Array(checks));
             }
+        }
+    }
+}
+
+/// A `discriminator`'s explicit `mapping` of the schema `m`, each target as a reference (a
+/// bare name is a component schema's).
+fn mapping(m: &Map<String, Value>) -> Vec<(String, String)> {
+    let Some(Value::Object(mapping)) = m.get("discriminator").and_then(|d| d.get("mapping")) else {
+        return Vec::new();
+    };
+    mapping
+        .iter()
+        .filter_map(|(value, target)| {
+            let target = target.as_str()?;
+            let r = if target.contains('/') || target.starts_with('#') {
+                target.to_owned()
+            } else {
+                format!("#/components/schemas/{}", escape(target))
+            };
+            Some((value.clone(), r))
+        })
+        .collect()
+}
+
+/// Where the own content of a schema with an inherited discriminator is kept
+/// (`#/x-ms-chassis-bases/Pet`): outside `components.schemas`, whose entries are checked
+/// and reported by name.
+const BASES: &str = "x-ms-chassis-bases";
+
+/// A `discriminator` on a component schema that others extend (OpenAPI's inheritance
+/// example: `Pet` has the discriminator, `Cat` is `allOf: [{$ref: Pet}, …]`). A request
+/// that names `Cat` is checked as a `Cat`, with a `Cat`'s errors: the property is required
+/// and one of the known values (the mapping's, the name of every schema that extends the
+/// base with `allOf`, and the base's own name).
+///
+/// `Pet` becomes that dispatch, its own content moves to `#/x-ms-chassis-bases/Pet`, and
+/// the extending schemas' references to `Pet` on the same instance (in `allOf`, `anyOf`,
+/// `oneOf`, `not`, `if`, `then`, `else`) point there, so checking a `Cat` does not select
+/// the `Cat` again. A mapped schema that does not extend the base is checked with the
+/// base's content beside it.
+fn inherited_discriminators(doc: &mut Value) {
+    struct Plan {
+        name: String,
+        prop: String,
+        pairs: Vec<(String, String)>,
+    }
+    let Some(Value::Object(schemas)) = doc.pointer("/components/schemas") else {
+        return;
+    };
+    let component = |name: &str| format!("#/components/schemas/{}", escape(name));
+    let mut plans = Vec::new();
+    for (name, s) in schemas {
+        let Value::Object(m) = s else { continue };
+        let Some(prop) = m
+            .get("discriminator")
+            .and_then(|d| d.get("propertyName"))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        if m.contains_key("oneOf") || m.contains_key("anyOf") {
+            continue; // inline branches: nothing names them
+        }
+        let me = component(name);
+        let mut pairs = mapping(m);
+        for (child, c) in schemas {
+            let r = component(child);
+            if child != name && extends(c, &me) && !pairs.iter().any(|(_, t)| *t == r) {
+                pairs.push((child.clone(), r));
+            }
+        }
+        if pairs.is_empty() {
+            continue;
+        }
+        if !pairs.iter().any(|(v, _)| v == name) {
+            pairs.push((name.clone(), me));
+        }
+        plans.push(Plan {
+            name: name.clone(),
+            prop: prop.to_owned(),
+            pairs,
+        });
+    }
+    if plans.is_empty() {
+        return;
+    }
+    // Which targets extend their base, read before any reference moves.
+    let extending: Vec<Vec<bool>> = plans
+        .iter()
+        .map(|p| {
+            let me = component(&p.name);
+            p.pairs
+                .iter()
+                .map(|(_, t)| {
+                    *t == me
+                        || t.strip_prefix('#')
+                            .and_then(|ptr| doc.pointer(ptr))
+                            .is_some_and(|c| extends(c, &me))
+                })
+                .collect()
+        })
+        .collect();
+    let base_ref = |name: &str| format!("#/{BASES}/{}", escape(name));
+    for p in &plans {
+        let (me, base) = (component(&p.name), base_ref(&p.name));
+        for (_, t) in &p.pairs {
+            if *t != me
+                && let Some(c) = t.strip_prefix('#').and_then(|ptr| doc.pointer_mut(ptr))
+            {
+                retarget(c, &me, &base);
+            }
+        }
+    }
+    let mut bases = Map::new();
+    for (p, extending) in plans.into_iter().zip(extending) {
+        let (me, base) = (component(&p.name), base_ref(&p.name));
+        let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") else {
+            return;
+        };
+        let Some(slot) = schemas.get_mut(&p.name) else {
+            continue;
+        };
+        let mut own = std::mem::take(slot);
+        if let Value::Object(m) = &mut own {
+            m.remove("discriminator");
+        }
+        bases.insert(p.name.clone(), own);
+        let values: Vec<Value> = p.pairs.iter().map(|(v, _)| json!(v)).collect();
+        let mut checks = vec![json!({
+            "required": [p.prop],
+            "properties": { p.prop.clone(): { "enum": values } },
+        })];
+        for ((value, target), extends) in p.pairs.into_iter().zip(extending) {
+            let then = if target == me {
+                json!({ "$ref": base })
+            } else if extends {
+                json!({ "$ref": target })
+            } else {
+                json!({ "allOf": [{ "$ref": target }, { "$ref": base }] })
+            };
+            checks.push(json!({
+                "if": { "required": [p.prop], "properties": { p.prop.clone(): { "const": value } } },
+                "then": then,
+            }));
+        }
+        *slot = json!({ "allOf": checks });
+    }
+    if let Value::Object(root) = doc {
+        root.insert(BASES.into(), Value::Object(bases));
+    }
+}
+
+/// Whether the schema `s` extends the one `r` names: `allOf` holds a `$ref` to it.
+fn extends(s: &Value, r: &str) -> bool {
+    s.get("allOf").and_then(Value::as_array).is_some_and(|all| {
+        all.iter()
+            .any(|b| b.get("$ref").and_then(Value::as_str) == Some(r))
+    })
+}
+
+/// Points `s`'s references to `from` that apply to the same instance (not those under
+/// `properties` or `items`, which check other values) at `to`.
+fn retarget(s: &mut Value, from: &str, to: &str) {
+    let Value::Object(m) = s else { return };
+    if let Some(Value::String(r)) = m.get_mut("$ref")
+        && r == from
+    {
+        *r = to.to_owned();
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        if let Some(Value::Array(items)) = m.get_mut(key) {
+            items.iter_mut().for_each(|c| retarget(c, from, to));
+        }
+    }
+    for key in ["not", "if", "then", "else"] {
+        if let Some(c) = m.get_mut(key) {
+            retarget(c, from, to);
         }
     }
 }
@@ -342,6 +509,110 @@ mod tests {
         assert_eq!(req["properties"]["r"], json!(false));
         let res = one(s, SpecVersion::V3_1, View::Response);
         assert_eq!(res["required"], json!(["id", "name"]));
+    }
+
+    /// OpenAPI 3.0.3's own inheritance example, a little extended: `Pet` has the
+    /// discriminator, `Cat` and `Dog` extend it, `Lizard` is mapped without extending it.
+    fn inheritance(version: SpecVersion) -> Value {
+        let doc = json!({"components": {"schemas": {
+            "Pet": {"type": "object", "required": ["name", "petType"],
+                    "properties": {"name": {"type": "string"}, "petType": {"type": "string"},
+                                   "friend": {"$ref": "#/components/schemas/Pet"}},
+                    "discriminator": {"propertyName": "petType", "mapping": {"lizard": "Lizard"}}},
+            "Cat": {"allOf": [{"$ref": "#/components/schemas/Pet"},
+                              {"type": "object", "required": ["huntingSkill"],
+                               "properties": {"huntingSkill": {"enum": ["lazy", "aggressive"]}}}]},
+            "Dog": {"allOf": [{"$ref": "#/components/schemas/Pet"},
+                              {"type": "object", "required": ["packSize"],
+                               "properties": {"packSize": {"type": "integer", "minimum": 0}}}]},
+            "Lizard": {"type": "object", "properties": {"lovesRocks": {"type": "boolean"}}},
+        }}});
+        translate(&doc, version, View::Request)
+    }
+
+    /// The errors of `instance` against the translated document's schema `name`, as
+    /// `(instance path, keyword)`.
+    fn errors(doc: &Value, name: &str, instance: Value) -> Vec<(String, String)> {
+        let mut root = doc.clone();
+        root["$ref"] = json!(format!("#/components/schemas/{name}"));
+        let v = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&root)
+            .unwrap();
+        let mut out: Vec<(String, String)> = v
+            .iter_errors(&instance)
+            .map(|e| {
+                let keyword = e.kind().keyword().to_owned();
+                (e.instance_path().as_str().to_owned(), keyword)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_discriminator_on_a_base_schema_checks_the_schema_its_value_names() {
+        for version in [SpecVersion::V3_0, SpecVersion::V3_1] {
+            let doc = inheritance(version);
+            let pet = |i: Value| errors(&doc, "Pet", i);
+            let cat = json!({"name": "Tom", "petType": "Cat", "huntingSkill": "lazy"});
+            assert_eq!(pet(cat.clone()), []);
+            assert_eq!(
+                pet(json!({"name": "Rex", "petType": "Dog", "packSize": 3})),
+                []
+            );
+            // A dog's errors only, the base's once.
+            assert_eq!(
+                pet(json!({"name": 1, "petType": "Dog", "packSize": -1})),
+                [
+                    ("/name".into(), "type".into()),
+                    ("/packSize".into(), "minimum".into())
+                ]
+            );
+            assert_eq!(
+                pet(json!({"name": "Tom", "petType": "Cat"})),
+                [(String::new(), "required".into())]
+            );
+            // Unknown and missing values; the base's own name; a mapped schema that does
+            // not extend the base is checked with it.
+            assert_eq!(
+                pet(json!({"name": "Tom", "petType": "Fish"})),
+                [("/petType".into(), "enum".into())]
+            );
+            assert_eq!(
+                pet(json!({"name": "Tom"})),
+                [(String::new(), "required".into())]
+            );
+            assert_eq!(pet(json!({"name": "Tom", "petType": "Pet"})), []);
+            assert_eq!(
+                pet(json!({"name": "Liz", "petType": "lizard", "lovesRocks": true})),
+                []
+            );
+            assert_eq!(
+                pet(json!({"petType": "lizard", "lovesRocks": 1})),
+                [
+                    (String::new(), "required".into()),
+                    ("/lovesRocks".into(), "type".into())
+                ]
+            );
+            // A nested Pet dispatches too.
+            assert_eq!(
+                pet(
+                    json!({"name": "Tom", "petType": "Pet", "friend": {"name": "Rex", "petType": "Dog"}})
+                ),
+                [("/friend".into(), "required".into())]
+            );
+            // A child checked as itself: its base once, no second dispatch.
+            assert_eq!(errors(&doc, "Cat", cat), []);
+            assert_eq!(
+                errors(
+                    &doc,
+                    "Cat",
+                    json!({"name": "Tom", "petType": "Dog", "huntingSkill": "lazy"})
+                ),
+                []
+            );
+        }
     }
 
     #[test]
