@@ -16,16 +16,7 @@ use ms_chassis::axum::Router;
 use ms_chassis::axum::routing::get;
 use openapi_validation_support::{TENANT, fixture, locations, problem, routes};
 use serde_json::{Value, json};
-
-/// `text` written as `api.yaml` in a fresh directory, and that file's path quoted for YAML;
-/// the directory lives as long as the returned guard.
-fn spec_file(text: &str) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("api.yaml");
-    std::fs::write(&file, text).unwrap();
-    let quoted = format!("{:?}", file.display().to_string());
-    (dir, quoted)
-}
+use support::spec_file;
 
 /// Why a service configured by `yaml` (over the test base) refuses to start `router`.
 async fn start_error(yaml: &str, router: Router) -> String {

@@ -649,11 +649,9 @@ async fn a_discriminator_on_a_base_schema_checks_the_schema_its_value_names() {
     use ms_chassis::axum::routing::post;
     use ms_chassis::testing::TestService;
 
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("api.yaml");
-    std::fs::write(&file, INHERITANCE).unwrap();
+    let (_dir, file) = support::spec_file(INHERITANCE);
     let router = Router::new().route("/pets", post(|| async { StatusCode::CREATED }));
-    let yaml = format!("openapi: {{ file: {:?} }}", file.display().to_string());
+    let yaml = format!("openapi: {{ file: {file} }}");
     let s = TestService::start(&yaml, router).await.unwrap();
     let post = |body: Value| s.client().post(s.url("/pets")).json(&body).send();
     let spec = "inheritance";

@@ -3,6 +3,8 @@
 //! property's schema, repeated names make arrays, a JSON part (or an object property) is
 //! parsed, and a file's content is a string. Malformed multipart is a 400, never a pass.
 
+mod support;
+
 use ms_chassis::axum::Router;
 use ms_chassis::axum::http::StatusCode;
 use ms_chassis::axum::routing::post;
@@ -96,9 +98,7 @@ fn locations(problem: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_bodies_are_checked_part_by_part() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("api.yaml");
-    std::fs::write(&file, SPEC).unwrap();
+    let (_dir, file) = support::spec_file(SPEC);
     let router = Router::new().route(
         "/uploads",
         post(|body: ms_chassis::axum::body::Bytes| async move {
@@ -110,7 +110,7 @@ async fn multipart_bodies_are_checked_part_by_part() {
             StatusCode::CREATED
         }),
     );
-    let yaml = format!("openapi: {{ file: {:?} }}", file.display().to_string());
+    let yaml = format!("openapi: {{ file: {file} }}");
     let s = TestService::start(&yaml, router).await.unwrap();
     let ct = format!("multipart/form-data; boundary={BOUNDARY}");
     let png: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\xff binary";

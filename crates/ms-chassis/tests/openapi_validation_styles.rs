@@ -3,6 +3,8 @@
 //! `allowEmptyValue`, checked over a real socket: each valid form passes to the handler,
 //! and a wrong item is a 400 naming the parameter.
 
+mod support;
+
 use ms_chassis::axum::Router;
 use ms_chassis::axum::routing::get;
 use ms_chassis::testing::TestService;
@@ -56,9 +58,7 @@ paths:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_and_matrix_styles_and_empty_values_are_read_as_the_spec_says() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("api.yaml");
-    std::fs::write(&file, SPEC).unwrap();
+    let (_dir, file) = support::spec_file(SPEC);
     let mut router = Router::new().route("/search", get(|| async { "found" }));
     for prefix in [
         "label",
@@ -71,7 +71,7 @@ async fn label_and_matrix_styles_and_empty_values_are_read_as_the_spec_says() {
     ] {
         router = router.route(&format!("/{prefix}/{{p}}"), get(|| async { "ok" }));
     }
-    let yaml = format!("openapi: {{ file: {:?} }}", file.display().to_string());
+    let yaml = format!("openapi: {{ file: {file} }}");
     let s = TestService::start(&yaml, router).await.unwrap();
 
     for (path, expected, location) in [

@@ -10,6 +10,16 @@ use ms_chassis::{RunningService, Service};
 
 pub use ms_chassis::testing::TEST_BASE;
 
+/// `text` written as `api.yaml` in a fresh directory, and that file's path quoted for YAML
+/// (`openapi: { file: QUOTED }`); the directory lives as long as the returned guard.
+pub fn spec_file(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("api.yaml");
+    std::fs::write(&file, text).unwrap();
+    let quoted = format!("{:?}", file.display().to_string());
+    (dir, quoted)
+}
+
 /// A service started in this process, with its base URL.
 pub struct TestService {
     pub running: RunningService,
