@@ -106,7 +106,11 @@ impl Schema for ChassisConfig {
         if self.metrics.enabled && !rules.defaulted("metrics.path") {
             taken.push(("metrics.path".to_owned(), self.metrics.path.clone()));
         }
-        self.openapi.validate(&mut rules.section("openapi"), &taken);
+        self.openapi.validate(
+            &mut rules.section("openapi"),
+            &taken,
+            self.server.management.is_some(),
+        );
     }
 }
 

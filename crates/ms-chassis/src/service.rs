@@ -257,7 +257,8 @@ impl Service {
     /// in effect: `info.title` and `info.version` become `service.name` and
     /// `service.version`, responses without a `description` get their status's reason
     /// phrase, and it is served at `openapi.path` (JSON), its `.yaml` twin and the Swagger
-    /// UI at `openapi.ui.path`, beside the chassis endpoints. A document that does not
+    /// UI at `openapi.ui.path`, outside the user's stack and on the main listener (on the
+    /// management one instead only with `openapi.management: true`). A document that does not
     /// serialize to a JSON object makes [`start`](Self::start) fail.
     ///
     /// ```
@@ -371,11 +372,19 @@ impl Service {
             chassis = chassis.merge(self.metrics.routes(&cfg.metrics.path));
             chassis_paths.push(cfg.metrics.path.clone());
         }
+        // The docs go where the other chassis endpoints go, unless a management listener
+        // takes those and `openapi.management` is off: then they stay on the main
+        // listener, beside the routes "Try it out" calls.
+        let mut docs = None;
         if let Some(spec) = &spec {
             let metrics_path = metrics_on.then_some(cfg.metrics.path.as_str());
             let (routes, paths) = crate::openapi::routes(spec, &cfg.openapi, metrics_path);
-            chassis = chassis.merge(routes);
-            chassis_paths.extend(paths);
+            if cfg.server.management.is_some() && !cfg.openapi.management {
+                docs = Some((routes, paths));
+            } else {
+                chassis = chassis.merge(routes);
+                chassis_paths.extend(paths);
+            }
         }
         let reloader = Arc::new(Reloader::new(
             self.loader.clone(),
@@ -427,7 +436,7 @@ impl Service {
             Some(m) => {
                 let l = bind(m.host, m.port, "server.management").await?;
                 (
-                    Dispatch::new(None, user),
+                    Dispatch::new(docs, user),
                     Some((l, Dispatch::new(chassis, None))),
                 )
             }

@@ -306,9 +306,43 @@ async fn the_ui_page_is_offline_relative_and_cacheable() {
 }
 
 #[tokio::test]
-async fn the_documents_move_to_the_management_port_and_the_ui_can_be_turned_off() {
+async fn the_documents_stay_with_the_routes_unless_told_to_move_and_the_ui_can_be_turned_off() {
+    // A management port takes health, metrics and admin; the docs stay on the main port,
+    // where the routes "Try it out" calls are.
+    let s = start_books("server: { management: { port: 0 } }").await;
+    let mgmt = format!("http://{}", s.running.management_addr().unwrap());
+    for p in ["/openapi.json", "/openapi.yaml", "/docs/"] {
+        assert_eq!(
+            get(&format!("{}{p}", s.url), &[]).await.status(),
+            200,
+            "{p}"
+        );
+        assert_eq!(
+            get(&format!("{mgmt}{p}"), &[]).await.status(),
+            404,
+            "{p}: not on the management port"
+        );
+    }
+    assert_eq!(get(&format!("{mgmt}/health/live"), &[]).await.status(), 200);
+    assert_eq!(
+        get(&format!("{}/health/live", s.url), &[]).await.status(),
+        404,
+        "health moved"
+    );
+    // The docs on the main port are still chassis endpoints: validation and the user's
+    // routes do not see them.
+    let doc: Value = get(&format!("{}/openapi.json", s.url), &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/books/{id}"].is_object(), "{doc}");
+    s.running.shutdown().await.unwrap();
+
+    // `openapi.management: true` moves them to the management port.
     let s = start_books(
-        "server: { management: { port: 0 } }\nopenapi: { path: /v3/api-docs.json, ui: { path: /swagger-ui } }",
+        "server: { management: { port: 0 } }
+openapi: { management: true, path: /v3/api-docs.json, ui: { path: /swagger-ui } }",
     )
     .await;
     let mgmt = format!("http://{}", s.running.management_addr().unwrap());
@@ -326,13 +360,13 @@ async fn the_documents_move_to_the_management_port_and_the_ui_can_be_turned_off(
         .await
         .unwrap();
     assert!(js.contains("\"../v3/api-docs.json\""), "{js}");
-    assert_eq!(
-        get(&format!("{}/v3/api-docs.json", s.url), &[])
-            .await
-            .status(),
-        404,
-        "not on the main port"
-    );
+    for p in ["/v3/api-docs.json", "/swagger-ui/"] {
+        assert_eq!(
+            get(&format!("{}{p}", s.url), &[]).await.status(),
+            404,
+            "{p}: not on the main port"
+        );
+    }
     assert_eq!(get(&format!("{}/books/7", s.url), &[]).await.status(), 200);
     s.running.shutdown().await.unwrap();
 
@@ -371,6 +405,15 @@ async fn config_mistakes_are_named_at_startup() {
     );
     assert!(
         e.contains("inline config:3: openapi.path: expected a path starting with `/`"),
+        "{e}"
+    );
+    let e = Service::builder()
+        .yaml("openapi: { management: true }")
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("openapi.management: expected false without a management listener"),
         "{e}"
     );
     let e = Service::builder()
@@ -427,7 +470,9 @@ async fn a_change_of_the_openapi_section_needs_a_restart() {
         "{report}"
     );
     assert_eq!(
-        get(&format!("{mgmt}/openapi.json"), &[]).await.status(),
+        get(&format!("http://{}/openapi.json", s.local_addr()), &[])
+            .await
+            .status(),
         200,
         "still the started path"
     );

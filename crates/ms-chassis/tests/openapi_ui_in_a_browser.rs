@@ -1,7 +1,8 @@
 //! A real browser uses the Swagger UI: headless Chromium, driven by npm `playwright-core`
 //! (tests/browser/swagger_ui.mjs), loads `/docs`, sees the operations, clicks "Try it out"
 //! and "Execute" on `GET /books/{id}` and gets the live service's answer on the page; then
-//! the same through a reverse proxy that strips `/api` and sends `X-Forwarded-Prefix`.
+//! the same through a reverse proxy that strips `/api` and sends `X-Forwarded-Prefix`, and
+//! on a service whose health and metrics moved to a management port.
 //! Every request the browser makes is logged, and none may leave 127.0.0.1. Screenshots
 //! go to `$CARGO_TARGET_DIR/openapi-ui/` (or `target/openapi-ui/`).
 
@@ -203,7 +204,7 @@ async fn strip_prefix_proxy(upstream: String) -> (String, Arc<Mutex<Vec<String>>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn swagger_ui_tries_an_operation_directly_and_behind_a_prefix_stripping_proxy() {
+async fn swagger_ui_tries_an_operation_directly_behind_a_proxy_and_beside_a_management_port() {
     node_dir();
     let (router, api) = openapi_support::books();
     let svc = Service::builder()
@@ -238,5 +239,23 @@ async fn swagger_ui_tries_an_operation_directly_and_behind_a_prefix_stripping_pr
         seen.contains(&"GET /books/7".to_owned()),
         "the proxy forwarded {seen:?}"
     );
+    running.shutdown().await.unwrap();
+
+    // With a management port, the docs stay on the main port by default, so "Execute"
+    // still reaches the routes.
+    let (router, api) = openapi_support::books();
+    let svc = Service::builder()
+        .yaml(TEST_BASE)
+        .yaml("server: { management: { port: 0 } }")
+        .build()
+        .unwrap();
+    let running = svc.with_openapi(api).start(router).await.unwrap();
+    let base = format!("http://{}", running.local_addr());
+    let report = browse(
+        &format!("{base}/docs"),
+        "swagger-ui-with-management-port.png",
+    )
+    .await;
+    assert_used(&report, &base);
     running.shutdown().await.unwrap();
 }

@@ -36,6 +36,11 @@ pub struct OpenApiSection {
     pub base_path: Option<String>,
     /// Describe the health and metrics endpoints in the published spec too. Default false.
     pub include_chassis: bool,
+    /// Serve the spec and the Swagger UI on the management listener, with the other
+    /// chassis endpoints, rather than on the main one. Default false: the docs stay on the
+    /// main listener, where the routes they describe are, so "Try it out" reaches them.
+    /// Needs `server.management`.
+    pub management: bool,
     /// The Swagger UI.
     pub ui: UiSection,
     /// Checking requests and responses against the spec.
@@ -52,6 +57,7 @@ impl Default for OpenApiSection {
             path: "/openapi.json".to_owned(),
             base_path: None,
             include_chassis: false,
+            management: false,
             ui: UiSection::default(),
             validation: ValidationSection::default(),
             strict_routes: false,
@@ -189,7 +195,20 @@ impl OpenApiSection {
     /// Rules that types alone cannot express; keys relative to `openapi`. `taken` lists
     /// the other chassis endpoints' paths (exact, or prefixes ending in `/`) with their
     /// keys, for collisions.
-    pub(crate) fn validate(&self, rules: &mut Rules<'_>, taken: &[(String, String)]) {
+    /// `management_listener` says whether `server.management` is set.
+    pub(crate) fn validate(
+        &self,
+        rules: &mut Rules<'_>,
+        taken: &[(String, String)],
+        management_listener: bool,
+    ) {
+        if self.management && !management_listener {
+            rules.fail(
+                "management",
+                "expected false without a management listener: true moves the spec and the \
+                 Swagger UI to the listener `server.management` configures, and it is not set",
+            );
+        }
         if let Some(file) = &self.file
             && file.trim().is_empty()
         {
@@ -334,7 +353,7 @@ mod tests {
             ("/openapi.json", "/openapi.yaml")
         );
         assert_eq!(o.base_path, None);
-        assert!(!o.include_chassis && !o.strict_routes);
+        assert!(!o.include_chassis && !o.strict_routes && !o.management);
         assert!(o.ui.enabled);
         assert_eq!(o.ui.path, "/docs");
         assert!(o.validation.requests && !o.validation.strict);
@@ -407,6 +426,11 @@ mod tests {
                 "openapi: { base_path: 'http://x' }",
                 "openapi.base_path",
                 "starting with `/`",
+            ),
+            (
+                "openapi: { management: true }",
+                "openapi.management",
+                "`server.management` configures, and it is not set",
             ),
         ] {
             let found = errors(yaml);
