@@ -11,7 +11,11 @@ mod example;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_contract_is_published_and_enforced() {
     let app = TestService::start(
-        &format!("openapi: {{ file: {:?} }}", example::SPEC),
+        // `reject`: the example's own responses must keep its contract too.
+        &format!(
+            "openapi: {{ file: {:?}, validation: {{ responses: reject }} }}",
+            example::SPEC
+        ),
         example::router(),
     )
     .await
@@ -71,5 +75,6 @@ async fn the_contract_is_published_and_enforced() {
         .await
         .unwrap();
     assert_eq!(books[0]["title"], "Dune");
+    assert_eq!(books[0]["id"], 1, "{books}");
     app.shutdown().await.unwrap();
 }

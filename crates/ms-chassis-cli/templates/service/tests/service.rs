@@ -4,9 +4,25 @@
 use ms_chassis::testing::{self, TestService};
 use serde_json::{Value, json};
 
+[% if openapi != "none" %]
+/// In tests, a response that breaks the contract (an undocumented status, a body off its
+/// schema) becomes a 500 problem naming what broke, so the test that caused it fails.
+const CHECK_RESPONSES: &str = "openapi: { validation: { responses: reject } }";
+
+/// Starts the service from config.yaml, with its responses checked and `yaml` over it.
+async fn start(yaml: &str) -> TestService {
+    let svc = ms_chassis::Service::builder()
+        .file("config.yaml")
+        .yaml(testing::TEST_BASE)
+        .yaml(CHECK_RESPONSES)
+        .yaml(yaml)
+        .build()
+        .expect("the config is valid");
+[% else %]
 /// Starts the service from config.yaml, with `yaml` over it.
 async fn start(yaml: &str) -> TestService {
     let svc = testing::service_from_file("config.yaml", yaml).expect("the config is valid");
+[% endif %]
     let (svc, router) = [[ crate_name ]]::app(svc).expect("the app builds");
     TestService::start_service(svc, router)
         .await
