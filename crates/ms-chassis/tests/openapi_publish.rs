@@ -360,6 +360,10 @@ openapi: { management: true, path: /v3/api-docs.json, ui: { path: /swagger-ui } 
         .await
         .unwrap();
     assert!(js.contains("\"../v3/api-docs.json\""), "{js}");
+    assert!(
+        js.contains("supportedSubmitMethods: []"),
+        "no \"Try it out\" where the routes are not: {js}"
+    );
     for p in ["/v3/api-docs.json", "/swagger-ui/"] {
         assert_eq!(
             get(&format!("{}{p}", s.url), &[]).await.status(),

@@ -184,10 +184,16 @@ fn page() -> &'static str {
 }
 
 /// The initializer script and its ETag. The spec's URL is relative to the page, resolved
-/// in the browser, never taken from a request.
+/// in the browser, never taken from a request. On the management port (`management`), the
+/// page offers no "Try it out": that port does not serve the routes it would call.
 fn initializer(config: &OpenApiSection) -> std::sync::Arc<(HeaderValue, axum::body::Bytes)> {
     let spec = spec_url_from_page(config);
     let spec = serde_json::to_string(&spec).expect("a string serializes");
+    let read_only = if config.management {
+        "\n    supportedSubmitMethods: [],"
+    } else {
+        ""
+    };
     let js = format!(
         r##"// ms-chassis: Swagger UI {SWAGGER_UI_VERSION}, offline, prefix-aware.
 window.addEventListener("load", function () {{
@@ -197,7 +203,7 @@ window.addEventListener("load", function () {{
     url: spec,
     dom_id: "#swagger-ui",
     deepLinking: true,
-    validatorUrl: null,
+    validatorUrl: null,{read_only}
     presets: [SwaggerUIBundle.presets.apis],
     layout: "BaseLayout"
   }});
@@ -286,5 +292,11 @@ mod tests {
         let js = std::str::from_utf8(&init.1).unwrap();
         assert!(js.contains("validatorUrl: null"), "{js}");
         assert!(js.contains("\"../openapi.json\""), "{js}");
+        assert!(!js.contains("supportedSubmitMethods"), "{js}");
+        let mut on_management = OpenApiSection::default();
+        on_management.management = true;
+        let init = initializer(&on_management);
+        let js = std::str::from_utf8(&init.1).unwrap();
+        assert!(js.contains("supportedSubmitMethods: [],"), "{js}");
     }
 }
