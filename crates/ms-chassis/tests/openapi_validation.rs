@@ -58,6 +58,14 @@ async fn query_parameters_are_typed_by_their_schema_and_style() {
             // deepObject
             ("filter[min]=x", "query.filter/min", "type"),
             ("filter[max]=1", "query.filter", "additionalProperties"),
+            // Only an exploded array repeats: a copy that is not checked must not pass.
+            ("limit=5&limit=1000", "query.limit", "repeated"),
+            ("ids=1&ids=x", "query.ids", "repeated"),
+            (
+                "filter[min]=x&filter[min]=1",
+                "query.filter[min]",
+                "repeated",
+            ),
         ];
         for (q, location, keyword) in cases {
             let errors = problem(get(q).await.unwrap(), 400, spec).await;
@@ -123,7 +131,78 @@ async fn a_cookie_parameter_is_checked_and_its_value_never_echoed() {
             .await
             .unwrap();
         assert_eq!(res.status(), 200, "{spec}");
+        let res = client()
+            .get(format!("{}/items", s.url))
+            .header("x-tenant", TENANT)
+            .header("cookie", "session=0123abcd; session=TOPSECRETVALUE")
+            .send()
+            .await
+            .unwrap();
+        let errors = problem(res, 400, spec).await;
+        assert_eq!(
+            at(&errors, "cookie.session", spec)["keyword"],
+            "repeated",
+            "{spec}"
+        );
     }
+}
+
+const CREDENTIAL_PARAMETERS: &str = "
+openapi: 3.1.0
+info: {title: keys, version: '1'}
+components:
+  securitySchemes:
+    key: {type: apiKey, in: header, name: X-API-Key}
+paths:
+  /keyed:
+    get:
+      security: [{key: []}]
+      parameters:
+        - {name: X-API-Key, in: header, schema: {type: string, pattern: '^k-[0-9]+$'}}
+        # Ignored, as OpenAPI says: content negotiation and security govern these.
+        - {name: Authorization, in: header, schema: {type: string, maxLength: 2}}
+        - {name: Accept, in: header, required: true, schema: {type: string, enum: [x/y]}}
+        - {name: Content-Type, in: header, required: true, schema: {type: string, enum: [x/y]}}
+      responses: {'200': {description: ok}}
+";
+
+#[tokio::test]
+async fn a_credential_parameter_is_checked_but_never_echoed_and_reserved_headers_are_ignored() {
+    use ms_chassis::axum::Router;
+    use ms_chassis::axum::routing::get;
+    use ms_chassis::testing::TestService;
+
+    let (_dir, file) = support::spec_file(CREDENTIAL_PARAMETERS);
+    let router = Router::new().route("/keyed", get(|| async { "in" }));
+    let s = TestService::start(&format!("openapi: {{ file: {file} }}"), router)
+        .await
+        .unwrap();
+    let res = s
+        .client()
+        .get(s.url("/keyed"))
+        .header("x-api-key", "SECRETKEY123")
+        .header("authorization", "Bearer SECRETBEARER")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let text = res.text().await.unwrap();
+    assert!(!text.contains("SECRET"), "a credential was echoed: {text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(locations(errors), ["header.x-api-key"], "{text}");
+    assert_eq!(errors[0]["keyword"], "pattern", "{text}");
+    let res = s
+        .client()
+        .get(s.url("/keyed"))
+        .header("x-api-key", "k-1")
+        .header("authorization", "Bearer long")
+        .header("accept", "*/*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    s.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -297,6 +376,10 @@ async fn a_form_body_is_read_by_its_schema_and_checked() {
         let mut found = locations(&errors);
         found.sort();
         assert_eq!(found, ["body/count", "body/tags/0"], "{spec}: {errors:#?}");
+        // An array field repeats; any other field given twice is a violation.
+        let errors = problem(post("count=zero&count=2").await.unwrap(), 400, spec).await;
+        assert_eq!(locations(&errors), ["body/count"], "{spec}: {errors:#?}");
+        assert_eq!(errors[0]["keyword"], "repeated", "{spec}");
     }
 }
 

@@ -275,6 +275,8 @@ pub(crate) struct Param {
     pub(crate) schema: Option<Schema>,
     /// `query.limit`, `header.x-tenant`: the violation location.
     pub(crate) location_name: String,
+    /// It carries an API key (a security scheme reads it), so its value is never shown.
+    pub(crate) secret: bool,
 }
 
 /// A compiled schema.
@@ -688,17 +690,20 @@ impl<'d> Compiler<'d> {
                 Some("cookie") => In::Cookie,
                 other => return Err(format!("{p_at}: unknown parameter location {other:?}")),
             };
-            out.push((
-                RawParam {
-                    name: if location == In::Header {
-                        name.to_ascii_lowercase()
-                    } else {
-                        name.to_owned()
-                    },
-                    location,
-                },
-                p_at,
-            ));
+            let name = if location == In::Header {
+                name.to_ascii_lowercase()
+            } else {
+                name.to_owned()
+            };
+            // "If `in` is "header" and the `name` field is "Accept", "Content-Type" or
+            // "Authorization", the parameter definition SHALL be ignored" (OpenAPI 3.0.3
+            // and 3.1): content negotiation and security govern those.
+            if location == In::Header
+                && matches!(name.as_str(), "accept" | "content-type" | "authorization")
+            {
+                continue;
+            }
+            out.push((RawParam { name, location }, p_at));
         }
         Ok(out)
     }
@@ -752,7 +757,9 @@ impl<'d> Compiler<'d> {
             In::Header => "header",
             In::Cookie => "cookie",
         };
+        let secret = self.is_api_key(&raw);
         Ok(Param {
+            secret,
             location_name: format!("{prefix}.{}", raw.name),
             name: raw.name,
             location: raw.location,
@@ -944,6 +951,20 @@ impl<'d> Compiler<'d> {
             out.push(all);
         }
         Ok(Some(out))
+    }
+
+    /// Whether any apiKey security scheme of the spec reads `p` (whether or not this
+    /// operation asks for it: a credential is a credential).
+    fn is_api_key(&self, p: &RawParam) -> bool {
+        let Some(Value::Object(schemes)) = self.root.pointer("/components/securitySchemes") else {
+            return false;
+        };
+        schemes.keys().any(|name| {
+            self.scheme(name, "").is_ok_and(|s| {
+                matches!(&s.kind, SchemeKind::ApiKey { location, name }
+                    if *location == p.location && *name == p.name)
+            })
+        })
     }
 
     fn scheme(&self, name: &str, at: &str) -> Result<Arc<Scheme>, String> {

@@ -204,11 +204,27 @@ pub(crate) fn check_form(media: &Media, bytes: &[u8], v: &mut Violations) {
                     items.push(coerce(&val, *t));
                 }
             }
-            Some(Shape::Scalar(t)) => {
-                object.insert(k.into_owned(), coerce(&val, *t));
-            }
-            _ => {
-                object.insert(k.into_owned(), Value::String(val.into_owned()));
+            // A field that is not an array given twice: which copy the handler reads is
+            // its own choice, so neither may go unchecked.
+            shape => {
+                let value = match shape {
+                    Some(Shape::Scalar(t)) => coerce(&val, *t),
+                    _ => Value::String(val.into_owned()),
+                };
+                if object.insert(k.to_string(), value).is_some() {
+                    v.add(
+                        Kind::Body,
+                        format!(
+                            "body/{}",
+                            super::violation::truncate(&k.replace('~', "~0").replace('/', "~1"))
+                        ),
+                        "repeated",
+                        "is given more than once, and only an array field may repeat",
+                        Some("one value".into()),
+                        None,
+                    );
+                    return;
+                }
             }
         }
     }

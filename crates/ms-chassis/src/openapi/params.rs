@@ -249,11 +249,9 @@ pub(crate) fn check(
         }
         let value = match p.location {
             In::Path => path_value(p, &captures, v),
-            In::Query => query_value(p, inputs),
+            In::Query => query_value(p, inputs, v),
             In::Header => header_value(p, headers, v),
-            In::Cookie => inputs
-                .cookie_value(&p.name)
-                .map(|c| scalar_or_split(p, c, ',')),
+            In::Cookie => cookie_value(p, inputs, v),
         };
         judge(p, value, v);
     }
@@ -286,8 +284,17 @@ pub(crate) fn check_headers(documented: &[Param], headers: &HeaderMap, v: &mut V
     }
 }
 
-/// Checks the value read for `p` (`None`: absent) against its schema.
+/// Checks the value read for `p` (`None`: absent) against its schema; an API key's
+/// violations never show the value.
 fn judge(p: &Param, value: Option<Read>, v: &mut Violations) {
+    let start = v.list.len();
+    judge_value(p, value, v);
+    if p.secret {
+        v.conceal_since(start);
+    }
+}
+
+fn judge_value(p: &Param, value: Option<Read>, v: &mut Violations) {
     let Some(value) = value else {
         if p.required {
             v.add(
@@ -403,7 +410,10 @@ fn path_value(p: &Param, captures: &[(&str, &str)], v: &mut Violations) -> Optio
     Some(scalar_or_split(p, &text, sep))
 }
 
-fn query_value(p: &Param, inputs: &Inputs<'_>) -> Option<Read> {
+/// Reads query parameter `p`. Only an exploded array may repeat (`?id=1&id=2`): any other
+/// parameter, or member of an object, given twice is a violation, since which copy a
+/// handler reads is its own choice, and the copy not checked must not slip through.
+fn query_value(p: &Param, inputs: &Inputs<'_>, v: &mut Violations) -> Option<Read> {
     let values = || {
         inputs
             .query
@@ -411,8 +421,21 @@ fn query_value(p: &Param, inputs: &Inputs<'_>) -> Option<Read> {
             .filter(|(k, _)| *k == p.name)
             .map(|(_, v)| v)
     };
+    let once = |v: &mut Violations| -> Option<Option<&str>> {
+        let mut all = values();
+        let first = all.next().map(AsRef::as_ref);
+        let more = all.count();
+        if more > 0 {
+            repeated(v, Kind::Query, p.location_name.clone(), more + 1);
+            return None;
+        }
+        Some(first)
+    };
     if p.json {
-        return values().next().map(|t| Read::Json(t.to_string()));
+        return match once(v) {
+            Some(text) => text.map(|t| Read::Json(t.to_owned())),
+            None => Some(Read::Invalid),
+        };
     }
     match (&p.shape, p.style) {
         (Shape::Object(props), Style::DeepObject) => {
@@ -424,7 +447,10 @@ fn query_value(p: &Param, inputs: &Inputs<'_>) -> Option<Read> {
                     .and_then(|r| r.strip_suffix(']'))
                 {
                     let t = props.get(key).copied().unwrap_or_default();
-                    m.insert(key.to_owned(), coerce(val, t));
+                    if m.insert(key.to_owned(), coerce(val, t)).is_some() {
+                        repeated(v, Kind::Query, format!("{}[{key}]", p.location_name), 2);
+                        return Some(Read::Invalid);
+                    }
                 }
             }
             (!m.is_empty()).then_some(Read::Value(Value::Object(m)))
@@ -432,8 +458,11 @@ fn query_value(p: &Param, inputs: &Inputs<'_>) -> Option<Read> {
         (Shape::Object(props), Style::Form) if p.explode => {
             let mut m = Map::new();
             for (k, val) in &inputs.query {
-                if let Some(t) = props.get(k.as_ref()) {
-                    m.insert(k.to_string(), coerce(val, *t));
+                if let Some(t) = props.get(k.as_ref())
+                    && m.insert(k.to_string(), coerce(val, *t)).is_some()
+                {
+                    repeated(v, Kind::Query, format!("query.{k}"), 2);
+                    return Some(Read::Invalid);
                 }
             }
             (!m.is_empty()).then_some(Read::Value(Value::Object(m)))
@@ -443,15 +472,42 @@ fn query_value(p: &Param, inputs: &Inputs<'_>) -> Option<Read> {
             (!items.is_empty()).then_some(Read::Value(Value::Array(items)))
         }
         (shape, style) => {
-            let text = values().next()?;
+            let Some(text) = once(v) else {
+                return Some(Read::Invalid);
+            };
             let sep = match style {
                 Style::SpaceDelimited => ' ',
                 Style::PipeDelimited => '|',
                 _ => ',',
             };
-            Some(Read::Value(split_value(text, shape, sep)))
+            Some(Read::Value(split_value(text?, shape, sep)))
         }
     }
+}
+
+/// Reads cookie parameter `p`; a cookie sent twice is a violation, as a repeated query
+/// parameter is.
+fn cookie_value(p: &Param, inputs: &Inputs<'_>, v: &mut Violations) -> Option<Read> {
+    let mut all = inputs.cookies.iter().filter(|(k, _)| *k == p.name);
+    let first = all.next()?.1;
+    let more = all.count();
+    if more > 0 {
+        repeated(v, Kind::Cookie, p.location_name.clone(), more + 1);
+        return Some(Read::Invalid);
+    }
+    Some(scalar_or_split(p, first, ','))
+}
+
+/// `location` was given `n` times where once is all there may be.
+fn repeated(v: &mut Violations, kind: Kind, location: String, n: usize) {
+    v.add(
+        kind,
+        location,
+        "repeated",
+        format!("is given {n} times, and only an exploded array parameter may repeat"),
+        Some("one value".into()),
+        None,
+    );
 }
 
 fn header_value(p: &Param, headers: &HeaderMap, v: &mut Violations) -> Option<Read> {

@@ -293,8 +293,10 @@ mod tests {
         assert!(js.contains("validatorUrl: null"), "{js}");
         assert!(js.contains("\"../openapi.json\""), "{js}");
         assert!(!js.contains("supportedSubmitMethods"), "{js}");
-        let mut on_management = OpenApiSection::default();
-        on_management.management = true;
+        let on_management = OpenApiSection {
+            management: true,
+            ..OpenApiSection::default()
+        };
         let init = initializer(&on_management);
         let js = std::str::from_utf8(&init.1).unwrap();
         assert!(js.contains("supportedSubmitMethods: [],"), "{js}");

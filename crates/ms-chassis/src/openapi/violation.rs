@@ -83,6 +83,38 @@ pub(crate) struct Violations {
     max: usize,
     /// More were found than kept.
     pub(crate) truncated: bool,
+    /// An instance was too big for every violation in it to be listed.
+    too_big_to_list: bool,
+}
+
+/// The most JSON values (every member and item counts) an instance may have for each of its
+/// violations to be listed; a bigger one that breaks its schema gets its first only.
+const LISTED_VALUES: usize = 16_384;
+
+/// Whether `v` holds more than `budget` values, itself included; stops counting there.
+fn more_values_than(v: &Value, budget: usize) -> bool {
+    let mut left = budget;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        let Some(l) = left.checked_sub(1) else {
+            return true;
+        };
+        left = l;
+        let n = match v {
+            Value::Array(items) => items.len(),
+            Value::Object(members) => members.len(),
+            _ => 0,
+        };
+        if n > left {
+            return true;
+        }
+        match v {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(members) => stack.extend(members.values()),
+            _ => {}
+        }
+    }
+    false
 }
 
 impl Violations {
@@ -91,6 +123,7 @@ impl Violations {
             list: Vec::new(),
             max: max.max(1),
             truncated: false,
+            too_big_to_list: false,
         }
     }
 
@@ -108,6 +141,14 @@ impl Violations {
             self.list.push(v);
         } else {
             self.truncated = true;
+        }
+    }
+
+    /// Drops the found values of the violations added since the list had `start` of them:
+    /// they were a credential's.
+    pub(crate) fn conceal_since(&mut self, start: usize) {
+        for v in self.list.iter_mut().skip(start) {
+            v.found = None;
         }
     }
 
@@ -142,6 +183,18 @@ impl Violations {
         validator: &jsonschema::Validator,
         instance: &Value,
     ) {
+        // `iter_errors` collects every error before it yields the first, each a few hundred
+        // bytes: on a big instance that breaks its schema everywhere (a 2 MiB array of
+        // bad strings) that is hundreds of MB. Past the budget, only the first is listed.
+        if more_values_than(instance, LISTED_VALUES) {
+            if let Err(e) = validator.validate(instance) {
+                let v = from_schema_error(kind, location, &e);
+                self.push(v);
+            }
+            self.truncated = true;
+            self.too_big_to_list = true;
+            return;
+        }
         let room = self.room();
         for (n, e) in validator.iter_errors(instance).enumerate() {
             if n == room {
@@ -163,7 +216,17 @@ impl Violations {
     /// The 400 problem listing every violation.
     pub(crate) fn problem(&self, status: StatusCode, title: &'static str) -> Problem {
         let errors: Vec<Value> = self.list.iter().map(Violation::to_json).collect();
-        let detail = if self.truncated {
+        let detail = if self.too_big_to_list {
+            format!(
+                "the request breaks the API contract; a value of more than {LISTED_VALUES} \
+                 members and items is checked only up to its first violation, so {} listed",
+                if self.list.len() == 1 {
+                    "1 is"
+                } else {
+                    "these are"
+                }
+            )
+        } else if self.truncated {
             format!(
                 "the request breaks the API contract in more than {} ways; the first {} are listed",
                 self.list.len(),
@@ -366,6 +429,67 @@ mod tests {
             .to_json();
         assert_eq!(p["errors"].as_array().unwrap().len(), 10);
         assert_eq!(p["truncated"], true);
+    }
+
+    #[test]
+    fn a_value_too_big_to_list_gets_its_first_violation_only() {
+        let v = jsonschema::validator_for(
+            &json!({"type": "array", "items": {"type": "string", "pattern": "^a"}}),
+        )
+        .unwrap();
+        let at_budget = Value::Array(vec![json!("b"); LISTED_VALUES - 1]);
+        assert!(!more_values_than(&at_budget, LISTED_VALUES));
+        let mut all = Violations::new(100);
+        all.schema_errors(Kind::Body, "body", &v, &at_budget);
+        assert_eq!(all.list.len(), 100, "listed up to max_errors");
+        assert!(!all.too_big_to_list);
+
+        let over = Value::Array(vec![json!("b"); LISTED_VALUES]);
+        assert!(more_values_than(&over, LISTED_VALUES));
+        let nested =
+            json!({"a": [[{"b": vec![1; LISTED_VALUES / 2]}], vec![2; LISTED_VALUES / 2]]});
+        assert!(
+            more_values_than(&nested, LISTED_VALUES),
+            "members of members count"
+        );
+        let mut all = Violations::new(100);
+        all.schema_errors(Kind::Body, "body", &v, &over);
+        assert_eq!(all.list.len(), 1);
+        assert_eq!(all.list[0].location, "body/0");
+        assert!(all.truncated);
+        let p = all
+            .problem(StatusCode::BAD_REQUEST, "Request validation failed")
+            .to_json();
+        assert_eq!(p["truncated"], true);
+        let detail = p["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("first violation, so 1 is listed"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn a_concealed_violation_shows_no_value() {
+        let mut all = Violations::new(10);
+        all.add(
+            Kind::Header,
+            "header.a",
+            "pattern",
+            "m",
+            None,
+            Some("shown"),
+        );
+        all.add(
+            Kind::Header,
+            "header.key",
+            "pattern",
+            "m",
+            None,
+            Some("k-secret"),
+        );
+        all.conceal_since(1);
+        assert_eq!(all.list[0].found.as_deref(), Some("shown"));
+        assert_eq!(all.list[1].found, None);
     }
 
     #[test]
