@@ -472,9 +472,14 @@ async fn missing_credentials_are_401_and_a_verifier_judges_present_ones() {
             .await
             .unwrap();
         assert_eq!(res.status(), 200, "{spec}");
-        // An API key in a header: no challenge to send.
+        // An API key in a header: no registered scheme, so the challenge says where it goes
+        // (RFC 9110: a 401 carries at least one).
         let res = c.get(format!("{}/keyed", s.url)).send().await.unwrap();
-        assert!(res.headers().get("www-authenticate").is_none(), "{spec}");
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            "ApiKey in=\"header\", name=\"x-api-key\"",
+            "{spec}"
+        );
         problem(res, 401, spec).await;
         let res = c
             .get(format!("{}/keyed", s.url))

@@ -199,6 +199,18 @@ pub(crate) enum In {
     Cookie,
 }
 
+impl In {
+    /// As the spec's `in` writes it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            In::Path => "path",
+            In::Query => "query",
+            In::Header => "header",
+            In::Cookie => "cookie",
+        }
+    }
+}
+
 /// A parameter's serialization style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Style {
@@ -751,12 +763,7 @@ impl<'d> Compiler<'d> {
             None => Shape::Scalar(Types::default()),
         };
         let schema = schema_at.and_then(|s| self.schema(&s, REQUEST_BASE));
-        let prefix = match raw.location {
-            In::Path => "path",
-            In::Query => "query",
-            In::Header => "header",
-            In::Cookie => "cookie",
-        };
+        let prefix = raw.location.as_str();
         let secret = self.is_api_key(&raw);
         Ok(Param {
             secret,

@@ -426,8 +426,9 @@ fn integer_width(m: &mut Map<String, Value>) {
     }
 }
 
-/// 3.0 `nullable: true` beside a `type`: `null` is one more type (and one more `enum`
-/// value). Without a `type` it has no effect, as OpenAPI 3.0.3 clarifies.
+/// 3.0 `nullable: true` beside a `type`: `null` is one more type. Without a `type` it has
+/// no effect, and the other keywords keep their meaning, so an `enum` without `null` still
+/// refuses it: OpenAPI 3.0.3 and the OAI's nullable clarification say both.
 fn nullable(m: &mut Map<String, Value>) {
     if m.remove("nullable") != Some(Value::Bool(true)) {
         return;
@@ -437,11 +438,6 @@ fn nullable(m: &mut Map<String, Value>) {
     };
     let t = t.clone();
     m.insert("type".into(), json!([t, "null"]));
-    if let Some(Value::Array(options)) = m.get_mut("enum")
-        && !options.contains(&Value::Null)
-    {
-        options.push(Value::Null);
-    }
 }
 
 /// 3.0's boolean `exclusiveMinimum: true` beside `minimum: m` is 2020-12's
@@ -481,8 +477,19 @@ mod tests {
         );
         assert_eq!(
             s,
-            json!({"type": ["integer", "null"], "exclusiveMinimum": 1, "maximum": 9, "enum": [1, 2, null]})
+            json!({"type": ["integer", "null"], "exclusiveMinimum": 1, "maximum": 9, "enum": [1, 2]})
         );
+        let check = |schema: Value| {
+            let s = one(schema, SpecVersion::V3_0, View::Request);
+            jsonschema::validator_for(&s).unwrap()
+        };
+        let v = check(json!({"type": "string", "nullable": true}));
+        assert!(v.is_valid(&Value::Null) && v.is_valid(&json!("x")));
+        // An enum keeps its meaning: without null among its values, null is refused.
+        let v = check(json!({"type": "string", "nullable": true, "enum": ["a", "b"]}));
+        assert!(!v.is_valid(&Value::Null) && v.is_valid(&json!("a")));
+        let v = check(json!({"type": "string", "nullable": true, "enum": ["a", null]}));
+        assert!(v.is_valid(&Value::Null));
         // 3.1 is already 2020-12: untouched.
         let s31 = json!({"type": "integer", "exclusiveMinimum": 1, "nullable": true});
         assert_eq!(one(s31.clone(), SpecVersion::V3_1, View::Request), s31);

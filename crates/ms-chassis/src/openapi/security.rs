@@ -98,41 +98,49 @@ pub(crate) fn check(
         return Ok(());
     };
     let mut present_but_refused = false;
+    let mut some_present = false;
     for all in alternatives {
         let mut ok = true;
+        // Every scheme is looked at, for the 401's detail; the verifier is asked only
+        // while the alternative can still hold.
         for scheme in all {
             match credential(scheme, headers, inputs) {
                 Some(c) => {
-                    if verifier.is_some_and(|v| !v.verify(&c)) {
+                    some_present = true;
+                    if ok && verifier.is_some_and(|v| !v.verify(&c)) {
                         present_but_refused = true;
                         ok = false;
-                        break;
                     }
                 }
-                None => {
-                    ok = false;
-                    break;
-                }
+                None => ok = false,
             }
         }
         if ok {
             return Ok(());
         }
     }
-    let mut challenges: Vec<&str> = Vec::new();
+    // RFC 9110 §11.6.1: a 401 carries at least one challenge. An API key has no
+    // registered scheme; `ApiKey in="header", name="X-API-Key"` says where it goes.
+    let mut challenges: Vec<String> = Vec::new();
     for s in alternatives.iter().flatten() {
-        let c = match s.kind {
-            SchemeKind::Bearer => "Bearer",
-            SchemeKind::Basic => "Basic realm=\"api\"",
-            SchemeKind::ApiKey { .. } => continue,
+        let c = match &s.kind {
+            SchemeKind::Bearer => "Bearer".to_owned(),
+            SchemeKind::Basic => "Basic realm=\"api\"".to_owned(),
+            SchemeKind::ApiKey { location, name } => {
+                let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
+                format!("ApiKey in=\"{}\", name=\"{quoted}\"", location.as_str())
+            }
         };
-        if !challenges.contains(&c) {
+        if !challenges.contains(&c) && HeaderValue::from_str(&c).is_ok() {
             challenges.push(c);
         }
     }
     Err(Unauthorized {
         detail: if present_but_refused {
             "the request's credentials were refused"
+        } else if some_present {
+            "the operation requires credentials (see its `security` in the API contract), \
+             and the request carries only part of what any one of its alternatives needs"
         } else {
             "the operation requires credentials (see its `security` in the API contract), \
              and the request carries none"
@@ -220,7 +228,13 @@ mod tests {
         let v = validator();
         let a = v.inner.compiled.by_template["/a"];
         let e = run(&v, a, Some("api_key=k"), &[]).unwrap_err();
-        assert_eq!(e.challenge.unwrap(), "Bearer");
+        assert_eq!(
+            e.challenge.unwrap(),
+            r#"Bearer, ApiKey in="query", name="api_key", ApiKey in="cookie", name="sid""#
+        );
+        assert!(e.detail.contains("only part of"), "{}", e.detail);
+        let e = run(&v, a, None, &[]).unwrap_err();
+        assert!(e.detail.contains("carries none"), "{}", e.detail);
         assert!(run(&v, a, Some("api_key=k"), &[("authorization", "bearer t")]).is_ok());
         assert!(run(&v, a, None, &[("cookie", "x=1; sid=abc")]).is_ok());
         assert!(run(&v, a, None, &[("authorization", "Bearer ")]).is_err());
