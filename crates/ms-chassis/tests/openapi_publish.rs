@@ -94,6 +94,16 @@ async fn the_spec_is_served_as_json_and_yaml_and_passes_the_validator() {
             "/health has {key}, the spec does not"
         );
     }
+    // /metrics is described with the Content-Types it sends, in both formats.
+    let documented = &doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"];
+    for accept in ["*/*", "application/openmetrics-text"] {
+        let res = get(&format!("{}/metrics", s.url), &[("accept", accept)]).await;
+        let sent = header(&res, "content-type");
+        assert!(
+            documented.get(&sent).is_some(),
+            "{accept}: sent {sent}, documented {documented}"
+        );
+    }
 
     let res = get(&format!("{}/openapi.yaml", s.url), &[]).await;
     assert_eq!(res.status(), 200);

@@ -415,7 +415,7 @@ async fn a_method_the_path_does_not_have_is_405_with_allow() {
             .await
             .unwrap();
         assert_eq!(res.status(), 405, "{spec}");
-        assert_eq!(res.headers()["allow"], "GET, DELETE", "{spec}");
+        assert_eq!(res.headers()["allow"], "GET, HEAD, DELETE", "{spec}");
         assert_eq!(res.headers()["content-type"], "application/problem+json");
     }
 }

@@ -671,11 +671,16 @@ impl<'d> Compiler<'d> {
                 reads_cookies,
             });
         }
-        let allow = operations
-            .iter()
-            .map(|o| o.method.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
+        // A GET is answered for HEAD too (as the router does), so HEAD is allowed.
+        let mut allowed: Vec<&str> = operations.iter().map(|o| o.method.as_str()).collect();
+        if allowed.contains(&"GET") && !allowed.contains(&"HEAD") {
+            let at = allowed
+                .iter()
+                .position(|m| *m == "GET")
+                .map_or(0, |i| i + 1);
+            allowed.insert(at, "HEAD");
+        }
+        let allow = allowed.join(", ");
         Ok(PathEntry {
             template: template.to_owned(),
             route: Arc::from(route.as_str()),

@@ -340,10 +340,10 @@ pub(crate) fn add_chassis_endpoints(doc: &mut Value, metrics_path: Option<&str>)
                 "description": "Prometheus text format 0.0.4, or OpenMetrics 1.0 when \
                     `Accept` asks for `application/openmetrics-text`.",
                 "operationId": "chassisMetrics",
+                // The very Content-Types the endpoint sends.
                 "responses": {"200": {"description": "OK", "content": {
-                    "text/plain; version=0.0.4; charset=utf-8": {"schema": {"type": "string"}},
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8":
-                        {"schema": {"type": "string"}},
+                    prometheus::TEXT_FORMAT: {"schema": {"type": "string"}},
+                    crate::metrics::OPENMETRICS_TYPE: {"schema": {"type": "string"}},
                 }}}
             }}),
         );
