@@ -210,12 +210,9 @@ fn conclude(
     if validator.inner.options.responses != ResponseValidation::Reject {
         return res;
     }
-    v.problem(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Response validation failed",
-    )
-    .with_detail("the service's response breaks its own API contract")
-    .into_response()
+    v.problem(StatusCode::INTERNAL_SERVER_ERROR)
+        .with_detail("the service's response breaks its own API contract")
+        .into_response()
 }
 
 #[cfg(test)]

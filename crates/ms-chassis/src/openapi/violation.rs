@@ -213,8 +213,9 @@ impl Violations {
             .filter(|k| self.list.iter().any(|v| v.kind == *k))
     }
 
-    /// The 400 problem listing every violation.
-    pub(crate) fn problem(&self, status: StatusCode, title: &'static str) -> Problem {
+    /// The problem listing every violation. Its `type` is `about:blank`, so its title is
+    /// the status's phrase (RFC 9457 §4.2.1); what went wrong is in `detail` and `errors`.
+    pub(crate) fn problem(&self, status: StatusCode) -> Problem {
         let errors: Vec<Value> = self.list.iter().map(Violation::to_json).collect();
         let detail = if self.too_big_to_list {
             format!(
@@ -241,7 +242,6 @@ impl Violations {
             )
         };
         let mut p = Problem::new(status)
-            .with_title(title)
             .with_detail(detail)
             .with_extension("errors", errors);
         if self.truncated {
@@ -424,11 +424,14 @@ mod tests {
         assert_eq!(all.list[3].location, "body/3");
         assert_eq!(all.list[3].keyword, "pattern");
         assert_eq!(all.list[3].found.as_deref(), Some("b3"));
-        let p = all
-            .problem(StatusCode::BAD_REQUEST, "Request validation failed")
-            .to_json();
+        let p = all.problem(StatusCode::BAD_REQUEST).to_json();
         assert_eq!(p["errors"].as_array().unwrap().len(), 10);
         assert_eq!(p["truncated"], true);
+        assert_eq!(
+            (p["type"].as_str(), p["title"].as_str()),
+            (Some("about:blank"), Some("Bad Request")),
+            "about:blank has the status phrase for its title (RFC 9457)"
+        );
     }
 
     #[test]
@@ -457,9 +460,7 @@ mod tests {
         assert_eq!(all.list.len(), 1);
         assert_eq!(all.list[0].location, "body/0");
         assert!(all.truncated);
-        let p = all
-            .problem(StatusCode::BAD_REQUEST, "Request validation failed")
-            .to_json();
+        let p = all.problem(StatusCode::BAD_REQUEST).to_json();
         assert_eq!(p["truncated"], true);
         let detail = p["detail"].as_str().unwrap();
         assert!(

@@ -278,10 +278,7 @@ impl Validator {
         if let Some(m) = &self.inner.metrics {
             m.count(false, route, v.kinds());
         }
-        Some(
-            v.problem(StatusCode::BAD_REQUEST, "Request validation failed")
-                .into_response(),
-        )
+        Some(v.problem(StatusCode::BAD_REQUEST).into_response())
     }
 
     /// Checks a collected body, then decides.
