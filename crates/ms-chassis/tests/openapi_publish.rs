@@ -100,7 +100,7 @@ async fn the_spec_is_served_as_json_and_yaml_and_passes_the_validator() {
         let res = get(&format!("{}/metrics", s.url), &[("accept", accept)]).await;
         let sent = header(&res, "content-type");
         assert!(
-            documented.get(&sent).is_some(),
+            documented.get(sent).is_some(),
             "{accept}: sent {sent}, documented {documented}"
         );
     }
