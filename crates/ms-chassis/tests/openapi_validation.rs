@@ -771,3 +771,39 @@ async fn a_discriminator_on_a_base_schema_checks_the_schema_its_value_names() {
     assert_eq!(errors[0]["keyword"], "enum", "{errors:#?}");
     s.shutdown().await.unwrap();
 }
+
+const QUERY_EDGES: &str = "
+openapi: 3.0.3
+info: {title: edges, version: '1'}
+paths:
+  /q:
+    get:
+      parameters:
+        - {name: req, in: query, required: true, schema: {type: string}}
+        - {name: n, in: query, schema: {type: integer, nullable: true}}
+      responses: {'200': {description: ok}}
+";
+
+#[tokio::test]
+async fn a_badly_encoded_parameter_is_reported_once_and_no_style_writes_null() {
+    use ms_chassis::axum::Router;
+    use ms_chassis::axum::routing::get;
+    use ms_chassis::testing::TestService;
+
+    let (_dir, file) = support::spec_file(QUERY_EDGES);
+    let router = Router::new().route("/q", get(|| async { "ok" }));
+    let s = TestService::start(&format!("openapi: {{ file: {file} }}"), router)
+        .await
+        .unwrap();
+    let get = |q: &str| s.client().get(s.url(&format!("/q?{q}"))).send();
+    // Present, if undecodable: its encoding is the one violation, not "is required" too.
+    let errors = problem(get("req=%FF%FE").await.unwrap(), 400, "encoding").await;
+    assert_eq!(locations(&errors), ["query.req"], "{errors:#?}");
+    assert_eq!(errors[0]["keyword"], "encoding", "{errors:#?}");
+    // `n=null` is the text "null", not null: an integer it is not.
+    let errors = problem(get("req=x&n=null").await.unwrap(), 400, "null").await;
+    assert_eq!(locations(&errors), ["query.n"], "{errors:#?}");
+    assert_eq!(errors[0]["keyword"], "type", "{errors:#?}");
+    assert_eq!(get("req=x&n=3").await.unwrap().status(), 200);
+    s.shutdown().await.unwrap();
+}
