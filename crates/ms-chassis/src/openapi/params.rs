@@ -139,7 +139,7 @@ impl<'r> Inputs<'r> {
         Self {
             query: pairs,
             cookies: jar,
-            undecodable: undecodable,
+            undecodable,
         }
     }
 
