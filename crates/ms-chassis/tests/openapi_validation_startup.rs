@@ -94,6 +94,67 @@ fn a_document_the_openapi_meta_schema_rejects_names_file_and_line() {
 }
 
 #[test]
+fn a_pattern_that_does_not_compile_is_named_at_its_own_pointer() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "api.yaml",
+        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      parameters:\n        - {name: q, in: query, schema: {type: string, pattern: '\\p{Zz}'}}\n      responses:\n        '200': {description: ok}\n",
+    );
+    let e = start(&p).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "api.yaml:7: /paths/~1a/get/parameters/0/schema/pattern: the schema does not compile"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn path_parameters_and_the_template_must_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    // {id} in the template, no `id` path parameter: nothing would check that segment.
+    let p = write(
+        dir.path(),
+        "api.yaml",
+        &format!(
+            "{HEAD}paths:\n  /a/{{id}}:\n    get:\n      responses:\n        '200': {{description: ok}}\n"
+        ),
+    );
+    let e = start(&p).unwrap_err().to_string();
+    assert!(e.contains("api.yaml:5:"), "{e}");
+    assert!(
+        e.contains(
+            "the path template \"/a/{id}\" has {id}, and no path parameter \"id\" is declared"
+        ),
+        "{e}"
+    );
+    // A path parameter the template does not have: no request could carry it.
+    let p = write(
+        dir.path(),
+        "api.yaml",
+        &format!(
+            "{HEAD}paths:\n  /a:\n    get:\n      parameters:\n        - {{name: id, in: path, required: true, schema: {{type: string}}}}\n      responses:\n        '200': {{description: ok}}\n"
+        ),
+    );
+    let e = start(&p).unwrap_err().to_string();
+    assert!(e.contains("api.yaml:7:"), "{e}");
+    assert!(
+        e.contains("path parameter \"id\" is not in the path template \"/a\""),
+        "{e}"
+    );
+    // Declared once for the whole path: enough for each of its operations.
+    let p = write(
+        dir.path(),
+        "api.yaml",
+        &format!(
+            "{HEAD}paths:\n  /a/{{id}}:\n    parameters:\n      - {{name: id, in: path, required: true, schema: {{type: string}}}}\n    get:\n      responses:\n        '200': {{description: ok}}\n"
+        ),
+    );
+    start(&p).unwrap();
+}
+
+#[test]
 fn a_remote_ref_is_refused_and_never_fetched() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(

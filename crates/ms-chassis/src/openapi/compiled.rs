@@ -423,6 +423,44 @@ fn parse_template(template: &str) -> Result<(Vec<Segment>, usize), String> {
     Ok((segments, literals))
 }
 
+/// OpenAPI: every template expression of a path is a path parameter of each of its
+/// operations, and every path parameter names one. A spec that breaks this would leave a
+/// segment unchecked, or ask for a value no request can carry.
+fn check_path_params(
+    segments: &[Segment],
+    template: &str,
+    params: &[(RawParam, String)],
+    op_at: &str,
+) -> Result<(), String> {
+    let in_template = |name: &str| {
+        segments
+            .iter()
+            .any(|s| matches!(s, Segment::Param { name: n, .. } if n == name))
+    };
+    for (p, p_at) in params {
+        if p.location == In::Path && !in_template(&p.name) {
+            return Err(format!(
+                "{p_at}: path parameter {:?} is not in the path template {template:?}",
+                p.name
+            ));
+        }
+    }
+    for s in segments {
+        if let Segment::Param { name, .. } = s
+            && !params
+                .iter()
+                .any(|(p, _)| p.location == In::Path && p.name == *name)
+        {
+            return Err(format!(
+                "{op_at}: the path template {template:?} has {{{name}}}, and no path \
+                 parameter {name:?} is declared for it (in the operation's or the path's \
+                 parameters)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 const METHODS: [(&str, Method); 8] = [
     ("get", Method::GET),
     ("put", Method::PUT),
@@ -524,6 +562,16 @@ impl<'d> Compiler<'d> {
                         paths.push(entry);
                     }
                     Err(message) => {
+                        // A message that starts with the pointer of what is wrong inside
+                        // the path item is reported at that pointer's line.
+                        let (at, message) = match message.split_once(": ") {
+                            Some((inner, rest))
+                                if inner.starts_with(&at) && self.root.pointer(inner).is_some() =>
+                            {
+                                (inner.to_owned(), rest.to_owned())
+                            }
+                            _ => (at, message),
+                        };
                         let d = self.doc.diagnostic(&at, message);
                         self.errors.push(d);
                     }
@@ -583,11 +631,17 @@ impl<'d> Compiler<'d> {
         {
             Ok(validator) => Some(Schema { validator }),
             Err(e) => {
-                let inner = e.instance_path().as_str().to_owned();
-                let d = self.doc.diagnostic(
-                    &format!("{at}{inner}"),
-                    format!("the schema does not compile: {e}"),
-                );
+                // The error's path is where it is in the document the `$ref` reached: the
+                // whole pointer already, or one relative to `at`.
+                let inner = e.instance_path().as_str();
+                let pointer = if inner.starts_with(at) && self.request.pointer(inner).is_some() {
+                    inner.to_owned()
+                } else {
+                    format!("{at}{inner}")
+                };
+                let d = self
+                    .doc
+                    .diagnostic(&pointer, format!("the schema does not compile: {e}"));
                 self.errors.push(d);
                 None
             }
@@ -642,6 +696,7 @@ impl<'d> Compiler<'d> {
                     params.push(p.clone());
                 }
             }
+            check_path_params(&segments, template, &params, &op_at)?;
             let mut compiled = Vec::new();
             for (raw, p_at) in params {
                 compiled.push(self.param(raw, &p_at)?);

@@ -280,6 +280,13 @@ pub(crate) fn unescape(segment: &str) -> std::borrow::Cow<'_, str> {
 /// of every pointer in it.
 pub(crate) fn parse(text: &str, path: &Path) -> Result<(Value, SourceFile), SpecError> {
     let docs = MarkedYaml::load_from_str(text).map_err(|e| {
+        // A `.json` file is read as YAML too (for the lines), but is said to be bad JSON.
+        let json = path
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("json"));
+        if json && let Err(j) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            return SpecError::one(path, Some(j.line()), "", format!("invalid JSON: {j}"));
+        }
         SpecError::one(
             path,
             Some(e.marker().line()),
@@ -505,6 +512,17 @@ mod tests {
         let text = e.to_string();
         assert!(text.starts_with("bad.yaml:"), "{text}");
         assert!(text.contains("invalid YAML"), "{text}");
+        // A `.json` file is said to be bad JSON, at serde_json's line.
+        let e = parse(
+            "{\n  \"openapi\": \"3.1.0\",\n  \"paths\": {\n",
+            Path::new("api.json"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("api.json:4: invalid JSON: EOF while parsing"),
+            "{e}"
+        );
     }
 
     #[test]
