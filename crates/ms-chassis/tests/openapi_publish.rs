@@ -439,6 +439,22 @@ async fn config_mistakes_are_named_at_startup() {
         e.contains("openapi.ui.path: /metrics is already served by the chassis (metrics.path)"),
         "{e}"
     );
+    // A spec file that is not there: the key, and where it was looked for.
+    let svc = Service::builder()
+        .yaml(TEST_BASE)
+        .yaml("openapi: { file: no-such-api.yaml }")
+        .build()
+        .unwrap();
+    let e = svc.start(Router::new()).await.unwrap_err().to_string();
+    let cwd = std::env::current_dir().unwrap().join("no-such-api.yaml");
+    assert!(
+        e.contains(&format!(
+            "openapi.file: cannot read the OpenAPI spec \"no-such-api.yaml\" ({}, relative to \
+             the working directory)",
+            cwd.display()
+        )),
+        "{e}"
+    );
     // A code-first document that is not an object fails the start, saying so.
     let svc = Service::builder().yaml(TEST_BASE).build().unwrap();
     let e = svc

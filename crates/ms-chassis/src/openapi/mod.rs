@@ -85,6 +85,21 @@ pub enum OpenApiError {
     /// The validation failure counters could not be registered.
     #[error("registering the OpenAPI validation metrics: {0}")]
     Metrics(String),
+    /// The file `openapi.file` names could not be read.
+    #[error(
+        "openapi.file: cannot read the OpenAPI spec {file:?} ({}{}): {source}",
+        resolved.display(),
+        if std::path::Path::new(file).is_relative() { ", relative to the working directory" } else { "" }
+    )]
+    File {
+        /// `openapi.file` as configured.
+        file: String,
+        /// The path it was read at.
+        resolved: std::path::PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The spec in effect: the bundled, prepared OpenAPI document the service publishes and
@@ -101,7 +116,19 @@ pub(crate) fn spec_in_effect(
     service: &ServiceSection,
 ) -> Result<Option<SpecInEffect>, OpenApiError> {
     if let Some(file) = &config.file {
-        return Ok(Some(SpecInEffect(Document::load(file)?)));
+        return match Document::load(file) {
+            Ok(doc) => Ok(Some(SpecInEffect(doc))),
+            // The file itself (not one its `$ref`s name): say which key, and where it
+            // was looked for.
+            Err(SpecError::Read { path, source }) if path == std::path::Path::new(file) => {
+                Err(OpenApiError::File {
+                    file: file.clone(),
+                    resolved: std::path::absolute(&path).unwrap_or(path),
+                    source,
+                })
+            }
+            Err(e) => Err(e.into()),
+        };
     }
     match code_first {
         None => Ok(None),
