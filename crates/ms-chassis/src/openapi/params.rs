@@ -17,7 +17,7 @@ use smallvec::SmallVec;
 
 use super::compiled::{In, Operation, Param, PathEntry, Shape, Style, Types};
 use super::security::SchemeKind;
-use super::violation::{Kind, Violations};
+use super::violation::{Kind, Violations, truncate};
 
 /// The query pairs (decoded) and cookies of a request, parsed once for the parameters and
 /// the security check. A request's few pairs stay on the stack.
@@ -109,7 +109,7 @@ impl<'r> Inputs<'r> {
                         },
                         Cow::into_owned,
                     );
-                    let location = format!("query.{}", super::violation::truncate(&name));
+                    let location = format!("query.{}", truncate(&name));
                     undecodable.push(name);
                     v.add(
                         Kind::Query,
@@ -268,7 +268,7 @@ pub(crate) fn check(
             if !known_query(op, name) {
                 v.add(
                     Kind::Query,
-                    format!("query.{}", super::violation::truncate(name)),
+                    format!("query.{}", truncate(name)),
                     "unknown",
                     "is not a parameter of this operation",
                     None,
@@ -456,7 +456,8 @@ fn query_value(p: &Param, inputs: &Inputs<'_>, v: &mut Violations) -> Option<Rea
                 {
                     let t = props.get(key).copied().unwrap_or_default();
                     if m.insert(key.to_owned(), coerce(val, t)).is_some() {
-                        repeated(v, Kind::Query, format!("{}[{key}]", p.location_name), 2);
+                        let at = format!("{}[{}]", p.location_name, truncate(key));
+                        repeated(v, Kind::Query, at, 2);
                         return Some(Read::Invalid);
                     }
                 }
@@ -469,7 +470,7 @@ fn query_value(p: &Param, inputs: &Inputs<'_>, v: &mut Violations) -> Option<Rea
                 if let Some(t) = props.get(k.as_ref())
                     && m.insert(k.to_string(), coerce(val, *t)).is_some()
                 {
-                    repeated(v, Kind::Query, format!("query.{k}"), 2);
+                    repeated(v, Kind::Query, format!("query.{}", truncate(k)), 2);
                     return Some(Read::Invalid);
                 }
             }
