@@ -675,6 +675,8 @@ impl<'d> Compiler<'d> {
     fn path(&mut self, template: &str, item: &Value, at: &str) -> Result<PathEntry, String> {
         let route = format!("{}{template}", self.base);
         let (segments, literals) = parse_template(&route)?;
+        // The template's own expressions, not any left in the servers URL.
+        let (own_segments, _) = parse_template(template)?;
         let (item_at, item) = if item.get("$ref").is_some() {
             self.deref(at)?
         } else {
@@ -696,7 +698,7 @@ impl<'d> Compiler<'d> {
                     params.push(p.clone());
                 }
             }
-            check_path_params(&segments, template, &params, &op_at)?;
+            check_path_params(&own_segments, template, &params, &op_at)?;
             let mut compiled = Vec::new();
             for (raw, p_at) in params {
                 compiled.push(self.param(raw, &p_at)?);
@@ -1099,7 +1101,7 @@ mod tests {
     #[test]
     fn templates_match_most_specific_first() {
         let d = doc(
-            "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a/{id}:\n    get: {responses: {'200': {description: ok}}}\n  /a/me:\n    get: {responses: {'200': {description: ok}}}\n  /f/{name}.json:\n    get: {responses: {'200': {description: ok}}}\n",
+            "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a/{id}:\n    parameters: [{name: id, in: path, required: true, schema: {type: string}}]\n    get: {responses: {'200': {description: ok}}}\n  /a/me:\n    get: {responses: {'200': {description: ok}}}\n  /f/{name}.json:\n    parameters: [{name: name, in: path, required: true, schema: {type: string}}]\n    get: {responses: {'200': {description: ok}}}\n",
         );
         let v = Validator::compile(&d, ValidationOptions::default()).unwrap();
         let c = &v.inner.compiled;
@@ -1114,7 +1116,7 @@ mod tests {
     #[test]
     fn paths_are_under_the_first_servers_path() {
         let d = doc(
-            "openapi: 3.1.0\ninfo: {title: t, version: '1'}\nservers:\n  - url: 'https://api.example.com/{v}/'\n    variables: {v: {default: v1}}\n  - url: /other\npaths:\n  /a/{id}:\n    get: {responses: {'200': {description: ok}}}\n",
+            "openapi: 3.1.0\ninfo: {title: t, version: '1'}\nservers:\n  - url: 'https://api.example.com/{v}/'\n    variables: {v: {default: v1}}\n  - url: /other\npaths:\n  /a/{id}:\n    parameters: [{name: id, in: path, required: true, schema: {type: string}}]\n    get: {responses: {'200': {description: ok}}}\n",
         );
         let v = Validator::compile(&d, ValidationOptions::default()).unwrap();
         let c = &v.inner.compiled;
