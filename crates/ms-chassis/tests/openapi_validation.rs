@@ -782,6 +782,14 @@ paths:
         - {name: req, in: query, required: true, schema: {type: string}}
         - {name: n, in: query, schema: {type: integer, nullable: true}}
       responses: {'200': {description: ok}}
+    post:
+      requestBody:
+        content:
+          application/json:
+            schema:
+              type: object
+              properties: {i: {type: integer}, x: {type: number}}
+      responses: {'200': {description: ok}}
 ";
 
 #[tokio::test]
@@ -805,5 +813,36 @@ async fn a_badly_encoded_parameter_is_reported_once_and_no_style_writes_null() {
     assert_eq!(locations(&errors), ["query.n"], "{errors:#?}");
     assert_eq!(errors[0]["keyword"], "type", "{errors:#?}");
     assert_eq!(get("req=x&n=3").await.unwrap().status(), 200);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_3_0_integer_is_written_without_a_fraction_or_an_exponent() {
+    use ms_chassis::axum::Router;
+    use ms_chassis::axum::routing::post;
+    use ms_chassis::testing::TestService;
+
+    let (_dir, file) = support::spec_file(QUERY_EDGES);
+    let router = Router::new().route("/q", post(|| async { "ok" }));
+    let s = TestService::start(&format!("openapi: {{ file: {file} }}"), router)
+        .await
+        .unwrap();
+    let post = |body: &'static str| {
+        s.client()
+            .post(s.url("/q"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // Draft 4's integer, as openapi-core reads 3.0 (2020-12, and so 3.1, takes 1.0).
+    for body in [r#"{"i": 1.0}"#, r#"{"i": 1e2}"#, r#"{"i": 1.5}"#] {
+        let errors = problem(post(body).await.unwrap(), 400, body).await;
+        assert_eq!(locations(&errors), ["body/i"], "{body}: {errors:#?}");
+        assert_eq!(errors[0]["keyword"], "type", "{body}: {errors:#?}");
+        assert_eq!(errors[0]["expected"], "integer", "{body}: {errors:#?}");
+    }
+    for body in [r#"{"i": 100, "x": 1.0}"#, r#"{"i": -7, "x": 2e3}"#] {
+        assert_eq!(post(body).await.unwrap().status(), 200, "{body}");
+    }
     s.shutdown().await.unwrap();
 }

@@ -17,7 +17,7 @@ use jsonschema::{Draft, Registry};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::Value;
 
-use super::dialect::{View, translate};
+use super::dialect::{INTEGER_LITERAL, IntegerLiteral, View, translate};
 use super::document::{Diagnostic, Document, SpecError, escape};
 use super::security::{CredentialVerifier, Scheme, SchemeKind};
 use super::validate::{ValidationLayer, ValidationMetrics, ValidationOptions};
@@ -627,6 +627,7 @@ impl<'d> Compiler<'d> {
             .with_registry(&self.registry)
             .should_validate_formats(true)
             .with_format("byte", is_base64)
+            .with_keyword(INTEGER_LITERAL, IntegerLiteral::factory)
             .build(&wrapper)
         {
             Ok(validator) => Some(Schema { validator }),

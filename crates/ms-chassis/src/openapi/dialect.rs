@@ -87,6 +87,7 @@ impl Translator<'_> {
                 m.retain(|k, _| k == "$ref");
                 return;
             }
+            integer_literal(m);
             nullable(m);
             exclusive_bound(m, "exclusiveMinimum", "minimum");
             exclusive_bound(m, "exclusiveMaximum", "maximum");
@@ -426,6 +427,52 @@ fn integer_width(m: &mut Map<String, Value>) {
     }
 }
 
+/// The keyword that gives 3.0's `type: integer` its draft-4 meaning: a number written
+/// without a fraction or an exponent (`1`, not `1.0` or `1e2`, which 2020-12 counts as
+/// integers). openapi-core reads 3.0 so, and a Rust handler's `i64` refuses `1.0` too.
+pub(crate) const INTEGER_LITERAL: &str = "x-ms-chassis-integer-literal";
+
+fn integer_literal(m: &mut Map<String, Value>) {
+    if m.get("type").and_then(Value::as_str) == Some("integer") {
+        m.insert(INTEGER_LITERAL.into(), Value::Bool(true));
+    }
+}
+
+/// [`INTEGER_LITERAL`]: serde_json keeps a number written with a fraction or an exponent
+/// as an `f64`, and one written as an integer as an `i64` or a `u64`. A fraction the
+/// `type` keyword already refuses, so only whole `f64`s are this keyword's to refuse.
+pub(crate) struct IntegerLiteral;
+
+impl IntegerLiteral {
+    /// The factory `jsonschema::options().with_keyword` takes.
+    pub(crate) fn factory<'a>(
+        _: &'a Map<String, Value>,
+        _: &'a Value,
+        _: jsonschema::paths::Location,
+    ) -> Result<Box<dyn for<'i> jsonschema::Keyword<'i>>, jsonschema::ValidationError<'a>> {
+        Ok(Box::new(IntegerLiteral))
+    }
+}
+
+impl<'i> jsonschema::Keyword<'i> for IntegerLiteral {
+    fn validate(&self, instance: &'i Value) -> Result<(), jsonschema::ValidationError<'i>> {
+        if jsonschema::Keyword::is_valid(self, instance) {
+            Ok(())
+        } else {
+            Err(jsonschema::ValidationError::custom(
+                "is a number written with a fraction or an exponent, not an integer",
+            ))
+        }
+    }
+
+    fn is_valid(&self, instance: &'i Value) -> bool {
+        match instance {
+            Value::Number(n) => !n.is_f64() || n.as_f64().is_some_and(|f| f.fract() != 0.0),
+            _ => true,
+        }
+    }
+}
+
 /// 3.0 `nullable: true` beside a `type`: `null` is one more type. Without a `type` it has
 /// no effect, and the other keywords keep their meaning, so an `enum` without `null` still
 /// refuses it: OpenAPI 3.0.3 and the OAI's nullable clarification say both.
@@ -477,7 +524,8 @@ mod tests {
         );
         assert_eq!(
             s,
-            json!({"type": ["integer", "null"], "exclusiveMinimum": 1, "maximum": 9, "enum": [1, 2]})
+            json!({"type": ["integer", "null"], "exclusiveMinimum": 1, "maximum": 9, "enum": [1, 2],
+                   INTEGER_LITERAL: true})
         );
         let check = |schema: Value| {
             let s = one(schema, SpecVersion::V3_0, View::Request);

@@ -14,6 +14,7 @@ use jsonschema::ValidationError;
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde_json::{Value, json};
 
+use super::dialect::INTEGER_LITERAL;
 use crate::server::Problem;
 
 /// The kind of place a violation is in: the bounded `location` label of the failure
@@ -389,6 +390,10 @@ fn from_schema_error(kind: Kind, location: &str, e: &ValidationError<'_>) -> Vio
         K::BacktrackLimitExceeded { .. } | K::RegexEngineFailure { .. } => {
             ("could not be checked against the pattern".into(), None)
         }
+        // 3.0's draft-4 integer: reported as the type error it is.
+        K::Custom { keyword, .. } if keyword == INTEGER_LITERAL => {
+            ("has the wrong type".into(), Some("integer".into()))
+        }
         _ => {
             let mut m = e.to_string();
             m = truncate(&m);
@@ -396,10 +401,14 @@ fn from_schema_error(kind: Kind, location: &str, e: &ValidationError<'_>) -> Vio
         }
     };
     let found = kind.shows_values().then(|| found_value(e.instance()));
+    let keyword = match e.kind().keyword() {
+        INTEGER_LITERAL => "type",
+        other => other,
+    };
     Violation {
         kind,
         location,
-        keyword: Cow::Owned(e.kind().keyword().to_owned()),
+        keyword: Cow::Owned(keyword.to_owned()),
         message: message.into_owned(),
         expected,
         found,
