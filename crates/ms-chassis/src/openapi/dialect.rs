@@ -2,7 +2,8 @@
 //! that one standard validator (`jsonschema`) checks both 3.0 and 3.1 specs.
 //!
 //! OpenAPI 3.0 schemas are an extended subset of draft 4 whose words mean something else
-//! in 2020-12 (`nullable`, boolean `exclusiveMinimum`, `$ref` hiding its siblings), and both
+//! in 2020-12 (`nullable`, boolean `exclusiveMinimum`, `$ref` hiding its siblings, and
+//! `integer`, which 2020-12 widens to `1.0`; that one takes a keyword of ours), and both
 //! versions give `readOnly`, `writeOnly` and `discriminator` a request/response meaning that
 //! JSON Schema leaves to annotations. Rewriting the schemas — into one copy of the document
 //! for requests and one for responses — keeps that meaning out of the hot path entirely:
