@@ -62,11 +62,23 @@ async fn query_parameters_are_typed_by_their_schema_and_style() {
             ("limit=5&limit=1000", "query.limit", "repeated"),
             ("ids=1&ids=x", "query.ids", "repeated"),
             (
-                "filter[min]=x&filter[min]=1",
-                "query.filter[min]",
+                "filter[min]=x&filter[min]=1&filter[min]=2",
+                "query.filter/min",
                 "repeated",
             ),
         ];
+        let errors = problem(
+            get("filter[min]=1&filter[min]=2&filter[min]=3")
+                .await
+                .unwrap(),
+            400,
+            spec,
+        )
+        .await;
+        let message = at(&errors, "query.filter/min", spec)["message"]
+            .as_str()
+            .unwrap();
+        assert!(message.contains("is given 3 times"), "{spec}: {message}");
         for (q, location, keyword) in cases {
             let errors = problem(get(q).await.unwrap(), 400, spec).await;
             assert_eq!(errors.len(), 1, "{spec} {q}: {errors:#?}");
@@ -781,6 +793,7 @@ paths:
       parameters:
         - {name: req, in: query, required: true, schema: {type: string}}
         - {name: n, in: query, schema: {type: integer, nullable: true}}
+        - {name: o, in: query, explode: false, schema: {type: object, properties: {a: {type: integer}}}}
       responses: {'200': {description: ok}}
     post:
       requestBody:
@@ -812,7 +825,11 @@ async fn a_badly_encoded_parameter_is_reported_once_and_no_style_writes_null() {
     let errors = problem(get("req=x&n=null").await.unwrap(), 400, "null").await;
     assert_eq!(locations(&errors), ["query.n"], "{errors:#?}");
     assert_eq!(errors[0]["keyword"], "type", "{errors:#?}");
-    assert_eq!(get("req=x&n=3").await.unwrap().status(), 200);
+    assert_eq!(get("req=x&n=3&o=a,1").await.unwrap().status(), 200);
+    // A member of a non-exploded object given twice (`o=a,x,a,1`): neither copy passes.
+    let errors = problem(get("req=x&o=a,x,a,1").await.unwrap(), 400, "o").await;
+    assert_eq!(locations(&errors), ["query.o/a"], "{errors:#?}");
+    assert_eq!(errors[0]["keyword"], "repeated", "{errors:#?}");
     s.shutdown().await.unwrap();
 }
 
@@ -841,7 +858,13 @@ async fn a_3_0_integer_is_written_without_a_fraction_or_an_exponent() {
         assert_eq!(errors[0]["keyword"], "type", "{body}: {errors:#?}");
         assert_eq!(errors[0]["expected"], "integer", "{body}: {errors:#?}");
     }
-    for body in [r#"{"i": 100, "x": 1.0}"#, r#"{"i": -7, "x": 2e3}"#] {
+    // `-0` and integers past 64 bits are written as integers, if read as floats.
+    for body in [
+        r#"{"i": 100, "x": 1.0}"#,
+        r#"{"i": -7, "x": 2e3}"#,
+        r#"{"i": -0}"#,
+        r#"{"i": 100000000000000000000000}"#,
+    ] {
         assert_eq!(post(body).await.unwrap().status(), 200, "{body}");
     }
     s.shutdown().await.unwrap();

@@ -155,6 +155,18 @@ async fn multipart_bodies_are_checked_part_by_part() {
     );
     assert!(text.contains("extra"), "the unknown part is named: {text}");
 
+    // A name repeated where the schema wants one value: neither copy may go unchecked.
+    let twice = multipart(&[
+        ("name", None, None, b"Widget"),
+        ("count", None, None, b"x"),
+        ("count", None, None, b"1"),
+        ("file", Some("f"), None, b"x"),
+    ]);
+    let (status, problem) = send(&s, &ct, twice).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(locations(&problem), ["body/count"], "{problem}");
+    assert!(problem.to_string().contains("repeated"), "{problem}");
+
     // A part that should be JSON and is not.
     let not_json = multipart(&[
         ("name", None, None, b"Widget"),

@@ -108,6 +108,17 @@ fn a_pattern_that_does_not_compile_is_named_at_its_own_pointer() {
         ),
         "{e}"
     );
+    // In a component the operation refers to: named where it is, not where it is used.
+    let p = write(
+        dir.path(),
+        "api.yaml",
+        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      parameters:\n        - {name: q, in: query, schema: {$ref: '#/components/schemas/Q'}}\n      responses:\n        '200': {description: ok}\ncomponents:\n  schemas:\n    Q:\n      type: string\n      pattern: '[z-a]'\n",
+    );
+    let e = start(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("api.yaml:14: /components/schemas/Q/pattern: the schema does not compile"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -632,10 +632,11 @@ impl<'d> Compiler<'d> {
         {
             Ok(validator) => Some(Schema { validator }),
             Err(e) => {
-                // The error's path is where it is in the document the `$ref` reached: the
-                // whole pointer already, or one relative to `at`.
+                // The error's path is where it is in the document the `$ref` reached (under
+                // `at`, or in a component `at` refers to), or one relative to `at`. A
+                // relative one starts with a schema keyword, never a document's root key.
                 let inner = e.instance_path().as_str();
-                let pointer = if inner.starts_with(at) && self.request.pointer(inner).is_some() {
+                let pointer = if !inner.is_empty() && self.request.pointer(inner).is_some() {
                     inner.to_owned()
                 } else {
                     format!("{at}{inner}")

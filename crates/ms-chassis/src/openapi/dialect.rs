@@ -441,7 +441,8 @@ fn integer_literal(m: &mut Map<String, Value>) {
 
 /// [`INTEGER_LITERAL`]: serde_json keeps a number written with a fraction or an exponent
 /// as an `f64`, and one written as an integer as an `i64` or a `u64`. A fraction the
-/// `type` keyword already refuses, so only whole `f64`s are this keyword's to refuse.
+/// `type` keyword already refuses, so only whole `f64`s are this keyword's to refuse, but
+/// not all: `-0` and integers beyond 64 bits are `f64`s too, written as integers.
 pub(crate) struct IntegerLiteral;
 
 impl IntegerLiteral {
@@ -468,7 +469,12 @@ impl<'i> jsonschema::Keyword<'i> for IntegerLiteral {
 
     fn is_valid(&self, instance: &'i Value) -> bool {
         match instance {
-            Value::Number(n) => !n.is_f64() || n.as_f64().is_some_and(|f| f.fract() != 0.0),
+            Value::Number(n) => {
+                !n.is_f64()
+                    || n.as_f64().is_some_and(|f| {
+                        f.fract() != 0.0 || f == 0.0 || f.abs() >= 9_223_372_036_854_775_808.0
+                    })
+            }
             _ => true,
         }
     }

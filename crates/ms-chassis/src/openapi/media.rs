@@ -155,14 +155,27 @@ pub(crate) fn check_multipart(
             if let Value::Array(items) = entry {
                 items.push(value);
             }
-        } else {
-            object.insert(name, value);
+        } else if object.insert(name.clone(), value).is_some() {
+            return repeated_field(v, &name);
         }
     }
     let value = Value::Object(object);
     if !schema.validator.is_valid(&value) {
         v.schema_errors(Kind::Body, "body", &schema.validator, &value);
     }
+}
+
+/// A form or multipart field that is not an array was given more than once: which copy
+/// the handler reads is its own choice, so neither may go unchecked.
+fn repeated_field(v: &mut Violations, name: &str) {
+    v.add(
+        Kind::Body,
+        format!("body/{}", super::violation::truncate(&escape(name))),
+        "repeated",
+        "is given more than once, and only an array field may repeat",
+        Some("one value".into()),
+        None,
+    );
 }
 
 /// Reads an `application/x-www-form-urlencoded` body as an object (each value typed by its
@@ -204,26 +217,13 @@ pub(crate) fn check_form(media: &Media, bytes: &[u8], v: &mut Violations) {
                     items.push(coerce(&val, *t));
                 }
             }
-            // A field that is not an array given twice: which copy the handler reads is
-            // its own choice, so neither may go unchecked.
             shape => {
                 let value = match shape {
                     Some(Shape::Scalar(t)) => coerce(&val, *t),
                     _ => Value::String(val.into_owned()),
                 };
                 if object.insert(k.to_string(), value).is_some() {
-                    v.add(
-                        Kind::Body,
-                        format!(
-                            "body/{}",
-                            super::violation::truncate(&k.replace('~', "~0").replace('/', "~1"))
-                        ),
-                        "repeated",
-                        "is given more than once, and only an array field may repeat",
-                        Some("one value".into()),
-                        None,
-                    );
-                    return;
+                    return repeated_field(v, &k);
                 }
             }
         }

@@ -186,8 +186,9 @@ pub(crate) fn coerce(text: &str, types: Types) -> Value {
     Value::String(text.to_owned())
 }
 
-fn split_value(text: &str, shape: &Shape, sep: char) -> Value {
-    match shape {
+/// `text` read as `shape`; an object's members alternate with their values (`k1,v1,k2,v2`).
+fn split_value(text: &str, shape: &Shape, sep: char) -> Read {
+    Read::Value(match shape {
         Shape::Scalar(t) => coerce(text, *t),
         Shape::Array(t) => Value::Array(
             text.split(sep)
@@ -200,11 +201,14 @@ fn split_value(text: &str, shape: &Shape, sep: char) -> Value {
             let mut it = text.split(sep);
             while let (Some(k), Some(v)) = (it.next(), it.next()) {
                 let t = props.get(k).copied().unwrap_or_default();
-                m.insert(k.to_owned(), coerce(v, t));
+                if m.insert(k.to_owned(), coerce(v, t)).is_some() {
+                    let n = text.split(sep).step_by(2).filter(|x| *x == k).count();
+                    return Read::Repeated(k.to_owned(), n);
+                }
             }
             Value::Object(m)
         }
-    }
+    })
 }
 
 /// An exploded object: `k1=v1,k2=v2` in `simple` style, `.k1=v1.k2=v2` in `label` style
@@ -213,14 +217,18 @@ fn exploded_object(
     text: &str,
     props: &std::collections::HashMap<String, Types>,
     sep: char,
-) -> Value {
+) -> Read {
+    let key = |part: &'_ str| part.split_once('=').map_or(part, |(k, _)| k).to_owned();
     let mut m = Map::new();
     for part in text.split(sep).filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
         let t = props.get(k).copied().unwrap_or_default();
-        m.insert(k.to_owned(), coerce(v, t));
+        if m.insert(k.to_owned(), coerce(v, t)).is_some() {
+            let n = text.split(sep).filter(|p| key(p) == k).count();
+            return Read::Repeated(k.to_owned(), n);
+        }
     }
-    Value::Object(m)
+    Read::Value(Value::Object(m))
 }
 
 /// Checks every parameter of `op` (and, with `strict`, that the query has no others).
@@ -332,6 +340,10 @@ fn judge_value(p: &Param, value: Option<Read>, v: &mut Violations) {
                 return;
             }
         },
+        Read::Repeated(member, n) => {
+            let at = format!("{}/{}", p.location_name, truncate(&member));
+            return repeated(v, kind(p.location), at, n);
+        }
         Read::Invalid => return,
     };
     if let Some(s) = &p.schema
@@ -345,6 +357,8 @@ enum Read {
     Value(Value),
     /// JSON text of a `content` parameter, to parse.
     Json(String),
+    /// An object's member given `n` times.
+    Repeated(String, usize),
     /// Already reported.
     Invalid,
 }
@@ -363,8 +377,8 @@ fn scalar_or_split(p: &Param, text: &str, sep: char) -> Read {
         return Read::Json(text.to_owned());
     }
     match &p.shape {
-        Shape::Object(props) if p.explode => Read::Value(exploded_object(text, props, sep)),
-        shape => Read::Value(split_value(text, shape, sep)),
+        Shape::Object(props) if p.explode => exploded_object(text, props, sep),
+        shape => split_value(text, shape, sep),
     }
 }
 
@@ -456,9 +470,8 @@ fn query_value(p: &Param, inputs: &Inputs<'_>, v: &mut Violations) -> Option<Rea
                 {
                     let t = props.get(key).copied().unwrap_or_default();
                     if m.insert(key.to_owned(), coerce(val, t)).is_some() {
-                        let at = format!("{}[{}]", p.location_name, truncate(key));
-                        repeated(v, Kind::Query, at, 2);
-                        return Some(Read::Invalid);
+                        let n = inputs.query.iter().filter(|(k2, _)| k2 == k).count();
+                        return Some(Read::Repeated(key.to_owned(), n));
                     }
                 }
             }
@@ -470,7 +483,8 @@ fn query_value(p: &Param, inputs: &Inputs<'_>, v: &mut Violations) -> Option<Rea
                 if let Some(t) = props.get(k.as_ref())
                     && m.insert(k.to_string(), coerce(val, *t)).is_some()
                 {
-                    repeated(v, Kind::Query, format!("query.{}", truncate(k)), 2);
+                    let n = inputs.query.iter().filter(|(k2, _)| k2 == k).count();
+                    repeated(v, Kind::Query, format!("query.{}", truncate(k)), n);
                     return Some(Read::Invalid);
                 }
             }
@@ -489,7 +503,7 @@ fn query_value(p: &Param, inputs: &Inputs<'_>, v: &mut Violations) -> Option<Rea
                 Style::PipeDelimited => '|',
                 _ => ',',
             };
-            Some(Read::Value(split_value(text?, shape, sep)))
+            Some(split_value(text?, shape, sep))
         }
     }
 }
@@ -574,10 +588,10 @@ mod tests {
         assert_eq!(coerce("1.5", Types(Types::NUMBER)), json!(1.5));
         assert_eq!(coerce("true", Types(Types::BOOLEAN)), json!(true));
         assert_eq!(coerce("10", Types(Types::STRING)), json!("10"));
-        assert_eq!(
-            split_value("1,2,x", &Shape::Array(int), ','),
-            json!([1, 2, "x"])
-        );
+        let Read::Value(v) = split_value("1,2,x", &Shape::Array(int), ',') else {
+            panic!("an array")
+        };
+        assert_eq!(v, json!([1, 2, "x"]));
     }
 
     #[test]

@@ -187,7 +187,8 @@ impl Violations {
         // `iter_errors` collects every error before it yields the first, each a few hundred
         // bytes: on a big instance that breaks its schema everywhere (a 2 MiB array of
         // bad strings) that is hundreds of MB. Past the budget, only the first is listed.
-        if more_values_than(instance, LISTED_VALUES) {
+        // The instance itself is not one of its members and items.
+        if more_values_than(instance, LISTED_VALUES + 1) {
             if let Err(e) = validator.validate(instance) {
                 let v = from_schema_error(kind, location, &e);
                 self.push(v);
@@ -449,19 +450,19 @@ mod tests {
             &json!({"type": "array", "items": {"type": "string", "pattern": "^a"}}),
         )
         .unwrap();
-        let at_budget = Value::Array(vec![json!("b"); LISTED_VALUES - 1]);
-        assert!(!more_values_than(&at_budget, LISTED_VALUES));
+        let at_budget = Value::Array(vec![json!("b"); LISTED_VALUES]);
+        assert!(!more_values_than(&at_budget, LISTED_VALUES + 1));
         let mut all = Violations::new(100);
         all.schema_errors(Kind::Body, "body", &v, &at_budget);
         assert_eq!(all.list.len(), 100, "listed up to max_errors");
         assert!(!all.too_big_to_list);
 
-        let over = Value::Array(vec![json!("b"); LISTED_VALUES]);
-        assert!(more_values_than(&over, LISTED_VALUES));
+        let over = Value::Array(vec![json!("b"); LISTED_VALUES + 1]);
+        assert!(more_values_than(&over, LISTED_VALUES + 1));
         let nested =
             json!({"a": [[{"b": vec![1; LISTED_VALUES / 2]}], vec![2; LISTED_VALUES / 2]]});
         assert!(
-            more_values_than(&nested, LISTED_VALUES),
+            more_values_than(&nested, LISTED_VALUES + 1),
             "members of members count"
         );
         let mut all = Violations::new(100);
