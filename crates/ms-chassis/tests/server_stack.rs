@@ -286,3 +286,18 @@ async fn the_management_port_carries_the_chassis_endpoints() {
     );
     svc.running.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_a_path_lacks_is_a_405_problem_with_allow() {
+    let svc = support::start("", Router::new().route("/x", get(|| async { "x" }))).await;
+    let c = support::client();
+    // A user route, and a chassis endpoint: the same answer, with what the path takes.
+    for path in ["/x", "/health", "/metrics"] {
+        let res = c.post(format!("{}{path}", svc.url)).send().await.unwrap();
+        let allow = res.headers()["allow"].to_str().unwrap().to_owned();
+        assert!(allow.contains("GET"), "{path}: Allow {allow}");
+        let body = problem(res, 405).await;
+        assert_eq!(body["title"], "Method Not Allowed", "{path}: {body}");
+    }
+    svc.running.shutdown().await.unwrap();
+}

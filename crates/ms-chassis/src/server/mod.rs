@@ -131,7 +131,13 @@ impl Dispatch {
     /// `axum::serve` does the same, once per connection.
     pub(crate) fn new(chassis: Option<(Router, Vec<String>)>, user: Option<Router>) -> Self {
         Self {
-            chassis: chassis.map(|(router, paths)| Arc::new((router.with_state(()), paths))),
+            chassis: chassis.map(|(router, paths)| {
+                // A chassis endpoint asked with a method it lacks: problem+json, as the
+                // user's routes answer (axum adds `Allow` to the fallback's 405).
+                let router = router
+                    .method_not_allowed_fallback(|| async { problem::method_not_allowed(None) });
+                Arc::new((router.with_state(()), paths))
+            }),
             user: user.map(|router| router.with_state(())),
             peer: None,
         }

@@ -188,6 +188,18 @@ pub(crate) fn problem(status: StatusCode, detail: &str) -> Response<Body> {
     problem_with(status, detail, Map::new())
 }
 
+/// The problem for axum's empty 405, keeping its `Allow`.
+pub(crate) fn method_not_allowed(allow: Option<HeaderValue>) -> Response<Body> {
+    let mut res = problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this path does not take this method (see Allow)",
+    );
+    if let Some(allow) = allow {
+        res.headers_mut().insert(header::ALLOW, allow);
+    }
+    res
+}
+
 /// [`problem`] with extension members (`"field": "level"`) beside the standard ones.
 pub(crate) fn problem_with(
     status: StatusCode,

@@ -3,8 +3,8 @@
 //! routing, so it knows the matched route template (`/books/{id}`) from the start. In
 //! order: the request id, the trace context and the server span, the request context (for
 //! logs), RED metrics and the access log line, then the request guard (panic catcher,
-//! concurrency limits, body size, timeout); and problem+json for axum's empty 404, which
-//! is only recognisable here, where a miss is known to be a routing miss.
+//! concurrency limits, body size, timeout); and problem+json for axum's empty 404 and 405,
+//! which are only recognisable here, where a miss is known to be a routing miss.
 //!
 //! One layer rather than an outer one around the router and an inner one per route: every
 //! layer moves the request and nests one more future, and `Router::layer` is needed anyway
@@ -28,7 +28,7 @@ use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 
 use super::guard::{GuardFuture, Limits};
-use super::problem::problem;
+use super::problem::{method_not_allowed, problem};
 use super::{RequestId, X_REQUEST_ID};
 use crate::client::Forwarding;
 use crate::metrics::HttpInstruments;
@@ -166,11 +166,12 @@ where
             this.shared.limits.finish(*this.start);
         }
         let route = this.route.as_ref().map(MatchedPath::as_str);
-        if route.is_none()
-            && res.status() == StatusCode::NOT_FOUND
-            && !res.headers().contains_key(header::CONTENT_TYPE)
-        {
-            res = problem(StatusCode::NOT_FOUND, "no route matches this path");
+        if !res.headers().contains_key(header::CONTENT_TYPE) {
+            if route.is_none() && res.status() == StatusCode::NOT_FOUND {
+                res = problem(StatusCode::NOT_FOUND, "no route matches this path");
+            } else if res.status() == StatusCode::METHOD_NOT_ALLOWED {
+                res = method_not_allowed(res.headers().get(header::ALLOW).cloned());
+            }
         }
         // Put back after every poll, so it is here once the request is done.
         let Some(ctx) = this.inner.take_value() else {
