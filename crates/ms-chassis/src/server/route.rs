@@ -166,12 +166,16 @@ where
             this.shared.limits.finish(*this.start);
         }
         let route = this.route.as_ref().map(MatchedPath::as_str);
-        if !res.headers().contains_key(header::CONTENT_TYPE) {
-            if route.is_none() && res.status() == StatusCode::NOT_FOUND {
+        // The status first: the header lookup is only for the rare 404 or 405.
+        let bare = |res: &Response<Body>| !res.headers().contains_key(header::CONTENT_TYPE);
+        match res.status() {
+            StatusCode::NOT_FOUND if route.is_none() && bare(&res) => {
                 res = problem(StatusCode::NOT_FOUND, "no route matches this path");
-            } else if res.status() == StatusCode::METHOD_NOT_ALLOWED {
+            }
+            StatusCode::METHOD_NOT_ALLOWED if bare(&res) => {
                 res = method_not_allowed(res.headers().get(header::ALLOW).cloned());
             }
+            _ => {}
         }
         // Put back after every poll, so it is here once the request is done.
         let Some(ctx) = this.inner.take_value() else {
