@@ -182,13 +182,9 @@ paths:
 async fn a_credential_parameter_is_checked_but_never_echoed_and_reserved_headers_are_ignored() {
     use ms_chassis::axum::Router;
     use ms_chassis::axum::routing::get;
-    use ms_chassis::testing::TestService;
 
-    let (_dir, file) = support::spec_file(CREDENTIAL_PARAMETERS);
     let router = Router::new().route("/keyed", get(|| async { "in" }));
-    let s = TestService::start(&format!("openapi: {{ file: {file} }}"), router)
-        .await
-        .unwrap();
+    let (_dir, s) = support::with_spec(CREDENTIAL_PARAMETERS, router).await;
     let res = s
         .client()
         .get(s.url("/keyed"))
@@ -747,12 +743,9 @@ async fn a_discriminator_on_a_base_schema_checks_the_schema_its_value_names() {
     use ms_chassis::axum::Router;
     use ms_chassis::axum::http::StatusCode;
     use ms_chassis::axum::routing::post;
-    use ms_chassis::testing::TestService;
 
-    let (_dir, file) = support::spec_file(INHERITANCE);
     let router = Router::new().route("/pets", post(|| async { StatusCode::CREATED }));
-    let yaml = format!("openapi: {{ file: {file} }}");
-    let s = TestService::start(&yaml, router).await.unwrap();
+    let (_dir, s) = support::with_spec(INHERITANCE, router).await;
     let post = |body: Value| s.client().post(s.url("/pets")).json(&body).send();
     let spec = "inheritance";
 
@@ -809,13 +802,9 @@ paths:
 async fn a_badly_encoded_parameter_is_reported_once_and_no_style_writes_null() {
     use ms_chassis::axum::Router;
     use ms_chassis::axum::routing::get;
-    use ms_chassis::testing::TestService;
 
-    let (_dir, file) = support::spec_file(QUERY_EDGES);
     let router = Router::new().route("/q", get(|| async { "ok" }));
-    let s = TestService::start(&format!("openapi: {{ file: {file} }}"), router)
-        .await
-        .unwrap();
+    let (_dir, s) = support::with_spec(QUERY_EDGES, router).await;
     let get = |q: &str| s.client().get(s.url(&format!("/q?{q}"))).send();
     // Present, if undecodable: its encoding is the one violation, not "is required" too.
     let errors = problem(get("req=%FF%FE").await.unwrap(), 400, "encoding").await;
@@ -837,13 +826,9 @@ async fn a_badly_encoded_parameter_is_reported_once_and_no_style_writes_null() {
 async fn a_3_0_integer_is_written_without_a_fraction_or_an_exponent() {
     use ms_chassis::axum::Router;
     use ms_chassis::axum::routing::post;
-    use ms_chassis::testing::TestService;
 
-    let (_dir, file) = support::spec_file(QUERY_EDGES);
     let router = Router::new().route("/q", post(|| async { "ok" }));
-    let s = TestService::start(&format!("openapi: {{ file: {file} }}"), router)
-        .await
-        .unwrap();
+    let (_dir, s) = support::with_spec(QUERY_EDGES, router).await;
     let post = |body: &'static str| {
         s.client()
             .post(s.url("/q"))

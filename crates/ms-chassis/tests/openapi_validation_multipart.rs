@@ -98,7 +98,6 @@ fn locations(problem: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_bodies_are_checked_part_by_part() {
-    let (_dir, file) = support::spec_file(SPEC);
     let router = Router::new().route(
         "/uploads",
         post(|body: ms_chassis::axum::body::Bytes| async move {
@@ -110,8 +109,7 @@ async fn multipart_bodies_are_checked_part_by_part() {
             StatusCode::CREATED
         }),
     );
-    let yaml = format!("openapi: {{ file: {file} }}");
-    let s = TestService::start(&yaml, router).await.unwrap();
+    let (_dir, s) = support::with_spec(SPEC, router).await;
     let ct = format!("multipart/form-data; boundary={BOUNDARY}");
     let png: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\xff binary";
 

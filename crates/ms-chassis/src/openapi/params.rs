@@ -218,13 +218,15 @@ fn exploded_object(
     props: &std::collections::HashMap<String, Types>,
     sep: char,
 ) -> Read {
-    let key = |part: &'_ str| part.split_once('=').map_or(part, |(k, _)| k).to_owned();
     let mut m = Map::new();
     for part in text.split(sep).filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
         let t = props.get(k).copied().unwrap_or_default();
         if m.insert(k.to_owned(), coerce(v, t)).is_some() {
-            let n = text.split(sep).filter(|p| key(p) == k).count();
+            let n = text
+                .split(sep)
+                .filter(|p| p.split_once('=').map_or(*p, |(name, _)| name) == k)
+                .count();
             return Read::Repeated(k.to_owned(), n);
         }
     }

@@ -20,6 +20,20 @@ pub fn spec_file(text: &str) -> (tempfile::TempDir, String) {
     (dir, quoted)
 }
 
+/// A service with `spec` as its `openapi.file`, serving `router`, started with
+/// `ms_chassis::testing`; the spec's directory lives as long as the returned guard.
+pub async fn with_spec(
+    spec: &str,
+    router: Router,
+) -> (tempfile::TempDir, ms_chassis::testing::TestService) {
+    let (dir, file) = spec_file(spec);
+    let yaml = format!("openapi: {{ file: {file} }}");
+    let s = ms_chassis::testing::TestService::start(&yaml, router)
+        .await
+        .expect("the service starts with its spec");
+    (dir, s)
+}
+
 /// A service started in this process, with its base URL.
 pub struct TestService {
     pub running: RunningService,
