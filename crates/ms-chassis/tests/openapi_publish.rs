@@ -339,8 +339,7 @@ async fn the_documents_stay_with_the_routes_unless_told_to_move_and_the_ui_can_b
         404,
         "health moved"
     );
-    // The docs on the main port are still chassis endpoints: validation and the user's
-    // routes do not see them.
+    // And what they publish there is the service's own contract.
     let doc: Value = get(&format!("{}/openapi.json", s.url), &[])
         .await
         .json()

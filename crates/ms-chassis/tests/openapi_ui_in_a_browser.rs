@@ -203,16 +203,21 @@ async fn strip_prefix_proxy(upstream: String) -> (String, Arc<Mutex<Vec<String>>
     (url, seen)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn swagger_ui_tries_an_operation_directly_behind_a_proxy_and_beside_a_management_port() {
-    node_dir();
+/// The code-first bookshop, configured by `TEST_BASE` and `yaml`, started.
+async fn bookshop(yaml: &str) -> ms_chassis::RunningService {
     let (router, api) = openapi_support::books();
     let svc = Service::builder()
         .yaml(TEST_BASE)
-        .yaml("service: { name: bookshop, version: 2.5.0 }")
+        .yaml(yaml)
         .build()
         .unwrap();
-    let running = svc.with_openapi(api).start(router).await.unwrap();
+    svc.with_openapi(api).start(router).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_ui_tries_an_operation_directly_behind_a_proxy_and_beside_a_management_port() {
+    node_dir();
+    let running = bookshop("service: { name: bookshop, version: 2.5.0 }").await;
     let base = format!("http://{}", running.local_addr());
 
     // Directly: `/docs` redirects to `docs/`, and "Execute" calls the service.
@@ -243,13 +248,7 @@ async fn swagger_ui_tries_an_operation_directly_behind_a_proxy_and_beside_a_mana
 
     // With a management port, the docs stay on the main port by default, so "Execute"
     // still reaches the routes.
-    let (router, api) = openapi_support::books();
-    let svc = Service::builder()
-        .yaml(TEST_BASE)
-        .yaml("server: { management: { port: 0 } }")
-        .build()
-        .unwrap();
-    let running = svc.with_openapi(api).start(router).await.unwrap();
+    let running = bookshop("server: { management: { port: 0 } }").await;
     let base = format!("http://{}", running.local_addr());
     let report = browse(
         &format!("{base}/docs"),

@@ -7,7 +7,6 @@ mod support;
 
 use ms_chassis::axum::Router;
 use ms_chassis::axum::routing::get;
-use ms_chassis::testing::TestService;
 use serde_json::Value;
 
 const SPEC: &str = "openapi: 3.0.3
@@ -58,7 +57,6 @@ paths:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_and_matrix_styles_and_empty_values_are_read_as_the_spec_says() {
-    let (_dir, file) = support::spec_file(SPEC);
     let mut router = Router::new().route("/search", get(|| async { "found" }));
     for prefix in [
         "label",
@@ -71,8 +69,7 @@ async fn label_and_matrix_styles_and_empty_values_are_read_as_the_spec_says() {
     ] {
         router = router.route(&format!("/{prefix}/{{p}}"), get(|| async { "ok" }));
     }
-    let yaml = format!("openapi: {{ file: {file} }}");
-    let s = TestService::start(&yaml, router).await.unwrap();
+    let (_dir, s) = support::with_spec(SPEC, router).await;
 
     for (path, expected, location) in [
         ("/label/.3,4,5", 200, None),
